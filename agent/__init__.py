@@ -1,0 +1,1 @@
+"""Requirement interview, task spec and example drafting."""

@@ -1,0 +1,1 @@
+"""SQLite schema and queries: the only package that speaks SQL."""

@@ -1,0 +1,374 @@
+"""Examples: chat-format training rows with status, split, tags and an edit history."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import sqlite_utils
+
+from store.clock import now_iso
+from store.database import write_transaction
+from store.errors import InputError, NotFoundError
+from store.schema import EXAMPLE_SOURCES, EXAMPLE_SPLITS, EXAMPLE_STATUSES
+
+ROLES = ("system", "user", "assistant")
+MAX_CONTENT_CHARS = 100_000
+"""Longest message text accepted; longer text is almost always a broken file."""
+EVAL_PERCENT = 15
+"""Share of rows that ``--split auto`` holds out for evaluation."""
+
+SplitMode = Literal["train", "eval", "auto"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One turn of a conversation."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class NewExample:
+    """A validated conversation about to be stored, with what its file said about it."""
+
+    messages: tuple[ChatMessage, ...]
+    tags: tuple[str, ...] = ()
+    split: str | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class Example:
+    """A stored example (its latest version)."""
+
+    id: int
+    project_id: int
+    messages: tuple[ChatMessage, ...]
+    content_hash: str
+    source: str
+    status: str
+    split: str
+    tags: tuple[str, ...]
+    version: int
+    created_at: str
+    updated_at: str
+    deleted_at: str | None
+
+    @property
+    def prompt(self) -> str:
+        """The first user turn."""
+        return next((m.content for m in self.messages if m.role == "user"), "")
+
+    @property
+    def response(self) -> str:
+        """The last assistant turn."""
+        return next((m.content for m in reversed(self.messages) if m.role == "assistant"), "")
+
+
+@dataclass(frozen=True)
+class ExampleVersion:
+    """An earlier version of an example, kept when it was edited or removed."""
+
+    example_id: int
+    version: int
+    messages: tuple[ChatMessage, ...]
+    status: str
+    split: str
+    tags: tuple[str, ...]
+    recorded_at: str
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """What an insert of many examples did."""
+
+    added: int
+    duplicates: int
+    train: int
+    eval: int
+
+
+def validate_messages(raw: object) -> tuple[ChatMessage, ...]:
+    """Check a chat-format ``messages`` value and return it typed; raise InputError saying why."""
+    if not isinstance(raw, list):
+        raise InputError(f"'messages' must be a list, got {json_kind(raw)}")
+    if not raw:
+        raise InputError("'messages' is empty")
+    messages: list[ChatMessage] = []
+    for index, item in enumerate(raw):
+        where = f"messages[{index}]"
+        if not isinstance(item, dict):
+            raise InputError(f"{where} must be an object, got {json_kind(item)}")
+        role = item.get("role")
+        if not isinstance(role, str):
+            raise InputError(f"{where}: 'role' is missing or not a string")
+        if role not in ROLES:
+            raise InputError(f"{where}: unknown role {role!r} (expected system, user or assistant)")
+        content = item.get("content")
+        if not isinstance(content, str):
+            raise InputError(f"{where}: 'content' is missing or not a string")
+        messages.append(ChatMessage(role, validate_text(content, f"{where}.content")))
+    if any(m.role == "system" for m in messages[1:]):
+        raise InputError("a system message may only come first")
+    if not any(m.role == "user" for m in messages):
+        raise InputError("no user turn")
+    if not any(m.role == "assistant" for m in messages):
+        raise InputError("no assistant turn")
+    if messages[-1].role != "assistant":
+        raise InputError("the last turn must be the assistant's (it is what the model learns)")
+    return tuple(messages)
+
+
+def validate_text(text: str, field: str) -> str:
+    """Return ``text`` if it is non-blank, not too long and free of NUL characters."""
+    if not text.strip():
+        raise InputError(f"{field} is empty")
+    if len(text) > MAX_CONTENT_CHARS:
+        raise InputError(
+            f"{field} is too long ({len(text)} characters, at most {MAX_CONTENT_CHARS})"
+        )
+    if "\x00" in text:
+        raise InputError(f"{field} contains a NUL character")
+    return text
+
+
+def validate_tags(raw: object) -> tuple[str, ...]:
+    """Check a ``tags`` value: a list of short non-empty strings."""
+    if not isinstance(raw, list) or not all(isinstance(tag, str) and tag.strip() for tag in raw):
+        raise InputError("'tags' must be a list of non-empty strings")
+    return tuple(dict.fromkeys(tag.strip() for tag in raw))
+
+
+def prompt_response(prompt: str, response: str, system: str | None = None) -> NewExample:
+    """A single-turn example from a prompt and a response."""
+    messages = [ChatMessage("user", validate_text(prompt, "prompt"))]
+    messages.append(ChatMessage("assistant", validate_text(response, "response")))
+    if system is not None:
+        messages.insert(0, ChatMessage("system", validate_text(system, "system")))
+    return NewExample(messages=tuple(messages))
+
+
+def messages_to_json(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
+    """The chat format TRL and OpenAI take."""
+    return [{"role": m.role, "content": m.content} for m in messages]
+
+
+def content_hash(messages: Sequence[ChatMessage]) -> str:
+    """A stable hash of a conversation; equal conversations are duplicates."""
+    canonical = json.dumps([[m.role, m.content] for m in messages], ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def auto_split(digest: str) -> str:
+    """The split ``--split auto`` gives a row: a stable ~15% of hashes go to eval."""
+    return "eval" if int(digest[:8], 16) % 100 < EVAL_PERCENT else "train"
+
+
+def add_examples(
+    db: sqlite_utils.Database,
+    project_id: int,
+    new_examples: Iterable[NewExample],
+    *,
+    source: str,
+    split_mode: SplitMode = "auto",
+    status: str = "approved",
+) -> AddResult:
+    """Insert examples in one transaction, skipping any already present in the project.
+
+    With ``split_mode="auto"`` a row keeps the split its file gave it, else gets a stable one.
+    A status given by the file (as in an export) wins over ``status``.
+    """
+    _check_choice("source", source, EXAMPLE_SOURCES)
+    _check_choice("status", status, EXAMPLE_STATUSES)
+    _check_choice("split", split_mode, (*EXAMPLE_SPLITS, "auto"))
+    counts = {"added": 0, "duplicates": 0, "train": 0, "eval": 0}
+    timestamp = now_iso()
+    with write_transaction(db):
+        for example in new_examples:
+            digest = content_hash(example.messages)
+            split: str = split_mode
+            if split_mode == "auto":
+                split = example.split or auto_split(digest)
+            row_status = example.status or status
+            _check_choice("split", split, EXAMPLE_SPLITS)
+            _check_choice("status", row_status, EXAMPLE_STATUSES)
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO examples (project_id, messages, content_hash, source,"
+                " status, split, tags, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    project_id,
+                    json.dumps(messages_to_json(example.messages), ensure_ascii=False),
+                    digest,
+                    source,
+                    row_status,
+                    split,
+                    json.dumps(list(example.tags), ensure_ascii=False),
+                    timestamp,
+                    timestamp,
+                ],
+            )
+            if cursor.rowcount:
+                counts["added"] += 1
+                counts[split] += 1
+            else:
+                counts["duplicates"] += 1
+    return AddResult(**counts)
+
+
+def list_examples(
+    db: sqlite_utils.Database, project_id: int, *, include_removed: bool = False
+) -> list[Example]:
+    """The project's examples in insertion order; removed ones only when asked."""
+    where = "project_id = ?" if include_removed else "project_id = ? AND deleted_at IS NULL"
+    return [
+        _example_from_row(row)
+        for row in db.query(f"SELECT * FROM examples WHERE {where} ORDER BY id", [project_id])
+    ]
+
+
+def get_example(db: sqlite_utils.Database, example_id: int) -> Example:
+    """The example with id ``example_id`` (removed or not)."""
+    rows = list(db.query("SELECT * FROM examples WHERE id = ?", [example_id]))
+    if not rows:
+        raise NotFoundError(f"no example with id {example_id}")
+    return _example_from_row(rows[0])
+
+
+def update_example(
+    db: sqlite_utils.Database,
+    example_id: int,
+    *,
+    messages: tuple[ChatMessage, ...] | None = None,
+    status: str | None = None,
+    split: str | None = None,
+    tags: tuple[str, ...] | None = None,
+) -> Example:
+    """Change an example, keeping its previous version in the history."""
+    if status is not None:
+        _check_choice("status", status, EXAMPLE_STATUSES)
+    if split is not None:
+        _check_choice("split", split, EXAMPLE_SPLITS)
+    if messages is not None:
+        messages = validate_messages(messages_to_json(messages))
+    with write_transaction(db):
+        current = _live_example(db, example_id)
+        _record_version(db, current)
+        new_messages = messages if messages is not None else current.messages
+        db.execute(
+            "UPDATE examples SET messages = ?, content_hash = ?, status = ?, split = ?, tags = ?,"
+            " version = version + 1, updated_at = ? WHERE id = ?",
+            [
+                json.dumps(messages_to_json(new_messages), ensure_ascii=False),
+                content_hash(new_messages),
+                status or current.status,
+                split or current.split,
+                json.dumps(list(tags if tags is not None else current.tags), ensure_ascii=False),
+                now_iso(),
+                example_id,
+            ],
+        )
+    return get_example(db, example_id)
+
+
+def remove_example(db: sqlite_utils.Database, example_id: int) -> Example:
+    """Remove an example from the project; the row and its history stay for undo."""
+    with write_transaction(db):
+        current = _live_example(db, example_id)
+        _record_version(db, current)
+        timestamp = now_iso()
+        db.execute(
+            "UPDATE examples SET deleted_at = ?, updated_at = ?, version = version + 1"
+            " WHERE id = ?",
+            [timestamp, timestamp, example_id],
+        )
+    return get_example(db, example_id)
+
+
+def example_history(db: sqlite_utils.Database, example_id: int) -> list[ExampleVersion]:
+    """Earlier versions of an example, oldest first."""
+    get_example(db, example_id)
+    return [
+        ExampleVersion(
+            example_id=row["example_id"],
+            version=row["version"],
+            messages=_messages_from_json(row["messages"]),
+            status=row["status"],
+            split=row["split"],
+            tags=tuple(json.loads(row["tags"])),
+            recorded_at=row["recorded_at"],
+        )
+        for row in db.query(
+            "SELECT * FROM example_versions WHERE example_id = ? ORDER BY version", [example_id]
+        )
+    ]
+
+
+def _live_example(db: sqlite_utils.Database, example_id: int) -> Example:
+    example = get_example(db, example_id)
+    if example.deleted_at is not None:
+        raise NotFoundError(f"example {example_id} was removed")
+    return example
+
+
+def _record_version(db: sqlite_utils.Database, example: Example) -> None:
+    db.execute(
+        "INSERT INTO example_versions (example_id, version, messages, status, split, tags,"
+        " recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            example.id,
+            example.version,
+            json.dumps(messages_to_json(example.messages), ensure_ascii=False),
+            example.status,
+            example.split,
+            json.dumps(list(example.tags), ensure_ascii=False),
+            now_iso(),
+        ],
+    )
+
+
+def _example_from_row(row: dict[str, Any]) -> Example:
+    return Example(
+        id=row["id"],
+        project_id=row["project_id"],
+        messages=_messages_from_json(row["messages"]),
+        content_hash=row["content_hash"],
+        source=row["source"],
+        status=row["status"],
+        split=row["split"],
+        tags=tuple(json.loads(row["tags"])),
+        version=row["version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        deleted_at=row["deleted_at"],
+    )
+
+
+def _messages_from_json(text: str) -> tuple[ChatMessage, ...]:
+    return tuple(ChatMessage(m["role"], m["content"]) for m in json.loads(text))
+
+
+def _check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InputError(f"{field}: {value!r} is not one of {', '.join(choices)}")
+
+
+def json_kind(value: object) -> str:
+    """How a decoded JSON value is named in an error message."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

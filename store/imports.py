@@ -1,0 +1,316 @@
+"""Reading example files: JSONL, JSON arrays, CSV/TSV and folders saved by ``datasets``.
+
+Parsing is separate from storing: a file is read whole into valid rows and rejected rows
+(each with its location and reason) before a single row is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from store.errors import InputError, NotFoundError
+from store.examples import (
+    ChatMessage,
+    NewExample,
+    json_kind,
+    prompt_response,
+    validate_messages,
+    validate_tags,
+    validate_text,
+)
+
+MAX_FILE_BYTES = 2 * 1024**3
+"""Largest file read into memory; bigger ones are refused up front."""
+
+_KNOWN_FIELDS = (
+    "messages, prompt/response, prompt/completion, instruction/input/output, input/output"
+)
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    """A row that could not be used, where it is, and why."""
+
+    location: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.reason}"
+
+
+@dataclass
+class ParsedFile:
+    """The valid rows and the rejected rows of one file."""
+
+    examples: list[NewExample] = field(default_factory=list)
+    rejected: list[RejectedRow] = field(default_factory=list)
+
+
+def read_examples(path: Path) -> ParsedFile:
+    """Read every row of an example file or ``save_to_disk`` folder; never raises for a bad row."""
+    if not path.exists():
+        raise NotFoundError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return _read_arrow_folder(path)
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise InputError(f"{path}: file is too large ({size} bytes)")
+    data = path.read_bytes()
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return _read_csv(path, data, delimiter="\t" if suffix == ".tsv" else ",")
+    if suffix == ".json" and data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+        return _read_json_array(path, data)
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return _read_jsonl(path, data)
+    raise InputError(f"{path}: unknown file type {suffix or '(none)'!r}; use .jsonl, .json or .csv")
+
+
+def record_to_example(record: object) -> NewExample:
+    """Turn one decoded record of any supported shape into an example; raise InputError why not."""
+    if not isinstance(record, dict):
+        raise InputError(f"expected a JSON object, got {json_kind(record)}")
+    system = _optional_text(record, "system")
+    if "messages" in record:
+        messages = validate_messages(record["messages"])
+        if system is not None and messages[0].role != "system":
+            messages = (ChatMessage("system", system), *messages)
+        example = NewExample(messages=messages)
+    elif "instruction" in record and "output" in record:
+        instruction = validate_text(_text_field(record, "instruction"), "instruction")
+        extra = record.get("input")
+        if extra is not None and not isinstance(extra, str):
+            raise InputError(f"field 'input' must be a string, got {json_kind(extra)}")
+        prompt = f"{instruction}\n\n{extra}" if extra and extra.strip() else instruction
+        example = prompt_response(prompt, _text_field(record, "output"), system)
+    elif "prompt" in record and ("response" in record or "completion" in record):
+        answer_field = "response" if "response" in record else "completion"
+        prompt, answer = record["prompt"], record[answer_field]
+        if isinstance(prompt, list) and isinstance(answer, list):
+            # TRL's conversational prompt/completion: two lists of messages.
+            example = NewExample(messages=validate_messages([*prompt, *answer]))
+        else:
+            example = prompt_response(
+                _text_field(record, "prompt"), _text_field(record, answer_field), system
+            )
+    elif "input" in record and "output" in record:
+        example = prompt_response(
+            _text_field(record, "input"), _text_field(record, "output"), system
+        )
+    else:
+        found = ", ".join(sorted(str(key) for key in record)[:6]) or "none"
+        raise InputError(f"no known fields (expected {_KNOWN_FIELDS}; found {found})")
+    tags = validate_tags(record["tags"]) if record.get("tags") is not None else ()
+    split = _optional_choice(record, "split", ("train", "eval"))
+    status = _optional_choice(record, "status", ("pending", "approved", "rejected"))
+    return NewExample(messages=example.messages, tags=tags, split=split, status=status)
+
+
+def _read_jsonl(path: Path, data: bytes) -> ParsedFile:
+    parsed = ParsedFile()
+    if not data.strip():
+        raise InputError(f"{path}: file is empty")
+    for line_number, raw_line in enumerate(data.split(b"\n"), start=1):
+        if line_number == 1:
+            raw_line = raw_line.removeprefix(b"\xef\xbb\xbf")
+        location = f"{path}:{line_number}"
+        if not raw_line.strip():
+            continue
+        try:
+            text = raw_line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            parsed.rejected.append(
+                RejectedRow(location, f"not valid UTF-8 (byte {error.start + 1})")
+            )
+            continue
+        try:
+            record = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as error:
+            parsed.rejected.append(RejectedRow(location, f"not valid JSON ({_json_reason(error)})"))
+            continue
+        _add_record(parsed, location, record)
+    return parsed
+
+
+def _read_json_array(path: Path, data: bytes) -> ParsedFile:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: not valid UTF-8") from error
+    parsed = ParsedFile()
+    decoder = json.JSONDecoder()
+    position = text.index("[") + 1
+    while True:
+        position = _skip_space(text, position)
+        if position >= len(text):
+            raise InputError(f"{path}:{text.count(chr(10)) + 1}: the JSON array is not closed")
+        if text[position] == "]":
+            break
+        line = text.count("\n", 0, position) + 1
+        try:
+            record, position = decoder.raw_decode(text, position)
+        except (json.JSONDecodeError, RecursionError) as error:
+            # Past a syntax error the rest of an array cannot be trusted to line up.
+            raise InputError(f"{path}:{line}: not valid JSON ({_json_reason(error)})") from error
+        _add_record(parsed, f"{path}:{line}", record)
+        position = _skip_space(text, position)
+        if position < len(text) and text[position] == ",":
+            position += 1
+    return parsed
+
+
+def _read_csv(path: Path, data: bytes, *, delimiter: str) -> ParsedFile:
+    if not data.strip():
+        raise InputError(f"{path}: file is empty")
+    # surrogateescape keeps the file readable past a bad byte; rows holding one are rejected.
+    text = data.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    parsed = ParsedFile()
+    try:
+        header = next(reader)
+    except csv.Error as error:
+        raise InputError(f"{path}:1: not valid CSV ({error})") from error
+    columns = [column.strip().lower() for column in header]
+    if not _has_known_columns(columns):
+        raise InputError(
+            f"{path}:1: the header needs prompt/response, prompt/completion, input/output or"
+            f" instruction/output columns (found: {', '.join(header) or 'none'})"
+        )
+    line_number = reader.line_num + 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            parsed.rejected.append(RejectedRow(f"{path}:{line_number}", f"not valid CSV ({error})"))
+            break
+        location = f"{path}:{line_number}"
+        line_number = reader.line_num + 1
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(columns):
+            parsed.rejected.append(
+                RejectedRow(location, f"expected {len(columns)} columns, got {len(row)}")
+            )
+            continue
+        if any(_has_surrogates(cell) for cell in row):
+            parsed.rejected.append(RejectedRow(location, "not valid UTF-8"))
+            continue
+        record: dict[str, Any] = {
+            name: cell for name, cell in zip(columns, row, strict=True) if name != "tags"
+        }
+        if "tags" in columns:
+            tag_cell = row[columns.index("tags")]
+            record["tags"] = [tag for tag in tag_cell.split(",") if tag.strip()]
+        _add_record(parsed, location, record)
+    return parsed
+
+
+def _read_arrow_folder(path: Path) -> ParsedFile:
+    """Read a folder written by ``datasets.Dataset.save_to_disk`` (or a DatasetDict's)."""
+    # pyarrow reads the Arrow stream files directly, so the CLI never loads ``datasets``.
+    import pyarrow.ipc as ipc
+
+    parsed = ParsedFile()
+    dict_file = path / "dataset_dict.json"
+    if dict_file.exists():
+        for split_name in _json_file(dict_file).get("splits", []):
+            split = "eval" if split_name in ("test", "validation", "eval", "valid") else "train"
+            part = _read_arrow_folder(path / split_name)
+            parsed.examples.extend(
+                NewExample(e.messages, e.tags, e.split or split, e.status) for e in part.examples
+            )
+            parsed.rejected.extend(part.rejected)
+        return parsed
+    state_file = path / "state.json"
+    if not state_file.exists():
+        raise InputError(
+            f"{path}: a folder must be saved by datasets' save_to_disk (no state.json)"
+        )
+    row_number = 0
+    for data_file in _json_file(state_file).get("_data_files", []):
+        arrow_path = (path / str(data_file.get("filename", ""))).resolve()
+        if arrow_path.parent != path.resolve() or not arrow_path.is_file():
+            raise InputError(f"{state_file}: names a data file outside its folder or missing")
+        try:
+            with ipc.open_stream(arrow_path.read_bytes()) as reader:
+                for batch in reader:
+                    for record in batch.to_pylist():
+                        row_number += 1
+                        _add_record(parsed, f"{path}:row {row_number}", record)
+        except (OSError, ValueError) as error:
+            raise InputError(f"{arrow_path}: not a readable Arrow file ({error})") from error
+    return parsed
+
+
+def _json_file(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{path}: not readable JSON ({error})") from error
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: expected a JSON object")
+    return value
+
+
+def _add_record(parsed: ParsedFile, location: str, record: object) -> None:
+    try:
+        parsed.examples.append(record_to_example(record))
+    except InputError as error:
+        parsed.rejected.append(RejectedRow(location, error.message))
+
+
+def _has_known_columns(columns: list[str]) -> bool:
+    names = set(columns)
+    return bool(
+        {"prompt", "response"} <= names
+        or {"prompt", "completion"} <= names
+        or {"input", "output"} <= names
+        or {"instruction", "output"} <= names
+    )
+
+
+def _text_field(record: dict[str, Any], name: str) -> str:
+    value = record.get(name)
+    if not isinstance(value, str):
+        raise InputError(f"field '{name}' must be a string, got {json_kind(value)}")
+    return validate_text(value, f"field '{name}'")
+
+
+def _optional_text(record: dict[str, Any], name: str) -> str | None:
+    value = record.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return _text_field(record, name)
+
+
+def _optional_choice(record: dict[str, Any], name: str, choices: tuple[str, ...]) -> str | None:
+    value = record.get(name)
+    if value is None:
+        return None
+    if value not in choices:
+        raise InputError(f"field '{name}' must be one of {', '.join(choices)}, got {value!r}")
+    return str(value)
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= char <= "\udcff" for char in text)
+
+
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position] in " \t\r\n":
+        position += 1
+    return position
+
+
+def _json_reason(error: Exception) -> str:
+    if isinstance(error, json.JSONDecodeError):
+        return f"{error.msg} at column {error.colno}"
+    return "nested too deeply"

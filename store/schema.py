@@ -1,0 +1,140 @@
+"""The database schema, as ordered sqlite-utils migrations; append new ones, never edit old ones."""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+MIGRATIONS = sqlite_utils.Migrations("tunesmith")
+
+EXAMPLE_SOURCES = ("typed", "imported", "drafted", "from-compare")
+EXAMPLE_STATUSES = ("pending", "approved", "rejected")
+EXAMPLE_SPLITS = ("train", "eval")
+RUN_STATUSES = ("queued", "running", "completed", "failed", "stopped", "interrupted")
+
+
+def _choices(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
+
+
+def _execute_all(db: sqlite_utils.Database, script: str) -> None:
+    """Run each statement of ``script`` inside the migration's transaction.
+
+    ``executescript`` would commit first and break the all-or-nothing migration.
+    """
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+@MIGRATIONS()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    """Projects, interview messages, examples with history, runs, metrics and evaluations."""
+    _execute_all(
+        db,
+        f"""
+        CREATE TABLE projects (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            base_model TEXT NOT NULL,
+            system_prompt TEXT,
+            task_spec TEXT NOT NULL DEFAULT '{{}}',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            role TEXT NOT NULL,
+            content TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX messages_project ON messages(project_id, id);
+        CREATE TABLE examples (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            messages TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            source TEXT NOT NULL CHECK (source IN ({_choices(EXAMPLE_SOURCES)})),
+            status TEXT NOT NULL CHECK (status IN ({_choices(EXAMPLE_STATUSES)})),
+            split TEXT NOT NULL CHECK (split IN ({_choices(EXAMPLE_SPLITS)})),
+            tags TEXT NOT NULL DEFAULT '[]',
+            version INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            deleted_at TEXT
+        );
+        -- The same conversation is stored once per project among live rows, so re-importing
+        -- a file adds nothing, while a removed row may come back.
+        CREATE UNIQUE INDEX examples_live_content
+            ON examples(project_id, content_hash) WHERE deleted_at IS NULL;
+        CREATE INDEX examples_project ON examples(project_id, deleted_at, id);
+        CREATE TABLE example_versions (
+            id INTEGER PRIMARY KEY,
+            example_id INTEGER NOT NULL REFERENCES examples(id) ON DELETE CASCADE,
+            version INTEGER NOT NULL,
+            messages TEXT NOT NULL,
+            status TEXT NOT NULL,
+            split TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            recorded_at TEXT NOT NULL,
+            UNIQUE (example_id, version)
+        );
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            status TEXT NOT NULL CHECK (status IN ({_choices(RUN_STATUSES)})),
+            config TEXT NOT NULL DEFAULT '{{}}',
+            dataset_hash TEXT,
+            dataset_size INTEGER,
+            pid INTEGER,
+            current_step INTEGER NOT NULL DEFAULT 0,
+            max_steps INTEGER,
+            checkpoint_step INTEGER,
+            run_dir TEXT,
+            log_path TEXT,
+            adapter_path TEXT,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX runs_project ON runs(project_id, id);
+        CREATE TABLE run_metrics (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            step INTEGER NOT NULL,
+            epoch REAL,
+            loss REAL,
+            eval_loss REAL,
+            learning_rate REAL,
+            grad_norm REAL,
+            tokens INTEGER,
+            tokens_per_second REAL,
+            eta_seconds REAL,
+            recorded_at TEXT NOT NULL
+        );
+        CREATE INDEX run_metrics_run ON run_metrics(run_id, step);
+        CREATE TABLE evals (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            metric TEXT NOT NULL,
+            item_count INTEGER NOT NULL DEFAULT 0,
+            base_score REAL,
+            tuned_score REAL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE eval_items (
+            id INTEGER PRIMARY KEY,
+            eval_id INTEGER NOT NULL REFERENCES evals(id) ON DELETE CASCADE,
+            example_id INTEGER REFERENCES examples(id) ON DELETE SET NULL,
+            prompt TEXT NOT NULL,
+            reference TEXT NOT NULL,
+            base_output TEXT,
+            tuned_output TEXT,
+            base_score REAL,
+            tuned_score REAL
+        );
+        CREATE INDEX eval_items_eval ON eval_items(eval_id, id);
+        """,
+    )
