@@ -28,7 +28,7 @@ MAX_FILE_BYTES = 2 * 1024**3
 """Largest file read into memory; bigger ones are refused up front."""
 
 _KNOWN_FIELDS = (
-    "messages, prompt/response, prompt/completion, instruction/input/output, input/output"
+    "messages, prompt/response, prompt/completion, instruction/input/output or input/output"
 )
 
 
@@ -312,5 +312,7 @@ def _skip_space(text: str, position: int) -> int:
 
 def _json_reason(error: Exception) -> str:
     if isinstance(error, json.JSONDecodeError):
-        return f"{error.msg} at column {error.colno}"
+        # Some messages already end in "at" ("Unterminated string starting at").
+        joiner = " " if error.msg.endswith(" at") else " at "
+        return f"{error.msg}{joiner}column {error.colno}"
     return "nested too deeply"

@@ -1,0 +1,260 @@
+"""Every import format, and a corpus of bad files with the exact location and reason expected."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from store.errors import InputError, NotFoundError
+from store.examples import ChatMessage
+from store.imports import read_examples
+
+USER_ASSISTANT = (ChatMessage("user", "2+2?"), ChatMessage("assistant", "4"))
+
+
+def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / name
+    if isinstance(content, str):
+        path.write_text(content, encoding="utf-8")
+    else:
+        path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        (
+            "chat.jsonl",
+            '{"messages": [{"role": "user", "content": "2+2?"},'
+            ' {"role": "assistant", "content": "4"}]}\n',
+        ),
+        ("pr.jsonl", '{"prompt": "2+2?", "response": "4"}\n'),
+        ("pc.jsonl", '{"prompt": "2+2?", "completion": "4"}\n'),
+        (
+            "conversational.jsonl",
+            '{"prompt": [{"role": "user", "content": "2+2?"}],'
+            ' "completion": [{"role": "assistant", "content": "4"}]}\n',
+        ),
+        ("alpaca.jsonl", '{"instruction": "2+2?", "input": "", "output": "4"}\n'),
+        ("array.json", '[\n  {"prompt": "2+2?", "response": "4"}\n]\n'),
+        ("pr.csv", 'prompt,response\n"2+2?",4\n'),
+        ("io.csv", "input,output\n2+2?,4\n"),
+        ("io.tsv", "input\toutput\n2+2?\t4\n"),
+        ("bom.jsonl", '\ufeff{"prompt": "2+2?", "response": "4"}\n'),
+        ("crlf.jsonl", '{"prompt": "2+2?", "response": "4"}\r\n\r\n'),
+    ],
+)
+def test_each_format_reads_one_example(tmp_path: Path, name: str, content: str) -> None:
+    parsed = read_examples(write(tmp_path, name, content))
+    assert parsed.rejected == []
+    assert [e.messages for e in parsed.examples] == [USER_ASSISTANT]
+
+
+def test_alpaca_input_joins_instruction_and_system_is_kept(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "a.jsonl",
+        '{"instruction": "Add", "input": "2 2", "output": "4", "system": "Be brief."}\n',
+    )
+    (example,) = read_examples(path).examples
+    assert example.messages == (
+        ChatMessage("system", "Be brief."),
+        ChatMessage("user", "Add\n\n2 2"),
+        ChatMessage("assistant", "4"),
+    )
+
+
+def test_csv_quoted_multiline_cells_and_tags(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "m.csv", 'prompt,response,tags\n"line one\nline two","ok","a,b"\nbad,row\n"x"\n'
+    )
+    parsed = read_examples(path)
+    assert parsed.examples[0].messages[0].content == "line one\nline two"
+    assert parsed.examples[0].tags == ("a", "b")
+    # The row after a two-line record starts on line 4, and the next on line 5.
+    assert [str(r) for r in parsed.rejected] == [
+        f"{path}:4: expected 3 columns, got 2",
+        f"{path}:5: expected 3 columns, got 1",
+    ]
+
+
+def test_datasets_save_to_disk_folder(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    rows = {"prompt": ["2+2?", "3+3?", ""], "response": ["4", "6", "none"]}
+    datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "ds"))
+    parsed = read_examples(tmp_path / "ds")
+    assert [e.messages[-1].content for e in parsed.examples] == ["4", "6"]
+    assert [str(r) for r in parsed.rejected] == [
+        f"{tmp_path / 'ds'}:row 3: field 'prompt' is empty"
+    ]
+    dataset_dict = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"prompt": ["a"], "response": ["b"]}),
+            "test": datasets.Dataset.from_dict({"prompt": ["c"], "response": ["d"]}),
+        }
+    )
+    dataset_dict.save_to_disk(str(tmp_path / "dd"))
+    splits = {e.messages[0].content: e.split for e in read_examples(tmp_path / "dd").examples}
+    assert splits == {"a": "train", "c": "eval"}
+
+
+GOOD = '{"prompt": "q", "response": "a"}'
+
+# (file name, content, expected "LINE: reason" lines); every file also holds good rows, which
+# must all be kept.
+BAD_ROWS: list[tuple[str, bytes, list[str]]] = [
+    (
+        "not_json.jsonl",
+        f"{GOOD}\nnot json\n".encode(),
+        ["2: not valid JSON (Expecting value at column 1)"],
+    ),
+    (
+        "truncated.jsonl",
+        f'{GOOD}\n{{"prompt": "q", "resp\n'.encode(),
+        ["2: not valid JSON (Unterminated string starting at column 17)"],
+    ),
+    (
+        "bad_utf8.jsonl",
+        b'{"prompt": "q\xff", "response": "a"}\n' + GOOD.encode(),
+        ["1: not valid UTF-8 (byte 14)"],
+    ),
+    ("array_row.jsonl", f"{GOOD}\n[1, 2]\n".encode(), ["2: expected a JSON object, got an array"]),
+    (
+        "unknown_fields.jsonl",
+        f'{GOOD}\n{{"question": "q", "answer": "a"}}\n'.encode(),
+        [
+            "2: no known fields (expected messages, prompt/response, prompt/completion, instruction/input/output or input/output; found answer, question)"
+        ],
+    ),
+    (
+        "empty_response.jsonl",
+        f'{GOOD}\n{{"prompt": "q", "response": "   "}}\n'.encode(),
+        ["2: field 'response' is empty"],
+    ),
+    (
+        "number_prompt.jsonl",
+        f'{GOOD}\n{{"prompt": 7, "response": "a"}}\n'.encode(),
+        ["2: field 'prompt' must be a string, got a number"],
+    ),
+    (
+        "no_assistant.jsonl",
+        f'{GOOD}\n{{"messages": [{{"role": "user", "content": "q"}}]}}\n'.encode(),
+        ["2: no assistant turn"],
+    ),
+    (
+        "unknown_role.jsonl",
+        f'{GOOD}\n{{"messages": [{{"role": "robot", "content": "q"}}, {{"role": "assistant", "content": "a"}}]}}\n'.encode(),
+        ["2: messages[0]: unknown role 'robot' (expected system, user or assistant)"],
+    ),
+    (
+        "ends_with_user.jsonl",
+        f'{GOOD}\n{{"messages": [{{"role": "user", "content": "q"}}, {{"role": "assistant", "content": "a"}}, {{"role": "user", "content": "q2"}}]}}\n'.encode(),
+        ["2: the last turn must be the assistant's (it is what the model learns)"],
+    ),
+    (
+        "messages_not_list.jsonl",
+        f'{GOOD}\n{{"messages": "hi"}}\n'.encode(),
+        ["2: 'messages' must be a list, got a string"],
+    ),
+    (
+        "late_system.jsonl",
+        f'{GOOD}\n{{"messages": [{{"role": "user", "content": "q"}}, {{"role": "system", "content": "s"}}, {{"role": "assistant", "content": "a"}}]}}\n'.encode(),
+        ["2: a system message may only come first"],
+    ),
+    (
+        "missing_content.jsonl",
+        f'{GOOD}\n{{"messages": [{{"role": "user"}}, {{"role": "assistant", "content": "a"}}]}}\n'.encode(),
+        ["2: messages[0]: 'content' is missing or not a string"],
+    ),
+    (
+        "huge_field.jsonl",
+        (GOOD + "\n" + json.dumps({"prompt": "x" * 100_001, "response": "a"}) + "\n").encode(),
+        ["2: field 'prompt' is too long (100001 characters, at most 100000)"],
+    ),
+    (
+        "nul.jsonl",
+        f'{GOOD}\n{{"prompt": "a\\u0000b", "response": "a"}}\n'.encode(),
+        ["2: field 'prompt' contains a NUL character"],
+    ),
+    (
+        "deep.jsonl",
+        (GOOD + "\n" + "[" * 100_000 + "\n").encode(),
+        ["2: not valid JSON (nested too deeply)"],
+    ),
+    (
+        "bad_split.jsonl",
+        f'{GOOD}\n{{"prompt": "q2", "response": "a", "split": "test"}}\n'.encode(),
+        ["2: field 'split' must be one of train, eval, got 'test'"],
+    ),
+    (
+        "bad_tags.jsonl",
+        f'{GOOD}\n{{"prompt": "q2", "response": "a", "tags": "x"}}\n'.encode(),
+        ["2: 'tags' must be a list of non-empty strings"],
+    ),
+    (
+        "ragged.csv",
+        b"prompt,response\nq,a\nonly one\nq,a,extra\n",
+        ["3: expected 2 columns, got 1", "4: expected 2 columns, got 3"],
+    ),
+    ("bad_utf8.csv", b"prompt,response\nq,a\nq\xff,a\n", ["3: not valid UTF-8"]),
+    ("empty_cell.csv", b"input,output\nq,a\nq2,\n", ["3: field 'output' is empty"]),
+    (
+        "array_item.json",
+        f'[\n  {GOOD},\n  "text",\n  {{"prompt": ""}}\n]\n'.encode(),
+        [
+            "3: expected a JSON object, got a string",
+            "4: no known fields (expected messages, prompt/response, prompt/completion, instruction/input/output or input/output; found prompt)",
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "expected"), BAD_ROWS, ids=[r[0] for r in BAD_ROWS])
+def test_bad_rows_name_their_line_and_reason(
+    tmp_path: Path, name: str, content: bytes, expected: list[str]
+) -> None:
+    path = write(tmp_path, name, content)
+    parsed = read_examples(path)
+    assert [str(r) for r in parsed.rejected] == [f"{path}:{line}" for line in expected]
+    assert len(parsed.examples) >= 1, "the valid rows are kept"
+
+
+BAD_FILES: list[tuple[str, bytes, str]] = [
+    ("empty.jsonl", b"", "file is empty"),
+    ("blank.csv", b"\n\n", "file is empty"),
+    ("wrong_header.csv", b"question,answer\nq,a\n", "1: the header needs prompt/response"),
+    ("binary.bin", b"\x00\x01\x02", "unknown file type '.bin'"),
+    (
+        "broken_array.json",
+        b'[\n{"prompt": "q", "response": "a"},\n{"prompt": \n',
+        "3: not valid JSON",
+    ),
+    (
+        "unclosed_array.json",
+        b'[\n{"prompt": "q", "response": "a"}\n',
+        "the JSON array is not closed",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "expected"), BAD_FILES, ids=[r[0] for r in BAD_FILES])
+def test_unusable_files_raise_one_clear_error(
+    tmp_path: Path, name: str, content: bytes, expected: str
+) -> None:
+    path = write(tmp_path, name, content)
+    with pytest.raises(InputError) as caught:
+        read_examples(path)
+    assert caught.value.message.startswith(str(path))
+    assert expected in caught.value.message
+    assert "\n" not in caught.value.message
+
+
+def test_missing_file_and_foreign_folder(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="no such file"):
+        read_examples(tmp_path / "missing.jsonl")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(InputError, match=r"no state\.json"):
+        read_examples(tmp_path / "folder")
