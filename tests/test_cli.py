@@ -19,7 +19,7 @@ from store.projects import get_project
 from tui.cli import cli
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO = REPO / "demo" / "support_emails.jsonl"
+DEMO = REPO / "examples" / "support_emails.jsonl"
 
 
 @pytest.fixture
@@ -49,17 +49,17 @@ def test_import_demo_twice_adds_nothing_the_second_time(db_path: Path) -> None:
     run(db_path, "project", "new", "support")
     first = run(db_path, "examples", "import", "support", str(DEMO))
     assert first.exit_code == 0, first.output
-    assert first.stdout.startswith("Imported 60 new examples into 'support'")
+    assert first.stdout.startswith("Imported 80 new examples into 'support' (60 train, 20 eval)")
     second = run(db_path, "examples", "import", "support", str(DEMO))
     assert second.exit_code == 0
     assert "Imported 0 new examples" in second.stdout
-    assert "60 already present" in second.stdout
+    assert "80 already present" in second.stdout
     db = open_database(db_path)
     stored = list_examples(db, get_project(db, "support").id)
-    assert len(stored) == 60
+    assert len(stored) == 80
     assert {e.status for e in stored} == {"approved"}
     assert {e.source for e in stored} == {"imported"}
-    assert 3 <= sum(e.split == "eval" for e in stored) <= 15
+    assert sum(e.split == "eval" for e in stored) == 20
     assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
 
 
@@ -90,7 +90,7 @@ def test_export_imports_back_to_the_same_rows(db_path: Path, tmp_path: Path) -> 
     run(db_path, "examples", "import", "a", str(DEMO))
     run(db_path, "examples", "add", "a", "--prompt", "Hi [/] \x1b[31m", "--response", "ok")
     exported = tmp_path / "a.jsonl"
-    assert run(db_path, "examples", "export", "a", str(exported)).stdout.startswith("Exported 61")
+    assert run(db_path, "examples", "export", "a", str(exported)).stdout.startswith("Exported 81")
     assert run(db_path, "examples", "import", "b", str(exported)).exit_code == 0
 
     def rows(name: str) -> list[tuple[object, ...]]:
@@ -98,7 +98,7 @@ def test_export_imports_back_to_the_same_rows(db_path: Path, tmp_path: Path) -> 
         return [(r["messages"], r["split"], r["status"], r["tags"]) for r in records]
 
     assert rows("a") == rows("b")
-    assert len(rows("b")) == 61
+    assert len(rows("b")) == 81
 
 
 def test_add_list_remove(db_path: Path) -> None:
