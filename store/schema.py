@@ -118,10 +118,8 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         CREATE TABLE evals (
             id INTEGER PRIMARY KEY,
             run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-            metric TEXT NOT NULL,
             item_count INTEGER NOT NULL DEFAULT 0,
-            base_score REAL,
-            tuned_score REAL,
+            scores TEXT NOT NULL DEFAULT '{{}}',
             created_at TEXT NOT NULL
         );
         CREATE TABLE eval_items (
@@ -132,8 +130,9 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             reference TEXT NOT NULL,
             base_output TEXT,
             tuned_output TEXT,
-            base_score REAL,
-            tuned_score REAL
+            base_scores TEXT NOT NULL DEFAULT '{{}}',
+            tuned_scores TEXT NOT NULL DEFAULT '{{}}',
+            preference TEXT CHECK (preference IN ('base', 'tuned', 'tie'))
         );
         CREATE INDEX eval_items_eval ON eval_items(eval_id, id);
         """,

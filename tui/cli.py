@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
 import click
-import sqlite_utils
 
-from store.database import open_database
 from store.errors import TunesmithError
 from store.examples import (
     Example,
@@ -26,24 +23,12 @@ from store.exports import export_examples
 from store.imports import read_examples
 from store.paths import default_db_path
 from store.projects import DEFAULT_BASE_MODEL, create_project, get_project, list_projects
+from tui.cli_runs import runs, train
+from tui.cli_state import CliState, pass_state
 from tui.safe_text import one_line, terminal_safe
 
 EXIT_REJECTED_ROWS = 1
 """Exit status of an import that kept the valid rows but rejected some."""
-
-
-@dataclass
-class CliState:
-    """What every command shares: where the database is, opened on first use."""
-
-    db_path: Path
-    _db: sqlite_utils.Database | None = None
-
-    def db(self) -> sqlite_utils.Database:
-        """The open database (created with its schema on first use)."""
-        if self._db is None:
-            self._db = open_database(self.db_path)
-        return self._db
 
 
 class TunesmithGroup(click.Group):
@@ -78,7 +63,8 @@ def cli(ctx: click.Context, db_path: Path | None) -> None:
         run_app(state.db_path)
 
 
-pass_state = click.make_pass_decorator(CliState)
+cli.add_command(train)
+cli.add_command(runs)
 
 
 @cli.group()

@@ -1,0 +1,104 @@
+"""Held-out evaluations of a run: per-item base and tuned answers, and their scores."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+
+from store.clock import now_iso
+from store.database import write_transaction
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One eval-split row answered by base and tuned."""
+
+    example_id: int | None
+    prompt: str
+    reference: str
+    base_output: str
+    tuned_output: str
+    base_scores: dict[str, float | None]
+    tuned_scores: dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A run's evaluation: mean scores of base and tuned over ``n`` items."""
+
+    id: int
+    run_id: int
+    n: int
+    base: dict[str, float | None]
+    tuned: dict[str, float | None]
+    created_at: str
+
+
+def save_evaluation(
+    db: sqlite_utils.Database,
+    run_id: int,
+    items: list[EvalItem],
+    base: dict[str, float | None],
+    tuned: dict[str, float | None],
+) -> Evaluation:
+    """Store an evaluation and its items in one transaction."""
+    timestamp = now_iso()
+    with write_transaction(db):
+        cursor = db.execute(
+            "INSERT INTO evals (run_id, item_count, scores, created_at) VALUES (?, ?, ?, ?)",
+            [run_id, len(items), json.dumps({"base": base, "tuned": tuned}), timestamp],
+        )
+        eval_id = cursor.lastrowid
+        assert eval_id is not None
+        for item in items:
+            db.execute(
+                "INSERT INTO eval_items (eval_id, example_id, prompt, reference, base_output,"
+                " tuned_output, base_scores, tuned_scores) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    eval_id,
+                    item.example_id,
+                    item.prompt,
+                    item.reference,
+                    item.base_output,
+                    item.tuned_output,
+                    json.dumps(item.base_scores),
+                    json.dumps(item.tuned_scores),
+                ],
+            )
+    return Evaluation(eval_id, run_id, len(items), base, tuned, timestamp)
+
+
+def latest_evaluation(db: sqlite_utils.Database, run_id: int) -> Evaluation | None:
+    """The newest evaluation of a run, if any."""
+    rows = list(db.query("SELECT * FROM evals WHERE run_id = ? ORDER BY id DESC LIMIT 1", [run_id]))
+    if not rows:
+        return None
+    row = rows[0]
+    scores: dict[str, Any] = json.loads(row["scores"])
+    return Evaluation(
+        id=row["id"],
+        run_id=row["run_id"],
+        n=row["item_count"],
+        base=scores["base"],
+        tuned=scores["tuned"],
+        created_at=row["created_at"],
+    )
+
+
+def evaluation_items(db: sqlite_utils.Database, eval_id: int) -> list[EvalItem]:
+    """The items of an evaluation, in the order they were answered."""
+    return [
+        EvalItem(
+            example_id=row["example_id"],
+            prompt=row["prompt"],
+            reference=row["reference"],
+            base_output=row["base_output"] or "",
+            tuned_output=row["tuned_output"] or "",
+            base_scores=json.loads(row["base_scores"]),
+            tuned_scores=json.loads(row["tuned_scores"]),
+        )
+        for row in db.query("SELECT * FROM eval_items WHERE eval_id = ? ORDER BY id", [eval_id])
+    ]

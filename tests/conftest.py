@@ -1,0 +1,76 @@
+"""Shared fixtures: a private home per test, no network, a tiny model and the embedded model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Set before any test module imports huggingface_hub, which reads it once at import time.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+
+TINY_MODEL_CONTEXT = 512
+"""Context length of the tiny test model, so over-long prompts are cheap to build."""
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Give every test its own empty tunesmith home and keep the Hugging Face hub offline."""
+    home = tmp_path / "tunesmith-home"
+    monkeypatch.setenv("TUNESMITH_HOME", str(home))
+    monkeypatch.delenv("TUNESMITH_DB", raising=False)
+    monkeypatch.delenv("TUNESMITH_SERVER_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    yield home
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight Llama with the real SmolLM2 tokenizer, saved once per session."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from trainer.models import embedded_gguf_path
+
+    gguf_path = embedded_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=TINY_MODEL_CONTEXT,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+        # Wider than the default 0.02, so greedy output is varied words, not one repeated token.
+        initializer_range=0.3,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    model_dir = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def embedded_model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tunesmith home holding the real embedded model, converted once per session (~20 s).
+
+    Tests that need it set ``TUNESMITH_HOME`` to this folder; it is how CI proves the embedded
+    model converts and answers without a network.
+    """
+    from trainer.models import ensure_embedded_model
+
+    home = tmp_path_factory.mktemp("embedded-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TUNESMITH_HOME", str(home))
+        ensure_embedded_model(on_status=lambda message: None)
+    return home

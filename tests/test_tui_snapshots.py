@@ -1,0 +1,138 @@
+"""Screenshots of every screen at 80x24, compared with the accepted ones in __snapshots__.
+
+After a deliberate change of the look, accept the new pictures with
+``pytest tests/test_tui_snapshots.py --snapshot-update`` and review the SVG diffs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input
+from textual.worker import WorkerState
+
+from store.database import open_database
+from store.examples import NewExample, add_examples, prompt_response
+from store.projects import create_project
+from tui.app import TunesmithApp
+
+SnapCompare = Callable[..., bool]
+
+DEMO_ROWS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (
+        "Great phone, the battery easily lasts two days.",
+        '{"sentiment": "positive", "topic": "battery"}',
+        ("battery",),
+    ),
+    (
+        "Screen cracked after a week and support never answered.",
+        '{"sentiment": "negative", "topic": "support"}',
+        ("support", "negative"),
+    ),
+    ("Arrived on time. Does what it says.", '{"sentiment": "neutral", "topic": "delivery"}', ()),
+    ("Camera is superb in daylight,\nbut noisy at night.", '{"sentiment": "mixed"}', ("camera",)),
+    ("[@click=app.quit]click me[/]", "markup in data stays text [/]", ("hostile",)),
+    ("\x1b[31mred?\x1b[0m no: escapes are stripped", '{"sentiment": "neutral"}', ("hostile",)),
+)
+"""Demo examples of the project ``reviews``, two of them hostile on purpose."""
+
+
+@pytest.fixture(autouse=True)
+def private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep every file the app might write inside the test's folder."""
+    monkeypatch.setenv("TUNESMITH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TUNESMITH_DB", raising=False)
+
+
+@pytest.fixture
+def demo_db(tmp_path: Path) -> Path:
+    """A database with the projects ``reviews`` (the demo rows) and ``haiku`` (empty)."""
+    path = tmp_path / "demo.db"
+    db = open_database(path)
+    reviews = create_project(db, "reviews")
+    create_project(db, "haiku", base_model="HuggingFaceTB/SmolLM2-360M-Instruct")
+    demo = [
+        NewExample(messages=prompt_response(prompt, response).messages, tags=tags)
+        for prompt, response, tags in DEMO_ROWS
+    ]
+    add_examples(db, reviews.id, demo[:3], source="imported", split_mode="train")
+    add_examples(db, reviews.id, demo[3:4], source="typed", split_mode="eval")
+    add_examples(db, reviews.id, demo[4:], source="drafted", split_mode="train", status="pending")
+    db.close()
+    return path
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    """Wait until no worker is pending or running and what they posted has been handled."""
+    for _ in range(20):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        if not any(
+            worker.state in (WorkerState.PENDING, WorkerState.RUNNING)
+            for worker in pilot.app.workers
+        ):
+            return
+    raise AssertionError("workers kept starting")
+
+
+def open_reviews_then(*keys: str) -> Callable[[Pilot[Any]], Any]:
+    """A ``run_before`` that opens ``reviews`` from the picker, then presses ``keys``."""
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press(*keys)
+        await settle(pilot)
+
+    return run_before
+
+
+def test_picker(snap_compare: SnapCompare, demo_db: Path) -> None:
+    assert snap_compare(TunesmithApp(demo_db), run_before=settle)
+
+
+def test_picker_on_an_empty_database(snap_compare: SnapCompare, tmp_path: Path) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        pilot.app.screen.query_one(Input).cursor_blink = False
+
+    path = tmp_path / "empty.db"
+    open_database(path).close()
+    assert snap_compare(TunesmithApp(path), run_before=run_before)
+
+
+def test_picker_with_a_refused_name(snap_compare: SnapCompare, demo_db: Path) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        pilot.app.screen.query_one(Input).cursor_blink = False
+        await pilot.press("tab", *"no spaces [b]please[/b]", "enter")
+        await settle(pilot)
+
+    assert snap_compare(TunesmithApp(demo_db), run_before=run_before)
+
+
+def test_dataset(snap_compare: SnapCompare, demo_db: Path) -> None:
+    assert snap_compare(TunesmithApp(demo_db), run_before=open_reviews_then("j"))
+
+
+def test_dataset_without_a_project(snap_compare: SnapCompare, demo_db: Path) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("escape")
+        await settle(pilot)
+
+    assert snap_compare(TunesmithApp(demo_db), run_before=run_before)
+
+
+@pytest.mark.parametrize("key", ["1", "3", "4"])
+def test_placeholder_areas(snap_compare: SnapCompare, demo_db: Path, key: str) -> None:
+    assert snap_compare(TunesmithApp(demo_db), run_before=open_reviews_then(key))
+
+
+def test_help(snap_compare: SnapCompare, demo_db: Path) -> None:
+    assert snap_compare(TunesmithApp(demo_db), run_before=open_reviews_then("question_mark"))

@@ -1,0 +1,132 @@
+"""A run's configuration and the defaults tunesmith chooses from the data (no torch here)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+LEARNING_RATE_LORA = 1e-3
+"""Measured on the embedded 135M model: 60 rows x 3 epochs at 1e-3 learn a JSON task exactly."""
+LEARNING_RATE_FULL = 5e-5
+"""Full fine-tuning moves every weight, so it takes a much smaller step."""
+STEP_TARGET = 150
+"""Rows seen per run (epochs x rows) that small tasks need; sets the epoch count."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How one run trains; every field has a default chosen from the data."""
+
+    epochs: int = field(metadata={"help": "Passes over the training rows."})
+    learning_rate: float = field(metadata={"help": "Peak learning rate (cosine decay after it)."})
+    batch_size: int = field(metadata={"help": "Rows per optimizer step."})
+    lora_rank: int = field(default=16, metadata={"help": "LoRA rank r: the adapter's capacity."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA inputs."})
+    target_modules: str = field(
+        default="all-linear", metadata={"help": "Layers that get adapters."}
+    )
+    max_steps: int = field(default=0, metadata={"help": "Optimizer steps in all (0: from epochs)."})
+    save_every: int = field(default=0, metadata={"help": "Checkpoint every N steps (0: auto)."})
+    eval_every: int = field(default=0, metadata={"help": "Eval loss every N steps (0: auto)."})
+    early_stopping_patience: int = field(
+        default=2, metadata={"help": "Evaluations without a better eval loss before stopping."}
+    )
+    warmup_steps: int = field(default=0, metadata={"help": "Steps of linear warm-up."})
+    full: bool = field(default=False, metadata={"help": "Full fine-tune instead of LoRA."})
+    qlora: bool = field(default=False, metadata={"help": "4-bit base model (CUDA only)."})
+    keep_checkpoints: int = field(default=2, metadata={"help": "Complete checkpoints kept."})
+    seed: int = field(default=0, metadata={"help": "Random seed."})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as JSON-ready values."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        """A config from stored values, ignoring keys this version does not know."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A config with the reason for each chosen value, as shown to the user."""
+
+    config: RunConfig
+    reasons: dict[str, str]
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Optimizer steps in one pass over ``n_train`` rows."""
+    return max(1, math.ceil(n_train / batch_size))
+
+
+def plan_run(n_train: int, n_eval: int, overrides: dict[str, Any] | None = None) -> Plan:
+    """Choose a config for ``n_train`` training rows; ``overrides`` (from flags) win."""
+    overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
+    full = bool(overrides.get("full", False))
+    reasons: dict[str, str] = {}
+
+    batch_size = min(8, max(1, n_train // 4))
+    reasons["batch_size"] = (
+        "8 rows per step: stable gradients, and still several steps per epoch"
+        if batch_size == 8
+        else f"{batch_size}: a quarter of the {n_train} rows, so each epoch has several steps"
+    )
+    batch_size = int(overrides.get("batch_size", batch_size))
+
+    epochs = min(8, max(2, math.ceil(STEP_TARGET / max(n_train, 1))))
+    reasons["epochs"] = (
+        f"{epochs} passes: small tasks need about {STEP_TARGET} rows seen, "
+        f"and this one has {n_train}"
+    )
+    epochs = int(overrides.get("epochs", epochs))
+
+    learning_rate = LEARNING_RATE_FULL if full else LEARNING_RATE_LORA
+    reasons["learning_rate"] = (
+        "5e-5: full fine-tuning changes every weight"
+        if full
+        else "1e-3: LoRA adapters on a small model learn a task in a few dozen steps at this rate"
+    )
+    learning_rate = float(overrides.get("learning_rate", learning_rate))
+
+    reasons["lora_rank"] = "16 on all linear layers (alpha 32): enough capacity for one task"
+    per_epoch = steps_per_epoch(n_train, batch_size)
+    max_steps = int(overrides.get("max_steps") or per_epoch * epochs)
+    reasons["max_steps"] = f"{max_steps}: {epochs} epochs x {per_epoch} steps"
+    save_every = int(overrides.get("save_every") or max(1, math.ceil(max_steps / 5)))
+    reasons["save_every"] = f"every {save_every} steps: a stop or crash loses little work"
+    eval_every = save_every if n_eval else 0
+    reasons["eval_every"] = (
+        f"eval loss on the {n_eval} eval rows every {eval_every} steps; stops early when it "
+        "stops improving twice in a row"
+        if n_eval
+        else "no eval rows, so no eval loss and no early stopping"
+    )
+    warmup_steps = max(0, math.ceil(max_steps * 0.05))
+    reasons["warmup_steps"] = f"{warmup_steps}: 5% of the steps warm the rate up"
+
+    known = {f.name for f in fields(RunConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"unknown run settings: {', '.join(sorted(unknown))}")
+    config = RunConfig(
+        epochs=epochs,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        max_steps=max_steps,
+        save_every=save_every,
+        eval_every=eval_every,
+        warmup_steps=warmup_steps,
+    )
+    explicit = {
+        key: value
+        for key, value in overrides.items()
+        if key not in ("epochs", "learning_rate", "batch_size", "max_steps", "save_every")
+    }
+    config = replace(config, **explicit)
+    for key in overrides:
+        reasons[key] = "set by you"
+    return Plan(config=config, reasons=reasons)

@@ -1,0 +1,1 @@
+"""Screens: the four areas (Textual modes) and the dialogs shown over them."""
