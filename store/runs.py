@@ -91,6 +91,11 @@ def create_run(
     return get_run(db, run_id)
 
 
+def set_dataset_hash(db: sqlite_utils.Database, run_id: int, digest: str) -> None:
+    """Record the hash of the run's frozen data."""
+    db.execute("UPDATE runs SET dataset_hash = ? WHERE id = ?", [digest, run_id])
+
+
 def set_launched(db: sqlite_utils.Database, run_id: int, *, pid: int) -> None:
     """The launcher started the run's process: queue it again under its new pid."""
     db.execute(

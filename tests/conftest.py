@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from store.database import open_database
+from store.examples import NewExample, add_examples, prompt_response
+from store.projects import create_project
+from trainer.jobs import plan_for_project, prepare_run
 
 # Set before any test module imports huggingface_hub, which reads it once at import time.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -74,3 +82,43 @@ def embedded_model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         patch.setenv("TUNESMITH_HOME", str(home))
         ensure_embedded_model(on_status=lambda message: None)
     return home
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    """A completed, evaluated training run of the tiny model."""
+
+    home: Path
+    db_path: Path
+    project: str
+    run_id: int
+
+
+def tiny_task_rows(count: int) -> list[NewExample]:
+    """A task the tiny model can learn in a few steps: repeat a colour name."""
+    colours = ["red", "green", "blue", "black", "white", "orange", "purple", "yellow"]
+    return [
+        prompt_response(f"Name colour number {i}.", colours[i % len(colours)]) for i in range(count)
+    ]
+
+
+@pytest.fixture(scope="session")
+def completed_tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> TinyRun:
+    """A run of the tiny model trained to completion (and evaluated) once per session."""
+    home = tmp_path_factory.mktemp("tiny-run-home")
+    db_path = home / "tunesmith.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TUNESMITH_HOME", str(home))
+        db = open_database(db_path)
+        project = create_project(db, "colours", base_model=str(tiny_model_dir))
+        add_examples(db, project.id, tiny_task_rows(16), source="imported", split_mode="train")
+        add_examples(db, project.id, tiny_task_rows(20)[16:], source="imported", split_mode="eval")
+        plan = plan_for_project(db, project, {"max_steps": 6, "batch_size": 4})
+        run = prepare_run(db, project, plan)
+        subprocess.run(
+            [sys.executable, "-m", "trainer.run", "--db", str(db_path), "--run-id", str(run.id)],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "TUNESMITH_HOME": str(home)},
+        )
+    return TinyRun(home=home, db_path=db_path, project="colours", run_id=run.id)

@@ -21,6 +21,7 @@ from store.runs import (
     create_run,
     get_run,
     mark_lost_runs_interrupted,
+    set_dataset_hash,
     set_launched,
 )
 from trainer.config import Plan, plan_run
@@ -51,6 +52,11 @@ def approved_rows(db: sqlite_utils.Database, project: Project) -> tuple[list[Any
 
 def start_run(db: sqlite_utils.Database, db_path: Path, project: Project, plan: Plan) -> Run:
     """Freeze the approved rows into a new run's folder and start its process, detached."""
+    return _launch(db, db_path, prepare_run(db, project, plan), resume=False)
+
+
+def prepare_run(db: sqlite_utils.Database, project: Project, plan: Plan) -> Run:
+    """Create a queued run and freeze the project's approved rows into its folder."""
     train, evaluation = approved_rows(db, project)
     ensure_private_dir(home_dir())
     root = ensure_private_dir(runs_dir())
@@ -65,8 +71,8 @@ def start_run(db: sqlite_utils.Database, db_path: Path, project: Project, plan: 
     assert run.run_dir is not None
     run_dir = ensure_private_dir(Path(run.run_dir))
     snapshot = write_snapshot(run_dir, train, evaluation)
-    db.execute("UPDATE runs SET dataset_hash = ? WHERE id = ?", [snapshot.digest, run.id])
-    return _launch(db, db_path, get_run(db, run.id), resume=False)
+    set_dataset_hash(db, run.id, snapshot.digest)
+    return get_run(db, run.id)
 
 
 def resume_run(db: sqlite_utils.Database, db_path: Path, run_id: int) -> Run:

@@ -1,0 +1,41 @@
+"""Training runs of the tiny model: what they change, what they record, how they end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import TinyRun
+
+from store.database import open_database
+from store.evals import evaluation_items, latest_evaluation
+from store.runs import get_run, metrics
+
+
+def test_completed_run_records_progress_and_evaluates(completed_tiny_run: TinyRun) -> None:
+    db = open_database(completed_tiny_run.db_path)
+    run = get_run(db, completed_tiny_run.run_id)
+    assert run.status == "completed", run.error
+    assert run.current_step == run.max_steps == 6
+    assert run.dataset_size == 16
+    assert run.dataset_hash and len(run.dataset_hash) == 64
+    rows = [metric for _, metric in metrics(db, run.id)]
+    train_rows = [m for m in rows if m.loss is not None]
+    assert [m.step for m in train_rows] == [1, 2, 3, 4, 5, 6]
+    assert all(m.learning_rate is not None and m.grad_norm is not None for m in train_rows)
+    assert any(m.tokens_per_second for m in train_rows)
+    assert train_rows[-1].eta_seconds == 0
+    assert run.adapter_path is not None
+    adapter = Path(run.adapter_path)
+    assert sorted(p.name for p in adapter.iterdir() if p.suffix in (".json", ".safetensors")) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+    assert not list(adapter.glob("*.bin")), "no pickle next to the adapter"
+    evaluation = latest_evaluation(db, run.id)
+    assert evaluation is not None
+    assert evaluation.n == 4
+    assert set(evaluation.base) == set(evaluation.tuned) >= {"exact_match", "token_f1"}
+    items = evaluation_items(db, evaluation.id)
+    assert [item.reference for item in items] == ["red", "green", "blue", "black"]
