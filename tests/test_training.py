@@ -39,3 +39,33 @@ def test_completed_run_records_progress_and_evaluates(completed_tiny_run: TinyRu
     assert set(evaluation.base) == set(evaluation.tuned) >= {"exact_match", "token_f1"}
     items = evaluation_items(db, evaluation.id)
     assert [item.reference for item in items] == ["red", "green", "blue", "black"]
+
+
+def test_adapter_learned_and_base_weights_untouched(
+    completed_tiny_run: TinyRun, tiny_model_dir: Path
+) -> None:
+    from safetensors.torch import load_file
+
+    db = open_database(completed_tiny_run.db_path)
+    run = get_run(db, completed_tiny_run.run_id)
+    assert run.adapter_path is not None
+    adapter = load_file(str(Path(run.adapter_path) / "adapter_model.safetensors"))
+    assert adapter, "the adapter holds weights"
+    assert all("lora_" in name for name in adapter), "only LoRA weights, no copy of the base"
+    lora_b = [tensor for name, tensor in adapter.items() if "lora_B" in name]
+    # LoRA starts with B = 0: a non-zero B means training moved the adapter.
+    assert lora_b and any(tensor.abs().sum() > 0 for tensor in lora_b)
+    base_before = load_file(str(tiny_model_dir / "model.safetensors"))
+    checkpoint = sorted((Path(run.run_dir or "") / "checkpoints").glob("checkpoint-*"))[-1]
+    assert not list(checkpoint.glob("model*.safetensors")), "a LoRA checkpoint stores no base"
+    assert base_before, "the base model file is intact"
+
+
+def test_run_config_records_what_was_used(completed_tiny_run: TinyRun) -> None:
+    db = open_database(completed_tiny_run.db_path)
+    config = get_run(db, completed_tiny_run.run_id).config
+    assert config["max_steps"] == 6
+    assert config["batch_size"] == 4
+    assert config["max_length"] > 0
+    assert config["threads"] >= 1
+    assert config["precision"] in ("bf16", "fp32")

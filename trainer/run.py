@@ -427,7 +427,8 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         report_to=[],
         disable_tqdm=True,
         dataloader_num_workers=0,
-        gradient_checkpointing=False,
+        # Recomputing activations saves memory a small model does not need, at ~30% speed.
+        activation_checkpointing=False,
     )
     progress = StoreProgress(db_path, run.id, config, stop)
     trainer = AtomicCheckpointTrainer(
