@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import tiny_task_rows
 from datasets import Dataset
 from transformers import (
     AutoModelForCausalLM,
@@ -22,6 +21,7 @@ from store.database import open_database
 from store.examples import messages_to_json
 from store.projects import create_project
 from store.runs import create_run, metrics
+from tests.conftest import tiny_task_rows
 from trainer.config import plan_run
 from trainer.run import (
     StopRequest,

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import sqlite_utils
-from conftest import tiny_task_rows
 
 from store.database import open_database
 from store.examples import add_examples
 from store.projects import create_project
 from store.runs import Run, get_run, metrics
+from tests.conftest import tiny_task_rows
 from trainer.jobs import plan_for_project, refresh_runs, resume_run, start_run, stop_run
 from trainer.run import complete_checkpoints
 

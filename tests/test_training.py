@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import TinyRun
-
 from store.database import open_database
 from store.evals import evaluation_items, latest_evaluation
 from store.runs import get_run, metrics
+from tests.conftest import TinyRun
 
 
 def test_completed_run_records_progress_and_evaluates(completed_tiny_run: TinyRun) -> None:

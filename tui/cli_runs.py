@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 import sqlite_utils
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
 
 from store.errors import InputError
 from store.projects import get_project, get_project_by_id
@@ -51,28 +53,90 @@ def format_seconds(seconds: float | None) -> str:
 
 
 def follow(db: sqlite_utils.Database, run_id: int) -> Run:
-    """Print the run's progress until it ends; Ctrl-C stops following, not the run."""
-    last_row = 0
-    printed_status = ""
+    """Show the run's progress until it ends; Ctrl-C stops following, not the run.
+
+    On a terminal this is a live progress bar (step, loss, tokens/s, ETA) with eval losses
+    printed above it; piped, it is one line per logged step, for scripts and logs.
+    """
+    console = Console(stderr=False, highlight=False)
     try:
-        while True:
-            refresh_runs(db)
-            run = get_run(db, run_id)
-            if run.status != printed_status:
-                click.echo(f"Run {run.id}: {run.status}")
-                printed_status = run.status
-            for row_id, metric in metrics(db, run_id, after_id=last_row):
-                click.echo(_metric_line(metric, run.max_steps))
-                last_row = row_id
-            if run.status in FINAL_STATUSES:
-                return run
-            time.sleep(FOLLOW_POLL_SECONDS)
+        if console.is_terminal:
+            return _follow_with_bar(db, run_id, console)
+        return _follow_with_lines(db, run_id)
     except KeyboardInterrupt:
         click.echo(
             f"\nDetached: run {run_id} keeps training. Follow it again: tunesmith runs follow"
             f" {run_id}; stop it: tunesmith runs stop {run_id}"
         )
         sys.exit(0)
+
+
+def _follow_with_lines(db: sqlite_utils.Database, run_id: int) -> Run:
+    last_row = 0
+    printed_status = ""
+    while True:
+        refresh_runs(db)
+        run = get_run(db, run_id)
+        if run.status != printed_status:
+            click.echo(f"Run {run.id}: {run.status}")
+            printed_status = run.status
+        for row_id, metric in metrics(db, run_id, after_id=last_row):
+            click.echo(_metric_line(metric, run.max_steps))
+            last_row = row_id
+        if run.status in FINAL_STATUSES:
+            return run
+        time.sleep(FOLLOW_POLL_SECONDS)
+
+
+def _follow_with_bar(db: sqlite_utils.Database, run_id: int, console: Console) -> Run:
+    last_row = 0
+    columns = (
+        TextColumn("run {task.fields[run]} {task.fields[status]:<8}"),
+        BarColumn(),
+        TextColumn("step {task.fields[steps]}"),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[speed]} tok/s"),
+        TextColumn("ETA {task.fields[eta]}"),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(
+            "train",
+            total=None,
+            run=run_id,
+            status="queued",
+            steps="0/?",
+            loss="-",
+            speed="-",
+            eta="?",
+        )
+        while True:
+            refresh_runs(db)
+            run = get_run(db, run_id)
+            for row_id, metric in metrics(db, run_id, after_id=last_row):
+                last_row = row_id
+                if metric.eval_loss is not None:
+                    progress.console.print(f"step {metric.step}: eval loss {metric.eval_loss:.4f}")
+                if metric.loss is not None:
+                    progress.update(
+                        task,
+                        loss=f"{metric.loss:.4f}",
+                        speed=(
+                            f"{metric.tokens_per_second:,.0f}"
+                            if metric.tokens_per_second is not None
+                            else "-"
+                        ),
+                        eta=format_seconds(metric.eta_seconds),
+                    )
+            progress.update(
+                task,
+                total=run.max_steps,
+                completed=run.current_step,
+                status=run.status,
+                steps=f"{run.current_step}/{run.max_steps or '?'}",
+            )
+            if run.status in FINAL_STATUSES:
+                return run
+            time.sleep(FOLLOW_POLL_SECONDS)
 
 
 def _metric_line(metric: RunMetric, max_steps: int | None) -> str:
