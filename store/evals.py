@@ -74,9 +74,18 @@ def save_evaluation(
 def latest_evaluation(db: sqlite_utils.Database, run_id: int) -> Evaluation | None:
     """The newest evaluation of a run, if any."""
     rows = list(db.query("SELECT * FROM evals WHERE run_id = ? ORDER BY id DESC LIMIT 1", [run_id]))
-    if not rows:
-        return None
-    row = rows[0]
+    return _evaluation_from_row(rows[0]) if rows else None
+
+
+def list_evaluations(db: sqlite_utils.Database, run_id: int) -> list[Evaluation]:
+    """Every evaluation of a run, oldest first."""
+    return [
+        _evaluation_from_row(row)
+        for row in db.query("SELECT * FROM evals WHERE run_id = ? ORDER BY id", [run_id])
+    ]
+
+
+def _evaluation_from_row(row: dict[str, Any]) -> Evaluation:
     scores: dict[str, Any] = json.loads(row["scores"])
     return Evaluation(
         id=row["id"],

@@ -30,7 +30,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     home = tmp_path / "tunesmith-home"
     monkeypatch.setenv("TUNESMITH_HOME", str(home))
     monkeypatch.delenv("TUNESMITH_DB", raising=False)
-    monkeypatch.delenv("TUNESMITH_SERVER_TOKEN", raising=False)
+    monkeypatch.delenv("TUNESMITH_API_KEY", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     yield home
 

@@ -14,9 +14,9 @@ from store.errors import ModelError
 _DONE = "[DONE]"
 
 
-def list_models(base_url: str, token: str | None, *, timeout: float = 30) -> list[str]:
+def list_models(base_url: str, api_key: str | None, *, timeout: float = 30) -> list[str]:
     """The model ids the server answers to (``base``, then ``run-<id>`` adapters)."""
-    request = _request(base_url, "/v1/models", token)
+    request = _request(base_url, "/v1/models", api_key)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             payload = json.loads(response.read())
@@ -34,7 +34,7 @@ def list_models(base_url: str, token: str | None, *, timeout: float = 30) -> lis
 
 def stream_chat(
     base_url: str,
-    token: str | None,
+    api_key: str | None,
     model: str,
     messages: list[dict[str, str]],
     *,
@@ -54,7 +54,7 @@ def stream_chat(
         "temperature": temperature,
         "stream": True,
     }
-    request = _request(base_url, "/v1/chat/completions", token, body)
+    request = _request(base_url, "/v1/chat/completions", api_key, body)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             for payload in _events(response):
@@ -69,11 +69,11 @@ def stream_chat(
 
 
 def _request(
-    base_url: str, path: str, token: str | None, body: dict[str, Any] | None = None
+    base_url: str, path: str, api_key: str | None, body: dict[str, Any] | None = None
 ) -> urllib.request.Request:
     headers = {"Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
     data = None
     if body is not None:
         data = json.dumps(body).encode()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 
 from store.database import open_database
@@ -79,6 +80,13 @@ def _print(message: str) -> None:
     print(message, flush=True)
 
 
+def _failure_line(error: BaseException) -> str:
+    """An unexpected exception as one short line: its type and the first line of its message."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 def main(argv: list[str] | None = None) -> int:
     """Evaluate one run; errors are one line on stderr and exit status 1."""
     parser = argparse.ArgumentParser(prog="python -m trainer.evaluation")
@@ -89,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate_run(args.db, args.run_id)
     except TunesmithError as error:
         print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    except Exception as error:
+        # The traceback is for a bug report; the last line is what the CLI shows.
+        traceback.print_exc()
+        print(f"error: {_failure_line(error)}", file=sys.stderr)
         return 1
     _print(f"Evaluation {result.id} of run {result.run_id}: {result.n} rows")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +15,19 @@ from transformers import (
     AutoModelForCausalLM,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
     TextIteratorStreamer,
 )
 
-from store.errors import ModelError, NotFoundError
+from store.errors import InputError, ModelError, NotFoundError
 
-BASE_MODEL_NAME = "base"
-"""The model name that answers with every adapter disabled."""
+# Model names are part of the HTTP protocol, so they live with the torch-free launcher.
+from trainer.launch import BASE_MODEL_NAME as BASE_MODEL_NAME
+from trainer.launch import run_model_name as run_model_name
 
 SAFE_ADAPTER_SUFFIXES = (".safetensors", ".json", ".jinja", ".md", ".txt", ".model")
 """File types an adapter folder may hold; anything else (a pickle) is refused before loading."""
-
-
-def run_model_name(run_id: int) -> str:
-    """The model name under which run ``run_id``'s adapter answers."""
-    return f"run-{run_id}"
 
 
 def check_adapter_folder(path: Path) -> None:
@@ -42,6 +41,123 @@ def check_adapter_folder(path: Path) -> None:
             raise ModelError(f"{child}: refusing to load (only safetensors and JSON are loaded)")
 
 
+class UnknownModelError(NotFoundError):
+    """A model name this pool does not answer to."""
+
+
+class PromptTooLongError(InputError):
+    """A conversation that leaves the model no room to answer."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One conversation, chat-templated and tokenized, with the room left to answer in."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    max_new_tokens: int
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Number of prompt tokens."""
+        return int(self.input_ids.shape[1])
+
+
+class _StopWhenSet(StoppingCriteria):
+    """Stops generation once an event is set (the answer is no longer wanted)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self._event = event
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor | None, **kwargs: object
+    ) -> torch.BoolTensor:
+        stop = torch.full(
+            (input_ids.shape[0],), self._event.is_set(), dtype=torch.bool, device=input_ids.device
+        )
+        return stop  # type: ignore[return-value]
+
+
+class Generation:
+    """One answer being generated on a worker thread: iterate for its text, cancel to stop it.
+
+    After iteration ends, ``completion_tokens`` and ``finish_reason`` describe the answer.
+    """
+
+    def __init__(
+        self, pool: ModelPool, name: str, prompt: Prompt, sampling: dict[str, Any]
+    ) -> None:
+        self.prompt = prompt
+        self.completion_tokens = 0
+        """Tokens generated, counted once the answer is complete."""
+        self.finish_reason = "stop"
+        """``stop`` (end of answer or cancelled) or ``length`` (ran out of tokens)."""
+        self._pool = pool
+        self._streamer = TextIteratorStreamer(
+            pool.tokenizer, skip_prompt=True, skip_special_tokens=True
+        )
+        self._cancelled = threading.Event()
+        self._sequences: torch.Tensor | None = None
+        self._failure: BaseException | None = None
+        self._done = False
+        self._worker = threading.Thread(
+            target=self._produce, args=(name, sampling), name=f"generate-{name}", daemon=True
+        )
+        self._worker.start()
+
+    def cancel(self) -> None:
+        """Stop generating after the current token; safe to call from any thread, any time."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the answer was cancelled."""
+        return self._cancelled.is_set()
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        """The next non-empty piece of text; blocks until the model produces it."""
+        if not self._done:
+            for piece in self._streamer:
+                if piece:
+                    return str(piece)
+            self._done = True
+            self._finish()
+        raise StopIteration
+
+    def _produce(self, name: str, sampling: dict[str, Any]) -> None:
+        # The streamer is ended on every path, or the reading thread would wait forever.
+        try:
+            self._sequences = self._pool.run_generate(
+                name,
+                {"input_ids": self.prompt.input_ids, "attention_mask": self.prompt.attention_mask},
+                max_new_tokens=self.prompt.max_new_tokens,
+                cancelled=self._cancelled,
+                streamer=self._streamer,
+                **sampling,
+            )
+        except BaseException as error:
+            self._failure = error
+            self._streamer.end()
+            return
+        if self._sequences is None:
+            self._streamer.end()
+
+    def _finish(self) -> None:
+        self._worker.join()
+        if self._failure is not None:
+            raise ModelError(f"generation failed: {_first_line(self._failure)}")
+        if self._sequences is None:
+            return
+        completion_ids = self._sequences[0, self.prompt.prompt_tokens :].tolist()
+        self.completion_tokens = len(completion_ids)
+        ended_on_eos = bool(completion_ids) and completion_ids[-1] in self._pool.eos_token_ids
+        if self.completion_tokens >= self.prompt.max_new_tokens and not ended_on_eos:
+            self.finish_reason = "length"
+
+
 class ModelPool:
     """One base model with named adapters; generation is serialized by a lock."""
 
@@ -53,6 +169,14 @@ class ModelPool:
         self._peft: PeftModel | None = None
         self._full_models: dict[str, PreTrainedModel] = {}
         self.lock = threading.Lock()
+        # A fast tokenizer's padding settings are shared mutable state in Rust; concurrent
+        # encodes that change them fail with "Already borrowed".
+        self._encode_lock = threading.Lock()
+        eos = model.generation_config.eos_token_id
+        self.eos_token_ids: frozenset[int] = frozenset(
+            eos if isinstance(eos, list) else [] if eos is None else [eos]
+        )
+        """Token ids that end an answer."""
 
     @property
     def names(self) -> list[str]:
@@ -65,36 +189,43 @@ class ModelPool:
         if name in self.names:
             return
         check_adapter_folder(folder)
-        if not (folder / "adapter_config.json").is_file():
-            # A full fine-tune: its own weights, loaded from safetensors only.
-            self._full_models[name] = AutoModelForCausalLM.from_pretrained(
-                folder, dtype=torch.float32, use_safetensors=True
-            ).eval()
-            return
-        with self.lock:
-            if self._peft is None:
-                self._peft = PeftModel.from_pretrained(
-                    self._base, str(folder), adapter_name=name, is_trainable=False
+        try:
+            if not (folder / "adapter_config.json").is_file():
+                # A full fine-tune: its own weights, loaded from safetensors only.
+                self._full_models[name] = AutoModelForCausalLM.from_pretrained(
+                    folder, dtype=torch.float32, use_safetensors=True
                 ).eval()
-            else:
-                self._peft.load_adapter(str(folder), adapter_name=name, is_trainable=False)
+                return
+            with self.lock:
+                if self._peft is None:
+                    self._peft = PeftModel.from_pretrained(
+                        self._base, str(folder), adapter_name=name, is_trainable=False
+                    ).eval()
+                else:
+                    self._peft.load_adapter(str(folder), adapter_name=name, is_trainable=False)
+        # peft and transformers report a broken adapter with many unrelated exception types.
+        except Exception as error:
+            raise ModelError(f"cannot load {name} from {folder}: {_first_line(error)}") from error
+
+    def check_name(self, name: str) -> None:
+        """Raise UnknownModelError unless this pool answers to ``name``."""
+        if name not in self.names:
+            raise UnknownModelError(f"no model named {name!r} (models: {', '.join(self.names)})")
 
     @contextlib.contextmanager
     def selected(self, name: str) -> Iterator[Any]:
         """The model that answers as ``name``; hold ``lock`` around this."""
+        self.check_name(name)
         if name in self._full_models:
             yield self._full_models[name]
+        elif self._peft is None:
+            yield self._base
         elif name == BASE_MODEL_NAME:
-            if self._peft is None:
-                yield self._base
-            else:
-                with self._peft.disable_adapter():
-                    yield self._peft
-        elif self._peft is not None and name in self._peft.peft_config:
+            with self._peft.disable_adapter():
+                yield self._peft
+        else:
             self._peft.set_adapter(name)
             yield self._peft
-        else:
-            raise NotFoundError(f"no model named {name!r} (models: {', '.join(self.names)})")
 
     def encode(self, conversations: list[list[dict[str, str]]]) -> dict[str, torch.Tensor]:
         """Chat-templated, left-padded inputs ready for ``generate``."""
@@ -102,11 +233,57 @@ class ModelPool:
             self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             for messages in conversations
         ]
-        self.tokenizer.padding_side = "left"
-        encoded: dict[str, torch.Tensor] = self.tokenizer(
-            texts, return_tensors="pt", padding=True, add_special_tokens=False
-        )
+        with self._encode_lock:
+            self.tokenizer.padding_side = "left"
+            encoded: dict[str, torch.Tensor] = self.tokenizer(
+                texts, return_tensors="pt", padding=True, add_special_tokens=False
+            )
         return encoded
+
+    def prepare(self, messages: list[dict[str, str]], max_new_tokens: int) -> Prompt:
+        """Tokenize one conversation and fit the answer's length into the model's context."""
+        try:
+            inputs = self.encode([messages])
+        # The chat template is Jinja code shipped with the model; it raises what it likes.
+        except Exception as error:
+            raise InputError(
+                f"the model's chat template rejected the messages: {_first_line(error)}"
+            ) from error
+        prompt = Prompt(inputs["input_ids"], inputs["attention_mask"], max_new_tokens)
+        context_length = getattr(self._base.config, "max_position_embeddings", None)
+        if isinstance(context_length, int):
+            if prompt.prompt_tokens >= context_length:
+                raise PromptTooLongError(
+                    f"the prompt has {prompt.prompt_tokens} tokens; "
+                    f"the model's context holds {context_length}"
+                )
+            room = context_length - prompt.prompt_tokens
+            prompt = Prompt(prompt.input_ids, prompt.attention_mask, min(max_new_tokens, room))
+        return prompt
+
+    def start(
+        self, name: str, prompt: Prompt, *, temperature: float = 0.0, top_p: float | None = None
+    ) -> Generation:
+        """Start answering ``prompt`` as ``name`` on a worker thread; iterate the result."""
+        self.check_name(name)
+        return Generation(self, name, prompt, _sampling(temperature, top_p))
+
+    def stream(
+        self,
+        name: str,
+        messages: list[dict[str, str]],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+    ) -> Iterator[str]:
+        """Text pieces of one answer as they are generated; closing early stops generation."""
+        generation = self.start(
+            name, self.prepare(messages, max_new_tokens), temperature=temperature
+        )
+        try:
+            yield from generation
+        finally:
+            generation.cancel()
 
     def generate(
         self,
@@ -118,60 +295,54 @@ class ModelPool:
     ) -> list[str]:
         """Answers to several conversations at once, greedy unless ``temperature`` > 0."""
         inputs = self.encode(conversations)
-        with self.lock, self.selected(name) as model, torch.inference_mode():
-            output = model.generate(
-                **inputs,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=self.tokenizer.pad_token_id,
-                **_sampling(temperature),
-            )
+        output = self.run_generate(
+            name, inputs, max_new_tokens=max_new_tokens, **_sampling(temperature, None)
+        )
+        assert output is not None
         prompt_length = inputs["input_ids"].shape[1]
         return [
             str(self.tokenizer.decode(row[prompt_length:], skip_special_tokens=True)).strip()
             for row in output
         ]
 
-    def stream(
+    def run_generate(
         self,
         name: str,
-        messages: list[dict[str, str]],
+        inputs: dict[str, torch.Tensor],
         *,
         max_new_tokens: int,
-        temperature: float = 0.0,
-    ) -> Iterator[str]:
-        """Text pieces of one answer as they are generated."""
-        inputs = self.encode([messages])
-        streamer = TextIteratorStreamer(
-            self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600
-        )
-        failure: list[BaseException] = []
-
-        def produce() -> None:
-            try:
-                with self.selected(name) as model, torch.inference_mode():
-                    model.generate(
-                        **inputs,
-                        max_new_tokens=max_new_tokens,
-                        pad_token_id=self.tokenizer.pad_token_id,
-                        streamer=streamer,
-                        **_sampling(temperature),
-                    )
-            except BaseException as error:
-                failure.append(error)
-                streamer.end()
-
+        cancelled: threading.Event | None = None,
+        **options: Any,
+    ) -> torch.Tensor | None:
+        """The one call of ``generate``, as ``name``; None when cancelled before it began."""
         with self.lock:
-            if name not in self.names:
-                raise NotFoundError(f"no model named {name!r} (models: {', '.join(self.names)})")
-            worker = threading.Thread(target=produce, daemon=True)
-            worker.start()
-            yield from streamer
-            worker.join()
-        if failure:
-            raise ModelError(f"generation failed: {failure[0]}")
+            if cancelled is not None:
+                if cancelled.is_set():
+                    return None
+                options["stopping_criteria"] = StoppingCriteriaList([_StopWhenSet(cancelled)])
+            with self.selected(name) as model, torch.inference_mode():
+                output: torch.Tensor = model.generate(
+                    input_ids=inputs["input_ids"].to(model.device),
+                    attention_mask=inputs["attention_mask"].to(model.device),
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    **options,
+                )
+        return output
 
 
-def _sampling(temperature: float) -> dict[str, Any]:
+def _sampling(temperature: float, top_p: float | None) -> dict[str, Any]:
     if temperature <= 0:
         return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-    return {"do_sample": True, "temperature": temperature}
+    sampling: dict[str, Any] = {"do_sample": True, "temperature": temperature}
+    if top_p is not None:
+        sampling["top_p"] = top_p
+    return sampling
+
+
+def _first_line(error: BaseException) -> str:
+    """The first non-empty line of an exception's message."""
+    for line in str(error).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(error).__name__

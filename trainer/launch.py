@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import queue
 import secrets
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from store.errors import ModelError
+import sqlite_utils
 
-TOKEN_ENV = "TUNESMITH_SERVER_TOKEN"
-"""Environment variable the server reads its bearer token from (unseen by ``ps``)."""
+from store.errors import InputError, ModelError
+from store.projects import Project, get_project_by_id
+from store.runs import Run, get_run, list_runs
+
+API_KEY_ENV = "TUNESMITH_API_KEY"
+"""Environment variable holding the server's bearer token (unseen by ``ps``, unlike a flag)."""
 
 READY_PREFIX = "READY "
 """Start of the one stdout line the server prints once it listens, followed by its URL."""
@@ -28,7 +33,49 @@ STATUS_PREFIX = "status: "
 ERROR_PREFIX = "error: "
 """Start of the stderr line that says why the server could not start."""
 
-_WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}
+BASE_MODEL_NAME = "base"
+"""The model name that answers with every adapter disabled."""
+
+_WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "::": "[::1]"}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def run_model_name(run_id: int) -> str:
+    """The model name under which run ``run_id``'s adapter answers."""
+    return f"run-{run_id}"
+
+
+def served_runs(
+    db: sqlite_utils.Database, project: Project, run_ids: Sequence[int] | None
+) -> list[Run]:
+    """The completed runs a server for ``project`` answers with: those named, else all of them."""
+    if run_ids is None:
+        return [
+            run
+            for run in list_runs(db, project.id)
+            if run.status == "completed" and run.adapter_path
+        ]
+    chosen: list[Run] = []
+    for run_id in run_ids:
+        run = get_run(db, run_id)
+        if run.project_id != project.id:
+            owner = get_project_by_id(db, run.project_id)
+            raise InputError(
+                f"run {run_id} belongs to project {owner.name!r}, not {project.name!r}"
+            )
+        if run.status != "completed" or not run.adapter_path:
+            raise InputError(f"run {run_id} is {run.status}; only a completed run can answer")
+        chosen.append(run)
+    return chosen
 
 
 @dataclass
@@ -41,15 +88,30 @@ class _ServerOutput:
 
 @dataclass
 class ServerHandle:
-    """A running model server: where to reach it, its token, and how to stop it."""
+    """A running model server: where to reach it, its key, and how to stop it."""
 
     base_url: str
-    token: str | None
+    """``http://HOST:PORT`` of the server; the OpenAI API is under ``/v1``."""
+    api_key: str | None
+    """The bearer token clients must send, or None when the server takes any request."""
     process: subprocess.Popen[str]
     log_path: Path | None = None
     """File that receives everything the server writes, when one was asked for."""
     _readers: list[threading.Thread] = field(default_factory=list, repr=False)
     _log_file: IO[str] | None = field(default=None, repr=False)
+    _output: _ServerOutput = field(default_factory=_ServerOutput, repr=False)
+
+    def wait(self) -> str:
+        """Block until the server process ends by itself; return one line saying how it ended."""
+        return_code = self.process.wait()
+        for reader in self._readers:
+            reader.join(timeout=10)
+        message = f"The model server exited with code {return_code}"
+        if self._output.last_line:
+            message += f": {self._output.last_line}"
+        if self.log_path is not None:
+            message += f" (see {self.log_path})"
+        return message
 
     def stop(self, timeout: float = 10) -> None:
         """Terminate the server, kill it if it does not exit within ``timeout`` seconds."""
@@ -80,8 +142,13 @@ class ServerHandle:
 
 
 def start_server(
-    base_model: str,
+    base_model: str | None = None,
     *,
+    adapters: Mapping[str, Path] | None = None,
+    db_path: Path | None = None,
+    project: str | None = None,
+    run_ids: Sequence[int] | None = None,
+    api_key: str | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
     log_path: Path | None = None,
@@ -92,33 +159,39 @@ def start_server(
 ) -> ServerHandle:
     """Start ``python -m trainer.serve`` and return once it listens; failures are ModelErrors.
 
-    The server gets a fresh random token unless ``extra_env`` sets ``TUNESMITH_SERVER_TOKEN``
-    (empty means none). ``on_status`` is called on a background thread with each status line.
-    Everything the server writes goes to ``log_path`` when given. The server also exits when
-    this process dies, because its stdin closes.
+    Serve either ``base_model`` with ``adapters`` (model name -> adapter folder), or the project
+    ``project`` of the database ``db_path``: its base model and system prompt, with the
+    completed runs in ``run_ids`` (None: every completed run; empty: none).
+    ``api_key`` is the bearer token clients must send: None makes a fresh random one, ``""``
+    none; it reaches the server through its environment, never its command line.
+    ``on_status`` is called on a background thread with each status line. Everything the server
+    writes goes to ``log_path`` when given. The server also exits when this process dies,
+    because its stdin closes.
     """
+    if (base_model is None) == (project is None) or (project is not None and db_path is None):
+        raise ValueError("start_server needs base_model, or db_path and project")
+    described = f"project {project}" if project is not None else str(base_model)
     env = dict(os.environ)
-    env[TOKEN_ENV] = secrets.token_urlsafe(32)
     env.update(extra_env or {})
+    env[API_KEY_ENV] = secrets.token_urlsafe(32) if api_key is None else api_key
     env["PYTHONUNBUFFERED"] = "1"
     # The server runs this same checkout's code, whatever the working directory.
     source_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_root, env.get("PYTHONPATH")]))
     # Progress bars are carriage-return noise in a log; status lines say what is happening.
     env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    token = env[TOKEN_ENV] or None
-    command = [
-        sys.executable,
-        "-m",
-        "trainer.serve",
-        "--base-model",
-        base_model,
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--exit-on-stdin-eof",
-    ]
+    command = [sys.executable, "-m", "trainer.serve"]
+    if project is not None:
+        command += ["--db", str(db_path), "--project", project]
+        if run_ids is not None and not run_ids:
+            command.append("--base-only")
+        for run_id in run_ids or []:
+            command += ["--run", str(run_id)]
+    else:
+        command += ["--base-model", str(base_model)]
+        for name, folder in (adapters or {}).items():
+            command += ["--adapter", f"{name}={folder}"]
+    command += ["--host", host, "--port", str(port), "--exit-on-stdin-eof"]
     if trust_remote_code:
         command.append("--trust-remote-code")
     log_file = None
@@ -182,13 +255,15 @@ def start_server(
     ]
     for reader in readers:
         reader.start()
-    handle = ServerHandle("", token, process, log_path, readers, log_file)
+    handle = ServerHandle(
+        "", env[API_KEY_ENV] or None, process, log_path, readers, log_file, output
+    )
     try:
         ready_url = ready_urls.get(timeout=startup_timeout)
     except queue.Empty:
         handle.stop()
         raise ModelError(
-            f"The model server for {base_model} did not start within {startup_timeout:g} s."
+            f"The model server for {described} did not start within {startup_timeout:g} s."
         ) from None
     except BaseException:
         handle.stop()
@@ -197,20 +272,18 @@ def start_server(
         return_code = process.wait()
         readers[1].join(timeout=10)
         handle.stop()
-        raise ModelError(_startup_failure(base_model, return_code, output, log_path))
+        raise ModelError(_startup_failure(described, return_code, output, log_path))
     handle.base_url = _connectable(ready_url)
     return handle
 
 
 def _startup_failure(
-    base_model: str, return_code: int, output: _ServerOutput, log_path: Path | None
+    described: str, return_code: int, output: _ServerOutput, log_path: Path | None
 ) -> str:
     """One line saying why the server exited before it was ready."""
     if output.error_message:
         return output.error_message
-    message = (
-        f"The model server for {base_model} exited with code {return_code} before it was ready"
-    )
+    message = f"The model server for {described} exited with code {return_code} before it was ready"
     if output.last_line:
         message += f": {output.last_line}"
     if log_path is not None:

@@ -3,20 +3,36 @@
 from __future__ import annotations
 
 import json
-import re
 import string
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 
 METRICS = ("exact_match", "normalized_match", "token_f1", "json_valid", "json_equal")
 """Every score an item gets; the JSON ones only when the reference is JSON."""
 
-_PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
+METRIC_LABELS = {
+    "exact_match": "exact match",
+    "normalized_match": "normalized match",
+    "token_f1": "token F1",
+    "json_valid": "JSON valid",
+    "json_equal": "JSON equal",
+}
+"""How each metric is named in tables and model cards."""
+
+_ASCII_PUNCTUATION = frozenset(string.punctuation)
+
+
+def _is_punctuation(character: str) -> bool:
+    # ASCII symbols such as $ and + count too, as in SQuAD; beyond ASCII, Unicode punctuation
+    # (curly quotes, dashes, ellipses) is what models swap for the plain forms.
+    return character in _ASCII_PUNCTUATION or unicodedata.category(character).startswith("P")
 
 
 def normalize(text: str) -> str:
-    """Lower case, punctuation removed, whitespace collapsed."""
-    return " ".join(_PUNCTUATION.sub(" ", text.lower()).split())
+    """Case folded, punctuation removed, whitespace collapsed."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join("".join(" " if _is_punctuation(c) else c for c in folded).split())
 
 
 def token_f1(answer: str, reference: str) -> float:
@@ -40,10 +56,25 @@ def _parse_json(text: str) -> tuple[bool, object]:
         return False, None
 
 
+def is_json_reference(reference: str) -> bool:
+    """Whether a reference is a JSON object or array (a bare word or number does not count)."""
+    parsed, value = _parse_json(reference)
+    return parsed and isinstance(value, dict | list)
+
+
+def json_equal(left: object, right: object) -> bool:
+    """Whether two parsed JSON values are equal, with ``true`` never equal to ``1``."""
+    if isinstance(left, bool) or isinstance(right, bool):
+        return type(left) is type(right) and left == right
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(json_equal(left[k], right[k]) for k in left)
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(map(json_equal, left, right))
+    return left == right
+
+
 def score(answer: str, reference: str) -> dict[str, float | None]:
-    """All metrics of one answer; JSON metrics are None unless the reference is a JSON value."""
-    reference_is_json, reference_value = _parse_json(reference)
-    reference_is_json = reference_is_json and isinstance(reference_value, dict | list)
+    """All metrics of one answer; JSON metrics are None unless the reference is JSON."""
     scores: dict[str, float | None] = {
         "exact_match": float(answer.strip() == reference.strip()),
         "normalized_match": float(normalize(answer) == normalize(reference)),
@@ -51,10 +82,11 @@ def score(answer: str, reference: str) -> dict[str, float | None]:
         "json_valid": None,
         "json_equal": None,
     }
-    if reference_is_json:
+    if is_json_reference(reference):
+        _, reference_value = _parse_json(reference)
         answer_is_json, answer_value = _parse_json(answer)
         scores["json_valid"] = float(answer_is_json)
-        scores["json_equal"] = float(answer_is_json and answer_value == reference_value)
+        scores["json_equal"] = float(answer_is_json and json_equal(answer_value, reference_value))
     return scores
 
 

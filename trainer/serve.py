@@ -1,8 +1,14 @@
-"""The model server: one base model behind an OpenAI-compatible HTTP API (stdlib http.server).
+"""The model server: a base model and its run adapters behind an OpenAI-compatible HTTP API.
 
-Run ``python -m trainer.serve --base-model M``. Once listening it prints ``READY http://HOST:PORT``
-on stdout; status lines go to stderr as ``status: ...``, and a startup failure as ``error: ...``
-with exit code 2. The bearer token comes from ``--token`` or ``$TUNESMITH_SERVER_TOKEN``.
+Run ``python -m trainer.serve --base-model M [--adapter run-3=FOLDER ...]``, or
+``python -m trainer.serve --db PATH --project NAME [--run ID ... | --base-only]`` to serve a
+project's base model with its completed runs (all of them unless some are named) and its system
+prompt. The model ``base`` answers with adapters disabled, ``run-<id>`` with that run's adapter.
+
+Starlette routes the requests and uvicorn serves them; generation runs on worker threads so the
+event loop stays free. Once listening the server prints ``READY http://HOST:PORT`` on stdout;
+status lines go to stderr as ``status: ...``, and a startup failure as ``error: ...`` with exit
+code 2. The bearer token comes from ``$TUNESMITH_API_KEY`` (or ``--api-key``).
 """
 
 from __future__ import annotations
@@ -10,37 +16,52 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hmac
-import ipaddress
 import json
 import os
 import socket
-import socketserver
 import sys
 import threading
 import time
-import traceback
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import torch
-from transformers import (
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    StoppingCriteria,
-    StoppingCriteriaList,
-    TextIteratorStreamer,
+import uvicorn
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from store.database import open_database
+from store.errors import InputError, ModelError, NotFoundError, TunesmithError
+from store.projects import get_project
+from trainer.inference import (
+    BASE_MODEL_NAME,
+    Generation,
+    ModelPool,
+    PromptTooLongError,
+    UnknownModelError,
+    run_model_name,
 )
-
-from store.errors import ModelError, TunesmithError
-from trainer.launch import ERROR_PREFIX, READY_PREFIX, STATUS_PREFIX, TOKEN_ENV
+from trainer.launch import (
+    API_KEY_ENV,
+    ERROR_PREFIX,
+    READY_PREFIX,
+    STATUS_PREFIX,
+    is_loopback,
+    served_runs,
+)
 from trainer.models import load_base_model
-
-BASE_MODEL_ID = "base"
-"""Model id that answers with the base weights, no adapter."""
+from trainer.snapshot import with_system_prompt
 
 STARTUP_FAILURE_EXIT_CODE = 2
 
@@ -48,7 +69,11 @@ DEFAULT_MAX_TOKENS = 512
 """Completion length when a request names neither ``max_tokens`` nor ``max_completion_tokens``."""
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+GRACEFUL_SHUTDOWN_SECONDS = 5
+"""How long answers in flight may go on once the server is asked to stop."""
+
 _CHAT_ROLES = {"system", "user", "assistant"}
+_DONE_EVENT = b"data: [DONE]\n\n"
 
 
 class RequestError(Exception):
@@ -93,201 +118,6 @@ class ChatRequest:
     top_p: float | None
     stream: bool
     include_usage: bool
-
-
-@dataclass(frozen=True)
-class PreparedPrompt:
-    """A request's prompt, tokenized with the chat template and ready to generate from."""
-
-    request: ChatRequest
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    max_new_tokens: int
-
-    @property
-    def prompt_tokens(self) -> int:
-        """Number of prompt tokens."""
-        return int(self.input_ids.shape[1])
-
-
-@dataclass
-class GenerationOutcome:
-    """What a finished generation reports besides its text: token counts and why it stopped."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    finish_reason: str = "stop"
-
-    def usage(self) -> dict[str, int]:
-        """The OpenAI ``usage`` object."""
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
-        }
-
-
-class _CancelOnEvent(StoppingCriteria):
-    """Stops generation once an event is set (the client went away)."""
-
-    def __init__(self, cancelled: threading.Event) -> None:
-        self._cancelled = cancelled
-
-    def __call__(
-        self, input_ids: torch.LongTensor, scores: torch.FloatTensor | None, **kwargs: object
-    ) -> torch.BoolTensor:
-        stop = torch.full(
-            (input_ids.shape[0],),
-            self._cancelled.is_set(),
-            dtype=torch.bool,
-            device=input_ids.device,
-        )
-        return stop  # type: ignore[return-value]
-
-
-@dataclass
-class _GenerateResult:
-    sequences: torch.Tensor | None = None
-    error: BaseException | None = None
-
-
-@dataclass
-class ModelService:
-    """One base model and its tokenizer, plus the LoRA adapters served on the same weights."""
-
-    model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
-    adapters: dict[str, Path] = field(default_factory=dict)
-    """Adapter model id (``run-<id>``) -> adapter folder."""
-    created: int = field(default_factory=lambda: int(time.time()))
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def model_ids(self) -> list[str]:
-        """Ids a request may name: ``base`` and every adapter."""
-        return [BASE_MODEL_ID, *sorted(self.adapters)]
-
-    def prepare(self, request: ChatRequest) -> PreparedPrompt:
-        """Check the model id and tokenize the conversation, before any response is sent."""
-        if request.model not in self.model_ids():
-            raise RequestError(
-                404,
-                f"The model {request.model!r} does not exist; "
-                f"this server has {', '.join(self.model_ids())}.",
-                code="model_not_found",
-                param="model",
-            )
-        try:
-            # A BatchEncoding at run time; the stubs describe the tokenize=False variants too.
-            encoded: Any = self.tokenizer.apply_chat_template(
-                request.messages, add_generation_prompt=True, return_dict=True, return_tensors="pt"
-            )
-        # The chat template is Jinja code shipped with the model; it raises what it likes.
-        except Exception as exc:
-            raise RequestError(
-                400, f"The model's chat template rejected the messages: {exc}", param="messages"
-            ) from exc
-        input_ids: torch.Tensor = encoded["input_ids"]
-        attention_mask: torch.Tensor = encoded["attention_mask"]
-        prompt_tokens = int(input_ids.shape[1])
-        max_new_tokens = request.max_tokens
-        context_length = getattr(self.model.config, "max_position_embeddings", None)
-        if isinstance(context_length, int):
-            if prompt_tokens >= context_length:
-                raise RequestError(
-                    400,
-                    f"The prompt has {prompt_tokens} tokens; the model's context holds "
-                    f"{context_length}.",
-                    code="context_length_exceeded",
-                    param="messages",
-                )
-            max_new_tokens = min(max_new_tokens, context_length - prompt_tokens)
-        return PreparedPrompt(request, input_ids, attention_mask, max_new_tokens)
-
-    def stream(
-        self, prompt: PreparedPrompt, outcome: GenerationOutcome
-    ) -> Generator[str, None, None]:
-        """Yield the reply's text as it is generated, one generation at a time; fills outcome."""
-        with self._lock, self._weights_for(prompt.request.model):
-            streamer = TextIteratorStreamer(
-                self.tokenizer, skip_prompt=True, skip_special_tokens=True
-            )
-            cancelled = threading.Event()
-            result = _GenerateResult()
-            worker = threading.Thread(
-                target=self._generate,
-                args=(prompt, streamer, cancelled, result),
-                name="generate",
-                daemon=True,
-            )
-            worker.start()
-            try:
-                for text in streamer:
-                    if text:
-                        yield text
-            finally:
-                cancelled.set()
-                worker.join()
-            if result.error is not None:
-                raise ModelError(f"Generation failed: {result.error}")
-            outcome.prompt_tokens = prompt.prompt_tokens
-            outcome.completion_tokens, outcome.finish_reason = self._count(prompt, result)
-
-    @contextlib.contextmanager
-    def _weights_for(self, model_id: str) -> Iterator[None]:
-        """Put the shared weights in the state that ``model_id`` answers with."""
-        if model_id != BASE_MODEL_ID:
-            # The place where a run's LoRA adapter (self.adapters[model_id]) is switched on.
-            raise RequestError(
-                501, f"Serving the adapter {model_id!r} is not supported yet.", code="not_supported"
-            )
-        yield
-
-    def _generate(
-        self,
-        prompt: PreparedPrompt,
-        streamer: TextIteratorStreamer,
-        cancelled: threading.Event,
-        result: _GenerateResult,
-    ) -> None:
-        """Run ``generate`` on a worker thread, feeding the streamer."""
-        request = prompt.request
-        sampling: dict[str, Any] = {"do_sample": False}
-        if request.temperature > 0:
-            sampling = {"do_sample": True, "temperature": request.temperature}
-            if request.top_p is not None:
-                sampling["top_p"] = request.top_p
-        pad_token_id = self.tokenizer.pad_token_id
-        if pad_token_id is None:
-            pad_token_id = self.tokenizer.eos_token_id
-        # torch's Module.__getattr__ typing hides generate() and the streamer's end() is untyped.
-        model: Any = self.model
-        untyped_streamer: Any = streamer
-        try:
-            with torch.inference_mode():
-                result.sequences = model.generate(
-                    input_ids=prompt.input_ids.to(model.device),
-                    attention_mask=prompt.attention_mask.to(model.device),
-                    max_new_tokens=prompt.max_new_tokens,
-                    pad_token_id=pad_token_id,
-                    streamer=streamer,
-                    stopping_criteria=StoppingCriteriaList([_CancelOnEvent(cancelled)]),
-                    **sampling,
-                )
-        except Exception as exc:
-            result.error = exc
-            untyped_streamer.end()
-
-    def _count(self, prompt: PreparedPrompt, result: _GenerateResult) -> tuple[int, str]:
-        """Completion token count and the OpenAI finish reason of a finished generation."""
-        if result.sequences is None:
-            return 0, "stop"
-        completion_ids = result.sequences[0, prompt.prompt_tokens :].tolist()
-        eos = self.model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        ended_on_eos = bool(completion_ids) and completion_ids[-1] in eos_ids
-        if len(completion_ids) >= prompt.max_new_tokens and not ended_on_eos:
-            return len(completion_ids), "length"
-        return len(completion_ids), "stop"
 
 
 def parse_chat_request(body: bytes) -> ChatRequest:
@@ -378,229 +208,395 @@ def _number(payload: dict[str, Any], key: str, *, default: float, low: float, hi
     return float(value)
 
 
-class ModelHTTPServer(ThreadingHTTPServer):
-    """A threading HTTP server holding the model service and the bearer token."""
+@dataclass
+class ChatService:
+    """The two OpenAI endpoints over one model pool, with the project's system prompt."""
 
-    daemon_threads = True
+    pool: ModelPool
+    system_prompt: str | None = None
+    """Prepended to every conversation that has no system message, as training did."""
+    created: int = field(default_factory=lambda: int(time.time()))
 
-    def __init__(self, host: str, port: int, service: ModelService, token: str | None) -> None:
-        host = host.strip("[]")
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.host = host
-        self.service = service
-        self.token = token
-        super().__init__((host, port), _ChatHandler)
-
-    def server_bind(self) -> None:
-        """Bind without HTTPServer's reverse DNS lookup of the host, which can stall."""
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-    @property
-    def base_url(self) -> str:
-        """The URL clients use, with the port actually bound."""
-        shown = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{shown}:{self.server_port}"
-
-
-class _ChatHandler(BaseHTTPRequestHandler):
-    """Routes ``/v1/models`` and ``/v1/chat/completions``; every error answers as JSON."""
-
-    server: ModelHTTPServer
-    protocol_version = "HTTP/1.0"
-    server_version = "tunesmith"
-    _responded = False
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def _handle(self, method: str) -> None:
-        try:
-            # The body is read before any answer so that closing never resets the connection.
-            body = self._read_body() if method == "POST" else b""
-            self._authorize()
-            path = self.path.split("?", 1)[0].rstrip("/")
-            if path == "/v1/models" and method == "GET":
-                self._list_models()
-            elif path == "/v1/chat/completions" and method == "POST":
-                self._chat_completion(parse_chat_request(body))
-            elif path in ("/v1/models", "/v1/chat/completions"):
-                raise RequestError(405, f"{method} is not allowed on {path}.")
-            else:
-                raise RequestError(404, f"No route for {method} {path}.", code="not_found")
-        except RequestError as exc:
-            self._send_error(exc)
-        except (BrokenPipeError, ConnectionResetError):
-            return
-        except Exception as exc:
-            traceback.print_exc(file=sys.stderr)
-            self._send_error(RequestError(500, str(exc), error_type="server_error"))
-
-    def _read_body(self) -> bytes:
-        length_header = self.headers.get("Content-Length")
-        if length_header is None:
-            raise RequestError(411, "A Content-Length header is required.")
-        try:
-            length = int(length_header)
-        except ValueError as exc:
-            raise RequestError(400, "Content-Length must be an integer.") from exc
-        if length < 0 or length > MAX_BODY_BYTES:
-            raise RequestError(413, f"The request body must be at most {MAX_BODY_BYTES} bytes.")
-        return self.rfile.read(length)
-
-    def _authorize(self) -> None:
-        expected = self.server.token
-        if not expected:
-            return
-        given = self.headers.get("Authorization", "")
-        scheme, _, credential = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            credential.strip().encode(), expected.encode()
-        ):
-            raise RequestError(
-                401,
-                "A valid 'Authorization: Bearer <token>' header is required.",
-                error_type="authentication_error",
-                code="invalid_api_key",
-            )
-
-    def _list_models(self) -> None:
-        service = self.server.service
-        self._send_json(
-            200,
+    async def list_models(self, request: Request) -> Response:
+        """``GET /v1/models``: ``base`` and every attached run."""
+        return JSONResponse(
             {
                 "object": "list",
                 "data": [
                     {
-                        "id": model_id,
+                        "id": name,
                         "object": "model",
-                        "created": service.created,
+                        "created": self.created,
                         "owned_by": "tunesmith",
                     }
-                    for model_id in service.model_ids()
+                    for name in self.pool.names
                 ],
-            },
+            }
         )
 
-    def _chat_completion(self, request: ChatRequest) -> None:
-        service = self.server.service
-        prompt = service.prepare(request)
-        outcome = GenerationOutcome()
-        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-        created = int(time.time())
-        if not request.stream:
-            with contextlib.closing(service.stream(prompt, outcome)) as pieces:
-                text = "".join(pieces)
-            self._send_json(
-                200,
-                {
-                    "id": completion_id,
-                    "object": "chat.completion",
-                    "created": created,
-                    "model": request.model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": text},
-                            "finish_reason": outcome.finish_reason,
-                        }
-                    ],
-                    "usage": outcome.usage(),
-                },
-            )
-            return
-
-        def chunk(delta: dict[str, str], finish_reason: str | None) -> dict[str, Any]:
-            return {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": request.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-            }
-
-        self._start_events()
-        self._send_event(chunk({"role": "assistant", "content": ""}, None))
+    async def chat_completions(self, request: Request) -> Response:
+        """``POST /v1/chat/completions``: one answer, whole or as server-sent events."""
+        chat = parse_chat_request(await _read_body(request))
         try:
-            with contextlib.closing(service.stream(prompt, outcome)) as pieces:
-                for text in pieces:
-                    self._send_event(chunk({"content": text}, None))
-        except RequestError as exc:
-            self._send_event(exc.body())
-            return
-        except ModelError as exc:
-            self._send_event(RequestError(500, exc.message, error_type="server_error").body())
-            return
-        self._send_event(chunk({}, outcome.finish_reason))
-        if request.include_usage:
-            usage_chunk = chunk({}, None)
-            usage_chunk["choices"] = []
-            usage_chunk["usage"] = outcome.usage()
-            self._send_event(usage_chunk)
-        self.wfile.write(b"data: [DONE]\n\n")
-
-    def _start_events(self) -> None:
-        self._responded = True
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.send_header("Cache-Control", "no-cache")
-        self.end_headers()
-
-    def _send_event(self, payload: dict[str, Any]) -> None:
-        self.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
-
-    def _send_json(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self._responded = True
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _send_error(self, error: RequestError) -> None:
-        if self._responded:
-            return
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self._send_json(error.status, error.body())
+            self.pool.check_name(chat.model)
+        except UnknownModelError as error:
+            raise RequestError(
+                404,
+                f"The model {chat.model!r} does not exist; "
+                f"this server has {', '.join(self.pool.names)}.",
+                code="model_not_found",
+                param="model",
+            ) from error
+        messages = with_system_prompt(chat.messages, self.system_prompt)
+        try:
+            prompt = await anyio.to_thread.run_sync(self.pool.prepare, messages, chat.max_tokens)
+        except PromptTooLongError as error:
+            raise RequestError(
+                400, error.message, code="context_length_exceeded", param="messages"
+            ) from error
+        except InputError as error:
+            raise RequestError(400, error.message, param="messages") from error
+        generation = self.pool.start(
+            chat.model, prompt, temperature=chat.temperature, top_p=chat.top_p
+        )
+        completion = _Completion(chat.model)
+        if chat.stream:
+            return _GenerationStream(_events(chat, generation, completion), generation)
+        text = await _collect(generation, request)
+        return JSONResponse(
+            {
+                **completion.header("chat.completion"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": generation.finish_reason,
+                    }
+                ],
+                "usage": _usage(generation),
+            }
+        )
 
 
-def is_loopback(host: str) -> bool:
-    """Whether a host name or address only accepts connections from this machine."""
-    if host == "localhost":
-        return True
+def build_app(service: ChatService, *, api_key: str | None) -> Starlette:
+    """The ASGI app: the OpenAI routes, OpenAI-style JSON errors, and the bearer token check."""
+    return Starlette(
+        routes=[
+            Route("/v1/models", service.list_models, methods=["GET"]),
+            Route("/v1/chat/completions", service.chat_completions, methods=["POST"]),
+        ],
+        middleware=[Middleware(_RequireApiKey, api_key=api_key)] if api_key else [],
+        exception_handlers={
+            RequestError: _request_error_response,
+            HTTPException: _http_error_response,
+            ModelError: _model_error_response,
+            Exception: _unexpected_error_response,
+        },
+    )
+
+
+class _RequireApiKey:
+    """ASGI middleware that answers 401 unless a request carries the server's bearer token."""
+
+    def __init__(self, app: ASGIApp, api_key: str) -> None:
+        self._app = app
+        self._expected = api_key.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scheme, _, credential = Headers(scope=scope).get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                credential.strip().encode(), self._expected
+            ):
+                error = RequestError(
+                    401,
+                    "A valid 'Authorization: Bearer <key>' header is required.",
+                    error_type="authentication_error",
+                    code="invalid_api_key",
+                )
+                await _error_response(error)(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
+
+
+@dataclass(frozen=True)
+class _Completion:
+    """The id, time and model every object of one answer repeats."""
+
+    model: str
+    id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def header(self, kind: str) -> dict[str, Any]:
+        """The fields an answer object of type ``kind`` starts with."""
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
+
+    def chunk(self, delta: dict[str, str], finish_reason: str | None) -> dict[str, Any]:
+        """One ``chat.completion.chunk`` event."""
+        return {
+            **self.header("chat.completion.chunk"),
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        }
+
+
+class _GenerationStream(StreamingResponse):
+    """An event stream that stops its generation however the response ends (a hang-up too)."""
+
+    def __init__(self, events: AsyncIterator[bytes], generation: Generation) -> None:
+        super().__init__(
+            events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+        self._generation = generation
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._generation.cancel()
+
+
+async def _events(
+    chat: ChatRequest, generation: Generation, completion: _Completion
+) -> AsyncIterator[bytes]:
+    """The server-sent events of one answer, ending with ``data: [DONE]``."""
+    yield _event(completion.chunk({"role": "assistant", "content": ""}, None))
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+        async for piece in _pieces(generation):
+            yield _event(completion.chunk({"content": piece}, None))
+    except ModelError as error:
+        # The status line is long gone; an error event is how OpenAI streams report failure.
+        yield _event(RequestError(500, error.message, error_type="server_error").body())
+        return
+    yield _event(completion.chunk({}, generation.finish_reason))
+    if chat.include_usage:
+        yield _event(
+            {
+                **completion.header("chat.completion.chunk"),
+                "choices": [],
+                "usage": _usage(generation),
+            }
+        )
+    yield _DONE_EVENT
+
+
+async def _pieces(generation: Generation) -> AsyncIterator[str]:
+    """The answer's text pieces, each awaited on a worker thread so the event loop stays free."""
+    while True:
+        # Abandoned on cancel: the caller cancels the generation, which ends the wait soon.
+        piece = await anyio.to_thread.run_sync(_next_piece, generation, abandon_on_cancel=True)
+        if piece is None:
+            return
+        yield piece
+
+
+def _next_piece(generation: Generation) -> str | None:
+    return next(generation, None)
+
+
+async def _collect(generation: Generation, request: Request) -> str:
+    """The whole answer; when the client hangs up first, generation stops and 499 is raised."""
+    pieces: list[str] = []
+    failure: ModelError | None = None
+    disconnected = False
+
+    async with anyio.create_task_group() as group:
+
+        async def watch_for_hang_up() -> None:
+            nonlocal disconnected
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            disconnected = True
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch_for_hang_up)
+        try:
+            async for piece in _pieces(generation):
+                pieces.append(piece)
+        except ModelError as error:
+            failure = error
+        finally:
+            generation.cancel()
+        group.cancel_scope.cancel()
+    if disconnected:
+        raise RequestError(499, "The client closed the connection.")
+    if failure is not None:
+        raise failure
+    return "".join(pieces)
+
+
+async def _read_body(request: Request) -> bytes:
+    """The request body, refused beyond MAX_BODY_BYTES before more of it is read."""
+    too_large = RequestError(413, f"The request body must be at most {MAX_BODY_BYTES} bytes.")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise too_large
+    except ClientDisconnect:
+        raise RequestError(499, "The client closed the connection.") from None
+    return bytes(body)
+
+
+def _usage(generation: Generation) -> dict[str, int]:
+    """The OpenAI ``usage`` object of a finished answer."""
+    prompt_tokens = generation.prompt.prompt_tokens
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": generation.completion_tokens,
+        "total_tokens": prompt_tokens + generation.completion_tokens,
+    }
+
+
+def _event(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def _error_response(error: RequestError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status)
+
+
+def _request_error_response(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestError)
+    return _error_response(error)
+
+
+def _http_error_response(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    if error.status_code == 404:
+        message = f"No route for {request.method} {request.url.path}."
+        return _error_response(RequestError(404, message, code="not_found"))
+    message = f"{request.method} is not allowed on {request.url.path}."
+    if error.status_code != 405:
+        message = str(error.detail)
+    return _error_response(RequestError(error.status_code, message))
+
+
+def _model_error_response(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ModelError)
+    return _error_response(RequestError(500, error.message, error_type="server_error"))
+
+
+def _unexpected_error_response(request: Request, error: Exception) -> Response:
+    # Starlette re-raises after this answer, so uvicorn still logs the traceback.
+    first_line = next((line for line in str(error).splitlines() if line.strip()), "")
+    message = first_line or type(error).__name__
+    return _error_response(RequestError(500, message, error_type="server_error"))
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """A uvicorn server that prints the READY line once it accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, base_url: str) -> None:
+        super().__init__(config)
+        self._base_url = base_url
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            print(f"{READY_PREFIX}{self._base_url}", flush=True)
+
+
+def _listen_socket(host: str, port: int) -> tuple[socket.socket, str]:
+    """A socket bound (not yet listening) to host and port, and the base URL it will serve."""
+    address = host.strip("[]")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((address, port))
+    except OSError as error:
+        listener.close()
+        raise ModelError(f"Cannot listen on {host}:{port}: {error.strerror}") from error
+    shown = f"[{address}]" if ":" in address else address
+    return listener, f"http://{shown}:{listener.getsockname()[1]}"
+
+
+def _load(args: argparse.Namespace) -> ChatService:
+    """Load the base model and attach the adapters the arguments name."""
+    system_prompt = None
+    if args.project is not None:
+        if not args.db.is_file():
+            raise NotFoundError(f"{args.db}: database not found")
+        db = open_database(args.db)
+        project = get_project(db, args.project)
+        run_ids = [] if args.base_only else (args.run or None)
+        adapters = {
+            run_model_name(run.id): Path(str(run.adapter_path))
+            for run in served_runs(db, project, run_ids)
+        }
+        base_model, system_prompt = project.base_model, project.system_prompt
+    else:
+        base_model, adapters = args.base_model, dict(args.adapter)
+    model, tokenizer = load_base_model(
+        base_model, trust_remote_code=args.trust_remote_code, on_status=_print_status
+    )
+    if tokenizer.chat_template is None:
+        raise ModelError(f"Base model {base_model} has no chat template to chat with.")
+    # Module.to() is mistyped by the transformers decorators; the call is the plain torch one.
+    movable: Any = model
+    movable.to("cuda" if torch.cuda.is_available() else "cpu")
+    pool = ModelPool(model, tokenizer)
+    for name, folder in adapters.items():
+        _print_status(f"Attaching the adapter {name}...")
+        pool.attach(name, folder)
+    return ChatService(pool, system_prompt)
 
 
 def _print_status(message: str) -> None:
     print(f"{STATUS_PREFIX}{message}", file=sys.stderr, flush=True)
 
 
-def _exit_when_stdin_closes(server: ModelHTTPServer) -> None:
-    """Shut the server down once stdin reaches end of file (the launching process is gone)."""
+def _stop_when_stdin_closes(server: uvicorn.Server) -> None:
+    """Ask the server to stop once stdin reaches end of file (the launching process is gone)."""
     while sys.stdin.buffer.read(65536):
         pass
-    server.shutdown()
+    server.should_exit = True
+
+
+def _adapter_argument(value: str) -> tuple[str, Path]:
+    name, separator, folder = value.partition("=")
+    if not separator or not name or not folder:
+        raise argparse.ArgumentTypeError(f"{value!r} is not NAME=FOLDER")
+    if name == BASE_MODEL_NAME:
+        raise argparse.ArgumentTypeError(f"{BASE_MODEL_NAME!r} names the base model already")
+    return name, Path(folder)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m trainer.serve",
-        description="Serve a base model over an OpenAI-compatible HTTP API.",
+        description="Serve a base model and LoRA adapters over an OpenAI-compatible HTTP API.",
     )
-    parser.add_argument("--base-model", required=True, help="Embedded name, folder or hub id.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--base-model", help="Embedded name, folder or hub id.")
+    source.add_argument("--project", help="Serve this project's base model and completed runs.")
+    parser.add_argument(
+        "--adapter",
+        action="append",
+        type=_adapter_argument,
+        default=[],
+        metavar="NAME=FOLDER",
+        help="With --base-model: answer as NAME with the adapter in FOLDER (repeatable).",
+    )
+    parser.add_argument("--db", type=Path, help="With --project: the database file.")
+    parser.add_argument(
+        "--run",
+        action="append",
+        type=int,
+        metavar="ID",
+        help="With --project: attach this completed run only (repeatable; default: all).",
+    )
+    parser.add_argument(
+        "--base-only", action="store_true", help="With --project: attach no run at all."
+    )
     parser.add_argument("--host", default="127.0.0.1", help="Address to listen on.")
     parser.add_argument("--port", type=int, default=0, help="Port; 0 picks a free one.")
     parser.add_argument(
-        "--token", default=None, help=f"Bearer token (better: set ${TOKEN_ENV}, unseen by ps)."
+        "--api-key", default=None, help=f"Bearer token (better: set ${API_KEY_ENV}, unseen by ps)."
     )
     parser.add_argument(
         "--trust-remote-code",
@@ -612,45 +608,51 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="Stop when stdin closes, so the server dies with the process that started it.",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.project is not None and args.db is None:
+        parser.error("--project needs --db")
+    if args.project is None and (args.db or args.run or args.base_only):
+        parser.error("--db, --run and --base-only go with --project")
+    if args.project is not None and args.adapter:
+        parser.error("--adapter goes with --base-model")
+    if len({name for name, _ in args.adapter}) != len(args.adapter):
+        parser.error("each --adapter needs its own NAME")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Load the model, listen, print the READY line and serve until stopped."""
+    """Load the models, listen, print the READY line and serve until stopped."""
     args = _parse_args(argv)
-    token = args.token or os.environ.get(TOKEN_ENV) or None
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     try:
-        if token is None and not is_loopback(args.host):
+        if api_key is None and not is_loopback(args.host):
             raise ModelError(
-                f"Refusing to listen on {args.host} without a token; "
-                f"set {TOKEN_ENV} or pass --token, or listen on 127.0.0.1."
+                f"Refusing to listen on {args.host} without an API key; "
+                f"set {API_KEY_ENV} or pass --api-key, or listen on 127.0.0.1."
             )
-        model, tokenizer = load_base_model(
-            args.base_model, trust_remote_code=args.trust_remote_code, on_status=_print_status
-        )
-        if tokenizer.chat_template is None:
-            raise ModelError(f"Base model {args.base_model} has no chat template to chat with.")
-        # Module.to() is mistyped by the transformers decorators; the call is the plain torch one.
-        movable: Any = model
-        movable.to("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            server = ModelHTTPServer(args.host, args.port, ModelService(model, tokenizer), token)
-        except OSError as exc:
-            raise ModelError(f"Cannot listen on {args.host}:{args.port}: {exc.strerror}") from exc
-    except TunesmithError as exc:
-        print(f"{ERROR_PREFIX}{exc.message}", file=sys.stderr, flush=True)
+        # Bound before the slow model load, so a taken port fails at once.
+        listener, base_url = _listen_socket(args.host, args.port)
+        service = _load(args)
+    except TunesmithError as error:
+        print(f"{ERROR_PREFIX}{error.message}", file=sys.stderr, flush=True)
         return STARTUP_FAILURE_EXIT_CODE
+    except KeyboardInterrupt:
+        return 130
+    config = uvicorn.Config(
+        build_app(service, api_key=api_key),
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    server = _AnnouncingServer(config, base_url)
     if args.exit_on_stdin_eof:
         threading.Thread(
-            target=_exit_when_stdin_closes, args=(server,), name="stdin-watch", daemon=True
+            target=_stop_when_stdin_closes, args=(server,), name="stdin-watch", daemon=True
         ).start()
-    print(f"{READY_PREFIX}{server.base_url}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    # uvicorn shuts down gracefully on Ctrl-C, then raises it again for its caller.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[listener])
     return 0
 
 

@@ -23,6 +23,8 @@ from store.exports import export_examples
 from store.imports import read_examples
 from store.paths import default_db_path
 from store.projects import DEFAULT_BASE_MODEL, create_project, get_project, list_projects
+from tui.cli_eval import eval_command, export_command
+from tui.cli_models import ask, compare, serve
 from tui.cli_runs import runs, train
 from tui.cli_state import CliState, pass_state
 from tui.safe_text import one_line, terminal_safe
@@ -65,6 +67,11 @@ def cli(ctx: click.Context, db_path: Path | None) -> None:
 
 cli.add_command(train)
 cli.add_command(runs)
+cli.add_command(ask)
+cli.add_command(compare)
+cli.add_command(serve)
+cli.add_command(eval_command)
+cli.add_command(export_command)
 
 
 @cli.group()
@@ -228,35 +235,6 @@ def examples_remove(state: CliState, example_id: int) -> None:
     """Remove example EXAMPLE_ID (its history is kept)."""
     removed = remove_example(state.db(), example_id)
     click.echo(f"Removed example {removed.id}: {one_line(removed.prompt, 60)}")
-
-
-@cli.command()
-@click.argument("name")
-@click.argument("prompt")
-@click.option("--base", is_flag=True, help="Answer with the base model (no adapter).")
-@click.option("--max-tokens", type=click.IntRange(1, 8192), default=512, show_default=True)
-@pass_state
-def ask(state: CliState, name: str, prompt: str, base: bool, max_tokens: int) -> None:
-    """Ask the model of project NAME one question; the answer streams to the terminal."""
-    # The model server owns torch; this process only speaks HTTP to it.
-    from trainer.client import stream_chat
-    from trainer.launch import start_server
-
-    target = get_project(state.db(), name)
-    messages = [{"role": "user", "content": prompt}]
-    if target.system_prompt:
-        messages.insert(0, {"role": "system", "content": target.system_prompt})
-    click.echo(f"Loading {terminal_safe(target.base_model)}...", err=True)
-    with start_server(target.base_model, on_status=_echo_status) as server:
-        for delta in stream_chat(
-            server.base_url, server.token, "base", messages, max_tokens=max_tokens
-        ):
-            click.echo(terminal_safe(delta), nl=False)
-    click.echo()
-
-
-def _echo_status(message: str) -> None:
-    click.echo(terminal_safe(message), err=True)
 
 
 def _example_record(example: Example) -> dict[str, Any]:
