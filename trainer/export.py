@@ -24,7 +24,7 @@ from store.errors import InputError, ModelError, TunesmithError
 from store.evals import Evaluation, latest_evaluation
 from store.projects import DEFAULT_BASE_MODEL, Project, get_project_by_id
 from store.runs import Run, get_run
-from trainer.scoring import METRIC_LABELS, METRICS
+from trainer.scoring import compared_metrics
 from trainer.snapshot import EVAL_FILE, read_snapshot_rows
 
 EXPORT_SUFFIXES = (".safetensors", ".json", ".jinja", ".md", ".txt", ".model")
@@ -292,12 +292,9 @@ def _evaluation_table(evaluation: Evaluation | None) -> list[str]:
         "| metric | base | tuned | change |",
         "|---|---|---|---|",
     ]
-    for metric in METRICS:
-        base, tuned = evaluation.base.get(metric), evaluation.tuned.get(metric)
-        if base is None or tuned is None:
-            continue
+    for label, base, tuned in compared_metrics(evaluation.base, evaluation.tuned):
         change = f"{(tuned - base) * 100:+.1f} pts"
-        lines.append(f"| {METRIC_LABELS[metric]} | {base:.1%} | {tuned:.1%} | {change} |")
+        lines.append(f"| {label} | {base:.1%} | {tuned:.1%} | {change} |")
     return lines
 
 

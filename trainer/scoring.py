@@ -101,3 +101,15 @@ def mean_scores(items: Iterable[dict[str, float | None]]) -> dict[str, float | N
     return {
         metric: (sum(values) / len(values) if values else None) for metric, values in totals.items()
     }
+
+
+def compared_metrics(
+    base: dict[str, float | None], tuned: dict[str, float | None]
+) -> list[tuple[str, float, float]]:
+    """(label, base, tuned) for each metric that applies to both sides, in display order."""
+    rows = []
+    for metric in METRICS:
+        base_value, tuned_value = base.get(metric), tuned.get(metric)
+        if base_value is not None and tuned_value is not None:
+            rows.append((METRIC_LABELS[metric], base_value, tuned_value))
+    return rows

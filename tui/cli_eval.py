@@ -19,7 +19,7 @@ from store.evals import EvalItem, Evaluation, evaluation_items, latest_evaluatio
 from store.projects import Project, get_project, get_project_by_id
 from store.runs import Run, get_run, latest_completed_run
 from trainer.jobs import is_run_process_alive
-from trainer.scoring import METRIC_LABELS, METRICS
+from trainer.scoring import METRICS, compared_metrics
 from trainer.snapshot import EVAL_FILE, read_snapshot_rows
 from tui.cli_state import CliState, pass_state
 from tui.safe_text import one_line, terminal_safe
@@ -63,12 +63,9 @@ def evaluation_record(evaluation: Evaluation) -> dict[str, Any]:
 def evaluation_table(evaluation: Evaluation) -> list[str]:
     """Base against tuned for each metric that applies, with the change, as aligned lines."""
     lines = [f"{'metric':<18} {'base':>7} {'tuned':>7} {'change':>12}"]
-    for metric in METRICS:
-        base, tuned = evaluation.base.get(metric), evaluation.tuned.get(metric)
-        if base is None or tuned is None:
-            continue
+    for label, base, tuned in compared_metrics(evaluation.base, evaluation.tuned):
         change = f"{(tuned - base) * 100:+.1f} pts"
-        lines.append(f"{METRIC_LABELS[metric]:<18} {base:>7.1%} {tuned:>7.1%} {change:>12}")
+        lines.append(f"{label:<18} {base:>7.1%} {tuned:>7.1%} {change:>12}")
     return lines
 
 
