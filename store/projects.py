@@ -101,3 +101,37 @@ def get_project_by_id(db: sqlite_utils.Database, project_id: int) -> Project:
     if not rows:
         raise NotFoundError(f"no project with id {project_id}")
     return _project_from_row(rows[0])
+
+
+def set_task_spec(
+    db: sqlite_utils.Database,
+    project_id: int,
+    task_spec: dict[str, Any],
+    *,
+    system_prompt: str | None,
+) -> Project:
+    """Replace the project's task spec and system prompt together, in one statement."""
+    if system_prompt is not None and not system_prompt.strip():
+        system_prompt = None
+    cursor = db.execute(
+        "UPDATE projects SET task_spec = ?, system_prompt = ?, updated_at = ? WHERE id = ?",
+        [json.dumps(task_spec, ensure_ascii=False), system_prompt, now_iso(), project_id],
+    )
+    if not cursor.rowcount:
+        raise NotFoundError(f"no project with id {project_id}")
+    return get_project_by_id(db, project_id)
+
+
+def set_system_prompt(
+    db: sqlite_utils.Database, project_id: int, system_prompt: str | None
+) -> Project:
+    """Replace the project's system prompt (None or blank removes it)."""
+    if system_prompt is not None and not system_prompt.strip():
+        system_prompt = None
+    cursor = db.execute(
+        "UPDATE projects SET system_prompt = ?, updated_at = ? WHERE id = ?",
+        [system_prompt, now_iso(), project_id],
+    )
+    if not cursor.rowcount:
+        raise NotFoundError(f"no project with id {project_id}")
+    return get_project_by_id(db, project_id)

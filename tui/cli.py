@@ -23,6 +23,7 @@ from store.exports import export_examples
 from store.imports import read_examples
 from store.paths import default_db_path
 from store.projects import DEFAULT_BASE_MODEL, create_project, get_project, list_projects
+from tui.cli_agent import chat_command, draft_command, spec_command
 from tui.cli_eval import eval_command, export_command
 from tui.cli_models import ask, compare, serve
 from tui.cli_runs import runs, train
@@ -72,6 +73,9 @@ cli.add_command(compare)
 cli.add_command(serve)
 cli.add_command(eval_command)
 cli.add_command(export_command)
+cli.add_command(spec_command)
+cli.add_command(chat_command)
+cli.add_command(draft_command)
 
 
 @cli.group()

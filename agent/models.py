@@ -1,0 +1,163 @@
+"""Which chat model the agent and the drafting teacher talk to, configured from the environment.
+
+Keys come from the environment only: they are never stored in the database or printed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+
+from store.errors import InputError
+from store.projects import DEFAULT_BASE_MODEL
+
+AGENT_BASE_URL_ENV = "TUNESMITH_AGENT_BASE_URL"
+"""OpenAI-compatible endpoint of the agent's model (e.g. ``http://localhost:11434/v1``)."""
+
+AGENT_API_KEY_ENV = "TUNESMITH_AGENT_API_KEY"
+"""Key for that endpoint; ``OPENAI_API_KEY`` is used when this is not set."""
+
+AGENT_MODEL_ENV = "TUNESMITH_AGENT_MODEL"
+"""Model name on that endpoint; setting it turns on model mode."""
+
+OPENAI_API_KEY_ENV = "OPENAI_API_KEY"
+
+LOCAL_MODEL = "local"
+"""``--teacher`` value for the project's own base model, served on this machine."""
+
+_SMALL_MODEL_MARKERS = ("135m", "smollm2-135", DEFAULT_BASE_MODEL.lower())
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An OpenAI-compatible chat endpoint: a model name, a base URL and a key."""
+
+    model: str
+    base_url: str | None = None
+    """None means OpenAI's own API."""
+    api_key: str | None = field(default=None, repr=False)
+
+    def describe(self) -> str:
+        """The model and where it runs, without the key."""
+        return f"{self.model} at {self.base_url or 'api.openai.com'}"
+
+
+def endpoint_from_env(
+    model: str | None = None, environ: Mapping[str, str] | None = None
+) -> Endpoint | None:
+    """The endpoint the environment configures (``model`` overrides its model); None if none."""
+    env = os.environ if environ is None else environ
+    base_url = env.get(AGENT_BASE_URL_ENV, "").strip() or None
+    api_key = env.get(AGENT_API_KEY_ENV, "").strip() or env.get(OPENAI_API_KEY_ENV, "").strip()
+    name = (model or env.get(AGENT_MODEL_ENV, "")).strip() or None
+    if name is None:
+        if base_url is not None:
+            raise InputError(
+                f"{AGENT_BASE_URL_ENV} is set but names no model: set {AGENT_MODEL_ENV}"
+                " (or pass --model / --teacher)"
+            )
+        return None
+    if base_url is None and not api_key:
+        raise InputError(
+            f"model {name!r} needs an endpoint: set {OPENAI_API_KEY_ENV} for OpenAI, or"
+            f" {AGENT_BASE_URL_ENV} for another server (http://localhost:11434/v1 for Ollama)"
+        )
+    return Endpoint(model=name, base_url=base_url, api_key=api_key or None)
+
+
+def openai_chat_model(
+    endpoint: Endpoint,
+    *,
+    temperature: float = 0.2,
+    max_tokens: int = 1024,
+    timeout: float = 120.0,
+) -> BaseChatModel:
+    """A langchain chat model for an OpenAI-compatible endpoint (OpenAI, Ollama, our server)."""
+    # Imported here: the openai client takes a second to import, and most commands never need it.
+    from langchain_openai import ChatOpenAI
+    from pydantic import SecretStr
+
+    # Ollama and our own loopback server take any key, but the client insists on one.
+    return ChatOpenAI(
+        model=endpoint.model,
+        base_url=endpoint.base_url,
+        api_key=SecretStr(endpoint.api_key or "not-needed"),
+        temperature=temperature,
+        max_completion_tokens=max_tokens,
+        timeout=timeout,
+        max_retries=1,
+    )
+
+
+def is_small_model(name: str) -> bool:
+    """Whether ``name`` is the small embedded default, too weak to lead or draft well."""
+    lowered = name.lower()
+    return any(marker in lowered for marker in _SMALL_MODEL_MARKERS)
+
+
+@dataclass
+class ChatModelSource:
+    """A chat model made on first use (starting a server takes a while), named for messages."""
+
+    name: str
+    """How the model is called in messages, e.g. ``gpt-4o-mini at api.openai.com``."""
+    make: Callable[[], BaseChatModel]
+    weak: bool = False
+    """Whether this is a small model whose drafts will be poor."""
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    """Strings to blank out of error messages (keys)."""
+    _model: BaseChatModel | None = field(default=None, repr=False)
+
+    def get(self) -> BaseChatModel:
+        """The model, made now if this is the first call."""
+        if self._model is None:
+            self._model = self.make()
+        return self._model
+
+    def redact(self, text: str) -> str:
+        """``text`` with any key of this source blanked out."""
+        for secret in self.secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+
+def fixed_source(model: BaseChatModel, name: str, *, weak: bool = False) -> ChatModelSource:
+    """A source for a model that already exists (tests, or the app's own)."""
+    return ChatModelSource(name=name, make=lambda: model, weak=weak)
+
+
+def endpoint_source(endpoint: Endpoint, *, max_tokens: int = 1024) -> ChatModelSource:
+    """A source that talks to ``endpoint``."""
+    return ChatModelSource(
+        name=endpoint.describe(),
+        make=lambda: openai_chat_model(endpoint, max_tokens=max_tokens),
+        weak=is_small_model(endpoint.model),
+        secrets=(endpoint.api_key,) if endpoint.api_key else (),
+    )
+
+
+def message_text(message: object) -> str:
+    """The text of a chat model's answer (string content or a list of text parts)."""
+    content = message.content if isinstance(message, BaseMessage) else message
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts: list[str] = []
+        for part in content:
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+        return "".join(parts)
+    return ""
+
+
+def one_line_reason(error: BaseException, limit: int = 160) -> str:
+    """An exception as one short line."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
