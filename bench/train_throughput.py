@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import tempfile
 import time
@@ -52,9 +53,62 @@ class TokenClock(TrainerCallback):
             self.seconds = now - self.start
 
 
-def measure(arguments: SFTConfig, rows: list[dict[str, Any]]) -> float:
-    """Train with ``arguments`` and return real tokens per second."""
+RANDOM_SHAPES: dict[str, dict[str, int]] = {
+    # A common ~1.5B decoder shape (Qwen2-1.5B-like), random weights: no hub needed.
+    "random-1.5b": {
+        "hidden_size": 1536,
+        "intermediate_size": 8960,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 12,
+        "num_key_value_heads": 2,
+    },
+    # Small enough to check the script itself on a CPU in seconds.
+    "random-tiny": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+    },
+}
+
+
+def load_model(name: str) -> tuple[Any, Any]:
+    """The embedded model, or a random-weight model of a named shape with its tokenizer."""
     model, tokenizer = load_base_model(DEFAULT_BASE_MODEL, on_status=lambda message: None)
+    if name == "embedded":
+        return model, tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    shape: dict[str, Any] = RANDOM_SHAPES[name]
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+        **shape,
+    )
+    return LlamaForCausalLM(config), tokenizer
+
+
+def peak_memory_mib() -> float:
+    """Peak accelerator memory on CUDA, else the process's peak resident size."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(
+    arguments: SFTConfig, rows: list[dict[str, Any]], model_name: str
+) -> tuple[float, float, int]:
+    """Train with ``arguments``; return real tokens/s, peak memory (MiB) and parameter count."""
+    model, tokenizer = load_model(model_name)
+    parameters = sum(p.numel() for p in model.parameters())
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     clock = TokenClock()
     trainer = SFTTrainer(
         model=model,
@@ -66,7 +120,7 @@ def measure(arguments: SFTConfig, rows: list[dict[str, Any]]) -> float:
     )
     torch.manual_seed(0)
     trainer.train()
-    return clock.tokens / clock.seconds
+    return clock.tokens / clock.seconds, peak_memory_mib(), parameters
 
 
 def main() -> None:
@@ -74,6 +128,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--model", choices=["embedded", *RANDOM_SHAPES], default="embedded")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=989.0,
+        help="Dense bf16 peak of the GPU for MFU (H100/H200: 989).",
+    )
     args = parser.parse_args()
     raw = [json.loads(line) for line in DEMO.read_text(encoding="utf-8").splitlines()]
     train_rows = [
@@ -108,18 +169,29 @@ def main() -> None:
         )
         ours: list[float] = []
         baseline: list[float] = []
+        memory: dict[str, float] = {}
+        parameters = 0
         default_threads = torch.get_num_threads()
         threads = choose_threads() if device == "cpu" else default_threads
         for round_number in range(args.rounds):
             torch.set_num_threads(threads)
-            ours.append(measure(ours_arguments, rows))
+            rate, memory["ours"], parameters = measure(ours_arguments, rows, args.model)
+            ours.append(rate)
             # Plain TRL runs with torch's default thread count.
             torch.set_num_threads(default_threads)
-            baseline.append(measure(baseline_arguments, rows))
+            rate, memory["baseline"], parameters = measure(baseline_arguments, rows, args.model)
+            baseline.append(rate)
             print(f"round {round_number + 1}: ours {ours[-1]:.0f}, baseline {baseline[-1]:.0f}")
     ours_median, baseline_median = statistics.median(ours), statistics.median(baseline)
+    if device == "cuda":
+        # LoRA: forward and input gradients of the frozen base, about 4 FLOPs per parameter.
+        for side, rate in (("ours", ours_median), ("baseline", baseline_median)):
+            mfu = 4 * parameters * rate / (args.peak_tflops * 1e12)
+            print(f"{side}: {rate:.0f} tok/s, peak {memory[side]:.0f} MiB, MFU {mfu:.1%}")
+    else:
+        print(f"peak memory: ours {memory['ours']:.0f} MiB, baseline {memory['baseline']:.0f} MiB")
     print(
-        f"train: ours {ours_median:.0f} tok/s, baseline {baseline_median:.0f} tok/s, "
+        f"train[{args.model}]: ours {ours_median:.0f} tok/s, baseline {baseline_median:.0f} tok/s, "
         f"ratio {ours_median / baseline_median:.2f}"
     )
 
