@@ -24,6 +24,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# The fault, bad-input and security suite alone; it ends with its scorecard. `make test` runs
+# it too (the slowest tests carry the reliability_slow marker: -m "not reliability_slow").
+reliability: $(STAMP)
+	$(PY) -m pytest tests/reliability
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .

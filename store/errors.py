@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class TunesmithError(Exception):
     """An error a person can act on, with a one-line message and a short title."""
@@ -31,3 +33,24 @@ class ModelError(TunesmithError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, title="Model")
+
+
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""No space left on the device, or the user's disk quota is used up."""
+
+_DISK_FULL_TEXTS = ("no space left on device", "os error 28", "database or disk is full")
+"""How libraries that lose the errno (safetensors, SQLite) say the disk is full."""
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error``, or an error it was raised from, says the disk is full."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _DISK_FULL_ERRNOS:
+            return True
+        if any(text in str(current).lower() for text in _DISK_FULL_TEXTS):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

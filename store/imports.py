@@ -106,6 +106,8 @@ def record_to_example(record: object) -> NewExample:
         found = ", ".join(sorted(str(key) for key in record)[:6]) or "none"
         raise InputError(f"no known fields (expected {_KNOWN_FIELDS}; found {found})")
     tags = validate_tags(record["tags"]) if record.get("tags") is not None else ()
+    for text in (*(message.content for message in example.messages), *tags):
+        _check_encodable(text)
     split = _optional_choice(record, "split", ("train", "eval"))
     status = _optional_choice(record, "status", ("pending", "approved", "rejected"))
     return NewExample(messages=example.messages, tags=tags, split=split, status=status)
@@ -113,7 +115,7 @@ def record_to_example(record: object) -> NewExample:
 
 def _read_jsonl(path: Path, data: bytes) -> ParsedFile:
     parsed = ParsedFile()
-    if not data.strip():
+    if not data.removeprefix(b"\xef\xbb\xbf").strip():
         raise InputError(f"{path}: file is empty")
     for line_number, raw_line in enumerate(data.split(b"\n"), start=1):
         if line_number == 1:
@@ -130,7 +132,8 @@ def _read_jsonl(path: Path, data: bytes) -> ParsedFile:
             continue
         try:
             record = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as error:
+        # ValueError too: json refuses integers of more than 4,300 digits with a plain one.
+        except (ValueError, RecursionError) as error:
             parsed.rejected.append(RejectedRow(location, f"not valid JSON ({_json_reason(error)})"))
             continue
         _add_record(parsed, location, record)
@@ -155,18 +158,24 @@ def _read_json_array(path: Path, data: bytes) -> ParsedFile:
         line = text.count("\n", 0, position) + 1
         try:
             record, position = decoder.raw_decode(text, position)
-        except (json.JSONDecodeError, RecursionError) as error:
+        except (ValueError, RecursionError) as error:
             # Past a syntax error the rest of an array cannot be trusted to line up.
             raise InputError(f"{path}:{line}: not valid JSON ({_json_reason(error)})") from error
         _add_record(parsed, f"{path}:{line}", record)
         position = _skip_space(text, position)
         if position < len(text) and text[position] == ",":
             position += 1
+    after = _skip_space(text, position + 1)
+    if after < len(text):
+        line = text.count("\n", 0, after) + 1
+        parsed.rejected.append(
+            RejectedRow(f"{path}:{line}", "text after the end of the JSON array (not read)")
+        )
     return parsed
 
 
 def _read_csv(path: Path, data: bytes, *, delimiter: str) -> ParsedFile:
-    if not data.strip():
+    if not data.removeprefix(b"\xef\xbb\xbf").strip():
         raise InputError(f"{path}: file is empty")
     # surrogateescape keeps the file readable past a bad byte; rows holding one are rejected.
     text = data.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
@@ -178,9 +187,10 @@ def _read_csv(path: Path, data: bytes, *, delimiter: str) -> ParsedFile:
         raise InputError(f"{path}:1: not valid CSV ({error})") from error
     columns = [column.strip().lower() for column in header]
     if not _has_known_columns(columns):
+        found = ", ".join(" ".join(column.split())[:40] for column in header[:10]) or "none"
         raise InputError(
             f"{path}:1: the header needs prompt/response, prompt/completion, input/output or"
-            f" instruction/output columns (found: {', '.join(header) or 'none'})"
+            f" instruction/output columns (found: {found})"
         )
     line_number = reader.line_num + 1
     while True:
@@ -189,7 +199,13 @@ def _read_csv(path: Path, data: bytes, *, delimiter: str) -> ParsedFile:
         except StopIteration:
             break
         except csv.Error as error:
-            parsed.rejected.append(RejectedRow(f"{path}:{line_number}", f"not valid CSV ({error})"))
+            # Past a broken quote or an over-long field the rows cannot be trusted to line up.
+            parsed.rejected.append(
+                RejectedRow(
+                    f"{path}:{line_number}",
+                    f"not valid CSV ({error}); the rest of the file was not read",
+                )
+            )
             break
         location = f"{path}:{line_number}"
         line_number = reader.line_num + 1
@@ -215,15 +231,15 @@ def _read_csv(path: Path, data: bytes, *, delimiter: str) -> ParsedFile:
 
 def _read_arrow_folder(path: Path) -> ParsedFile:
     """Read a folder written by ``datasets.Dataset.save_to_disk`` (or a DatasetDict's)."""
-    # pyarrow reads the Arrow stream files directly, so the CLI never loads ``datasets``.
-    import pyarrow.ipc as ipc
-
     parsed = ParsedFile()
     dict_file = path / "dataset_dict.json"
     if dict_file.exists():
-        for split_name in _json_file(dict_file).get("splits", []):
+        splits = _json_file(_inside(path, dict_file)).get("splits", [])
+        if not isinstance(splits, list) or not all(isinstance(name, str) for name in splits):
+            raise InputError(f"{dict_file}: 'splits' must be a list of folder names")
+        for split_name in splits:
             split = "eval" if split_name in ("test", "validation", "eval", "valid") else "train"
-            part = _read_arrow_folder(path / split_name)
+            part = _read_arrow_folder(_inside(path, path / split_name))
             parsed.examples.extend(
                 NewExample(e.messages, e.tags, e.split or split, e.status) for e in part.examples
             )
@@ -234,20 +250,46 @@ def _read_arrow_folder(path: Path) -> ParsedFile:
         raise InputError(
             f"{path}: a folder must be saved by datasets' save_to_disk (no state.json)"
         )
+    data_files = _json_file(_inside(path, state_file)).get("_data_files", [])
+    if (
+        not data_files
+        or not isinstance(data_files, list)
+        or not all(
+            isinstance(entry, dict) and isinstance(entry.get("filename"), str)
+            for entry in data_files
+        )
+    ):
+        raise InputError(f"{state_file}: '_data_files' must list {{\"filename\": ...}} objects")
     row_number = 0
-    for data_file in _json_file(state_file).get("_data_files", []):
-        arrow_path = (path / str(data_file.get("filename", ""))).resolve()
-        if arrow_path.parent != path.resolve() or not arrow_path.is_file():
-            raise InputError(f"{state_file}: names a data file outside its folder or missing")
-        try:
-            with ipc.open_stream(arrow_path.read_bytes()) as reader:
-                for batch in reader:
-                    for record in batch.to_pylist():
-                        row_number += 1
-                        _add_record(parsed, f"{path}:row {row_number}", record)
-        except (OSError, ValueError) as error:
-            raise InputError(f"{arrow_path}: not a readable Arrow file ({error})") from error
+    for entry in data_files:
+        arrow_path = _inside(path, path / entry["filename"])
+        if not arrow_path.is_file():
+            raise InputError(f"{arrow_path}: the data file that {state_file.name} names is missing")
+        for record in _arrow_records(arrow_path):
+            row_number += 1
+            _add_record(parsed, f"{path}:row {row_number}", record)
     return parsed
+
+
+def _arrow_records(path: Path) -> list[dict[str, Any]]:
+    """Every row of an Arrow stream file, as plain Python values."""
+    # pyarrow reads the Arrow stream files directly, so the CLI never loads ``datasets``.
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    try:
+        with ipc.open_stream(path.read_bytes()) as reader:
+            return [record for batch in reader for record in batch.to_pylist()]
+    except (OSError, ValueError, TypeError, NotImplementedError, pa.ArrowException) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise InputError(f"{path}: not a readable Arrow file ({reason})") from error
+
+
+def _inside(folder: Path, child: Path) -> Path:
+    """``child`` if it lies directly in ``folder``: neither a link out of it nor ``..`` away."""
+    if child.resolve().parent != folder.resolve():
+        raise InputError(f"{child}: leads outside {folder} (a link or '..'); not read")
+    return child
 
 
 def _json_file(path: Path) -> dict[str, Any]:
@@ -300,6 +342,15 @@ def _optional_choice(record: dict[str, Any], name: str, choices: tuple[str, ...]
     return str(value)
 
 
+def _check_encodable(text: str) -> None:
+    """Refuse text holding half of a UTF-16 pair (a JSON ``\\ud800`` escape): it is not text."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        code = ord(text[error.start])
+        raise InputError(f"holds \\u{code:04x}, half of a UTF-16 surrogate pair") from None
+
+
 def _has_surrogates(text: str) -> bool:
     return any("\udc80" <= char <= "\udcff" for char in text)
 
@@ -315,4 +366,6 @@ def _json_reason(error: Exception) -> str:
         # Some messages already end in "at" ("Unterminated string starting at").
         joiner = " " if error.msg.endswith(" at") else " at "
         return f"{error.msg}{joiner}column {error.colno}"
-    return "nested too deeply"
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    return str(error).split(":", 1)[0]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from store.database import open_database
-from store.errors import InputError, ModelError, TunesmithError
+from store.errors import InputError, ModelError, TunesmithError, is_disk_full
 from store.evals import Evaluation, latest_evaluation
 from store.projects import DEFAULT_BASE_MODEL, Project, get_project_by_id
 from store.runs import Run, get_run
@@ -91,6 +91,14 @@ def export_run(
         (staging / MODEL_CARD).write_text(card, encoding="utf-8")
         files = check_export_files(staging)
         _move_into_place(staging, target)
+    except Exception as error:
+        if is_disk_full(error):
+            raise TunesmithError(
+                f"the disk is full: run {run.id} could not be exported to {target}, which is"
+                " as it was; free some space and export again",
+                title="Disk full",
+            ) from error
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(target=target, kind=kind, files=files)

@@ -8,6 +8,8 @@ row and progress rows in the store, and through its log file (its stdout).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import importlib.util
 import json
 import math
@@ -30,7 +32,7 @@ from trl import SFTConfig, SFTTrainer
 
 from store.clock import now_iso
 from store.database import open_database
-from store.errors import TunesmithError
+from store.errors import TunesmithError, is_disk_full
 from store.projects import get_project_by_id
 from store.runs import (
     RunMetric,
@@ -50,7 +52,10 @@ from trainer.snapshot import EVAL_FILE, TRAIN_FILE, read_snapshot_rows, with_sys
 
 CHECKPOINT_PREFIX = "checkpoint-"
 CHECKPOINT_MARKER = "tunesmith-checkpoint.json"
-"""Written last into a checkpoint: only folders holding it are ever resumed from."""
+"""Written last into a checkpoint: its run, step and the sha256 of every file in it. Only
+folders whose marker names this run and whose files still match it are resumed from."""
+NEARLY_FULL_BYTES = 1024**2
+"""Free space under which a failed save is put down to a full disk (torch's message hides it)."""
 LENGTH_MARGIN = 8
 """Tokens of head-room over the longest row, so no example is ever cut."""
 
@@ -74,7 +79,7 @@ class StopRequest:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
-        print("SIGTERM received: stopping after this step, with a checkpoint", flush=True)
+        _log("SIGTERM received: stopping after this step, with a checkpoint")
 
 
 class StoreProgress(TrainerCallback):
@@ -178,10 +183,9 @@ class StoreProgress(TrainerCallback):
             and state.epoch is not None
             and state.epoch >= 1
         ):
-            print(
+            _log(
                 f"Eval loss has not improved for {self.evals_without_improvement} evaluations"
-                f" (best {self.best_eval_loss:.4f}): stopping early at step {state.global_step}",
-                flush=True,
+                f" (best {self.best_eval_loss:.4f}): stopping early at step {state.global_step}"
             )
             control.should_training_stop = True
 
@@ -210,28 +214,37 @@ class AtomicCheckpointTrainer(SFTTrainer):
         staging = root / ".staging"
         shutil.rmtree(staging, ignore_errors=True)
         step = self.state.global_step
+        written = staging / f"{CHECKPOINT_PREFIX}{step}"
         self._staging = True
         try:
             super()._save_checkpoint(model, trial)
+            write_checkpoint_marker(written, run_id=self._run_id, step=step)
+        except Exception as error:
+            full = is_disk_full(error) or _nearly_full(root)
+            shutil.rmtree(staging, ignore_errors=True)
+            if full:
+                raise TrainingFailed(
+                    f"the disk is full: the checkpoint at step {step} could not be saved in"
+                    f" {root}; {_last_checkpoint_note(root)}. Free some space, then resume:"
+                    f" tunesmith train --resume {self._run_id}"
+                ) from error
+            raise
         finally:
             self._staging = False
-        written = staging / f"{CHECKPOINT_PREFIX}{step}"
-        marker = {"run_id": self._run_id, "step": step, "written_at": now_iso()}
-        (written / CHECKPOINT_MARKER).write_text(json.dumps(marker), encoding="utf-8")
         final = root / f"{CHECKPOINT_PREFIX}{step}"
-        shutil.rmtree(final, ignore_errors=True)
+        _remove_checkpoint(final)
         written.replace(final)
         _fsync_dir(root)
         shutil.rmtree(staging, ignore_errors=True)
         for old in complete_checkpoints(root)[: -self._keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_checkpoint(old)
         if self.state.is_world_process_zero:
             set_checkpoint(self._db, self._run_id, step)
-        print(f"Checkpoint saved at step {step}", flush=True)
+        _log(f"Checkpoint saved at step {step}")
 
 
 def complete_checkpoints(root: Path) -> list[Path]:
-    """Checkpoints this run wrote completely, oldest first."""
+    """Checkpoint folders that hold a marker (were written completely), oldest first."""
     if not root.is_dir():
         return []
     found = [
@@ -242,6 +255,81 @@ def complete_checkpoints(root: Path) -> list[Path]:
         and (path / CHECKPOINT_MARKER).is_file()
     ]
     return sorted(found, key=lambda path: int(path.name.removeprefix(CHECKPOINT_PREFIX)))
+
+
+def write_checkpoint_marker(folder: Path, *, run_id: int, step: int) -> None:
+    """Mark ``folder`` as run ``run_id``'s complete checkpoint at ``step``, hashing its files."""
+    marker = {
+        "run_id": run_id,
+        "step": step,
+        "written_at": now_iso(),
+        "files": _file_digests(folder),
+    }
+    (folder / CHECKPOINT_MARKER).write_text(json.dumps(marker), encoding="utf-8")
+
+
+def checkpoint_problem(folder: Path, run_id: int) -> str | None:
+    """Why run ``run_id`` must not resume from ``folder``, or None when tunesmith wrote it so."""
+    try:
+        marker = json.loads((folder / CHECKPOINT_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "its marker is unreadable"
+    if not isinstance(marker, dict) or not isinstance(marker.get("files"), dict):
+        return "its marker lists no files"
+    if marker.get("run_id") != run_id:
+        return f"it was written by run {marker.get('run_id')!r}, not run {run_id}"
+    if f"{CHECKPOINT_PREFIX}{marker.get('step')}" != folder.name:
+        return f"its marker names step {marker.get('step')!r}"
+    if any(path.is_symlink() for path in folder.rglob("*")):
+        return "it holds a link"
+    actual = _file_digests(folder)
+    for name in sorted(set(actual) | set(marker["files"])):
+        if actual.get(name) != marker["files"].get(name):
+            return f"{name} is not the file that was saved"
+    return None
+
+
+def resumable_checkpoint(root: Path, run_id: int) -> Path | None:
+    """The newest checkpoint in ``root`` that run ``run_id`` wrote and nobody changed since."""
+    for folder in reversed(complete_checkpoints(root)):
+        problem = checkpoint_problem(folder, run_id)
+        if problem is None:
+            return folder
+        _log(f"Not resuming from {folder.name}: {problem}")
+    return None
+
+
+def _file_digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` but the marker, by relative path."""
+    digests: dict[str, str] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name != CHECKPOINT_MARKER:
+            with path.open("rb") as handle:
+                digest = hashlib.file_digest(handle, "sha256").hexdigest()
+            digests[path.relative_to(folder).as_posix()] = digest
+    return digests
+
+
+def _remove_checkpoint(folder: Path) -> None:
+    """Delete a checkpoint, its marker first, so a kill midway never leaves a marked husk."""
+    (folder / CHECKPOINT_MARKER).unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _nearly_full(folder: Path) -> bool:
+    """Whether the file system holding ``folder`` has almost no space left."""
+    try:
+        return shutil.disk_usage(folder).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+def _last_checkpoint_note(root: Path) -> str:
+    """Which earlier checkpoint a failed save left in place, for the error message."""
+    checkpoints = complete_checkpoints(root)
+    if not checkpoints:
+        return "there is no earlier checkpoint"
+    return f"the last complete checkpoint ({checkpoints[-1].name}) is intact"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -305,7 +393,7 @@ def load_4bit_model(
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-    source = resolve_base_model(base_model, _print_status)
+    source = resolve_base_model(base_model, _log)
     quantization = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
@@ -386,22 +474,27 @@ def main(argv: list[str] | None = None) -> int:
     db = open_database(args.db)
     run = get_run(db, args.run_id)
     mark_started(db, run.id, pid=os.getpid())
-    print(f"Run {run.id} started (pid {os.getpid()})", flush=True)
+    _log(f"Run {run.id} started (pid {os.getpid()})")
     try:
         status = train(args.db, run.id, resume=args.resume, stop=stop)
     except TunesmithError as error:
-        print(f"Run failed: {error.message}", flush=True)
+        # The row first: on a full disk the log cannot take the message.
         finish_run(db, run.id, "failed", error=error.message)
+        _log(f"Run failed: {error.message}")
         return 1
     except Exception as error:
-        message = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-        print(f"Run failed: {message}", flush=True)
+        if is_disk_full(error):
+            message = f"the disk is full: {_first_line(error)}"
+        else:
+            message = f"{type(error).__name__}: {_first_line(error)}"
+        finish_run(db, run.id, "failed", error=message)
+        _log(f"Run failed: {message}")
         import traceback
 
-        traceback.print_exc()
-        finish_run(db, run.id, "failed", error=message)
+        with contextlib.suppress(OSError):
+            traceback.print_exc()
         return 1
-    print(f"Run {run.id} {status}", flush=True)
+    _log(f"Run {run.id} {status}")
     return 0
 
 
@@ -422,11 +515,11 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
     device = "cuda" if torch.cuda.is_available() else "cpu"
     threads = choose_threads() if device == "cpu" else torch.get_num_threads()
     precision = choose_precision(device)
-    print(f"Device {device}, {threads} threads, {precision.name}: {precision.reason}", flush=True)
+    _log(f"Device {device}, {threads} threads, {precision.name}: {precision.reason}")
     if config.qlora:
         model, tokenizer = load_4bit_model(project.base_model, device)
     else:
-        model, tokenizer = load_base_model(project.base_model, on_status=_print_status)
+        model, tokenizer = load_base_model(project.base_model, on_status=_log)
     if stop.requested:
         finish_run(db, run.id, "stopped", error=None)
         return "stopped"
@@ -440,7 +533,7 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
             f"({context}); shorten or remove it"
         )
     max_length = longest + LENGTH_MARGIN
-    print(f"Longest row: {longest} tokens (example {longest_id}); max length {max_length}")
+    _log(f"Longest row: {longest} tokens (example {longest_id}); max length {max_length}")
     peft_config = lora_config(config)
     sft_args = training_arguments(
         config,
@@ -471,44 +564,57 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
     used = {**config.to_dict(), "max_length": max_length, "threads": threads}
     used["precision"] = precision.name
     set_config(db, run.id, used)
-    print(f"Config: {json.dumps(used)}", flush=True)
+    _log(f"Config: {json.dumps(used)}")
 
     # Train
-    checkpoints = complete_checkpoints(run_dir / "checkpoints")
-    resume_from = str(checkpoints[-1]) if resume and checkpoints else None
+    checkpoint = resumable_checkpoint(run_dir / "checkpoints", run.id) if resume else None
+    resume_from = str(checkpoint) if checkpoint is not None else None
     if resume and resume_from is None:
-        print("No complete checkpoint yet: starting from step 0", flush=True)
+        _log("No complete checkpoint yet: starting from step 0")
     elif resume_from:
-        print(f"Resuming from {resume_from}", flush=True)
+        _log(f"Resuming from {resume_from}")
     trainer.train(resume_from_checkpoint=resume_from)
     if stop.requested:
         finish_run(db, run.id, "stopped")
         return "stopped"
 
     # Save
-    adapter_dir = save_final(trainer, tokenizer, run_dir)
+    adapter_dir = save_final(trainer, tokenizer, run_dir, run.id)
     finish_run(db, run.id, "completed", adapter_path=str(adapter_dir))
 
     # Evaluate, so the before/after is waiting when the user looks.
     if eval_rows:
         del trainer, model
-        print("Evaluating base and tuned on the eval rows...", flush=True)
+        _log("Evaluating base and tuned on the eval rows...")
         try:
             result = evaluate_run(db_path, run.id)
         except TunesmithError as error:
-            print(f"Evaluation failed: {error.message}", flush=True)
+            _log(f"Evaluation failed: {error.message}")
         else:
-            print(f"Evaluation: base {result.base}, tuned {result.tuned}", flush=True)
+            _log(f"Evaluation: base {result.base}, tuned {result.tuned}")
     return "completed"
 
 
-def save_final(trainer: SFTTrainer, tokenizer: PreTrainedTokenizerBase, run_dir: Path) -> Path:
+def save_final(
+    trainer: SFTTrainer, tokenizer: PreTrainedTokenizerBase, run_dir: Path, run_id: int
+) -> Path:
     """Save the adapter (or full model) and tokenizer to ``run_dir/adapter``, atomically."""
     final = run_dir / "adapter"
     staging = run_dir / ".adapter.staging"
     shutil.rmtree(staging, ignore_errors=True)
-    trainer.save_model(str(staging))
-    tokenizer.save_pretrained(str(staging))
+    try:
+        trainer.save_model(str(staging))
+        tokenizer.save_pretrained(str(staging))
+    except Exception as error:
+        full = is_disk_full(error) or _nearly_full(run_dir)
+        shutil.rmtree(staging, ignore_errors=True)
+        if full:
+            raise TrainingFailed(
+                f"the disk is full: the trained adapter could not be saved in {run_dir};"
+                f" {_last_checkpoint_note(run_dir / 'checkpoints')}. Free some space, then"
+                f" resume: tunesmith train --resume {run_id}"
+            ) from error
+        raise
     # The Trainer pickles its arguments next to the weights; an adapter folder holds only
     # safetensors and JSON, so nothing in it can run code when loaded.
     (staging / "training_args.bin").unlink(missing_ok=True)
@@ -517,8 +623,18 @@ def save_final(trainer: SFTTrainer, tokenizer: PreTrainedTokenizerBase, run_dir:
     return final
 
 
-def _print_status(message: str) -> None:
-    print(message, flush=True)
+def _log(message: str) -> None:
+    """Print a line to the run's log; a log that cannot be written (a full disk) is skipped."""
+    with contextlib.suppress(OSError):
+        print(message, flush=True)
+
+
+def _first_line(error: BaseException) -> str:
+    """The first non-empty line of an exception's message."""
+    for line in str(error).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(error).__name__
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,10 @@ def write_snapshot(run_dir: Path, train: list[Example], evaluation: list[Example
             for row in rows
         ).encode("utf-8")
         hasher.update(name.encode() + b"\0" + lines)
-        (run_dir / name).write_bytes(lines)
+        # The rows are the user's data: readable by them only, like everything in the run.
+        descriptor = os.open(run_dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(lines)
     return Snapshot(train_rows=len(train), eval_rows=len(evaluation), digest=hasher.hexdigest())
 
 

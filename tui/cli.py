@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any, NoReturn, cast
@@ -28,7 +28,7 @@ from tui.cli_eval import eval_command, export_command
 from tui.cli_models import ask, compare, serve
 from tui.cli_runs import runs, train
 from tui.cli_state import CliState, pass_state
-from tui.safe_text import one_line, terminal_safe
+from tui.safe_text import json_text, one_line, terminal_safe
 
 EXIT_REJECTED_ROWS = 1
 """Exit status of an import that kept the valid rows but rejected some."""
@@ -42,6 +42,10 @@ class TunesmithGroup(click.Group):
             return super().invoke(ctx)
         except TunesmithError as error:
             raise click.ClickException(terminal_safe(error.message)) from error
+        except sqlite3.OperationalError as error:
+            # The disk is full, the file is read-only or damaged: the user's to fix, not a bug.
+            where = ctx.obj.db_path if isinstance(ctx.obj, CliState) else "the database"
+            raise click.ClickException(terminal_safe(f"{where}: {error}")) from error
 
 
 @click.group(cls=TunesmithGroup, invoke_without_command=True)
@@ -121,7 +125,7 @@ def project_list(state: CliState, as_json: bool) -> None:
             }
             for p in projects
         ]
-        click.echo(json.dumps(records, indent=2, ensure_ascii=False))
+        click.echo(json_text(records))
         return
     if not projects:
         click.echo("No projects yet. Create one: tunesmith project new NAME")
@@ -186,7 +190,7 @@ def examples_list(state: CliState, name: str, as_json: bool) -> None:
     db = state.db()
     rows = list_examples(db, get_project(db, name).id)
     if as_json:
-        click.echo(json.dumps([_example_record(e) for e in rows], indent=2, ensure_ascii=False))
+        click.echo(json_text([_example_record(e) for e in rows]))
         return
     if not rows:
         click.echo(f"No examples yet. Add some: tunesmith examples import {name} FILE")

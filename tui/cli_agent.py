@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
@@ -15,7 +14,7 @@ from store.errors import InputError, NotFoundError, TunesmithError
 from store.examples import list_examples
 from store.projects import Project, create_project, get_project, get_project_by_id
 from tui.cli_state import CliState, pass_state
-from tui.safe_text import terminal_safe
+from tui.safe_text import json_text, terminal_safe
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -54,7 +53,7 @@ def spec_command(state: CliState, name: str, as_json: bool) -> None:
     counts = coverage(spec, examples)
     if as_json:
         record = spec_record(spec, counts, counts.approved + counts.pending)
-        click.echo(json.dumps({"project": project.name, **record}, indent=2, ensure_ascii=False))
+        click.echo(json_text({"project": project.name, **record}))
         return
     click.echo(terminal_safe(describe_spec(project.name, spec, counts)))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from trainer.jobs import is_run_process_alive
 from trainer.scoring import METRICS, compared_metrics
 from trainer.snapshot import EVAL_FILE, read_snapshot_rows
 from tui.cli_state import CliState, pass_state
-from tui.safe_text import one_line, terminal_safe
+from tui.safe_text import json_text, one_line, terminal_safe
 
 WAIT_POLL_SECONDS = 0.5
 """How often to look whether a just-completed run has finished evaluating itself."""
@@ -164,7 +163,7 @@ def eval_command(
                 }
                 for item in evaluation_items(db, evaluation.id)
             ]
-        click.echo(json.dumps(record, indent=2, ensure_ascii=False))
+        click.echo(json_text(record))
         return
     click.echo(
         f"Run {run.id} of {project.name!r}: {evaluation.n} eval rows, greedy answers"
