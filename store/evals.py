@@ -10,6 +10,7 @@ import sqlite_utils
 
 from store.clock import now_iso
 from store.database import write_transaction
+from store.errors import InputError, NotFoundError
 
 
 @dataclass(frozen=True)
@@ -111,3 +112,47 @@ def evaluation_items(db: sqlite_utils.Database, eval_id: int) -> list[EvalItem]:
         )
         for row in db.query("SELECT * FROM eval_items WHERE eval_id = ? ORDER BY id", [eval_id])
     ]
+
+
+PREFERENCES = ("base", "tuned", "tie")
+"""What a person may prefer in a blind A/B comparison of one eval item."""
+
+
+@dataclass(frozen=True)
+class StoredEvalItem:
+    """An eval item as stored: its row id and the person's recorded preference, if any."""
+
+    id: int
+    eval_id: int
+    item: EvalItem
+    preference: str | None
+
+
+def stored_evaluation_items(db: sqlite_utils.Database, eval_id: int) -> list[StoredEvalItem]:
+    """The items of an evaluation with their ids and preferences, in the order answered."""
+    return [
+        StoredEvalItem(
+            id=row["id"],
+            eval_id=row["eval_id"],
+            item=EvalItem(
+                example_id=row["example_id"],
+                prompt=row["prompt"],
+                reference=row["reference"],
+                base_output=row["base_output"] or "",
+                tuned_output=row["tuned_output"] or "",
+                base_scores=json.loads(row["base_scores"]),
+                tuned_scores=json.loads(row["tuned_scores"]),
+            ),
+            preference=row["preference"],
+        )
+        for row in db.query("SELECT * FROM eval_items WHERE eval_id = ? ORDER BY id", [eval_id])
+    ]
+
+
+def set_preference(db: sqlite_utils.Database, item_id: int, preference: str | None) -> None:
+    """Record which answer a person preferred for an eval item (None clears it)."""
+    if preference is not None and preference not in PREFERENCES:
+        raise InputError(f"preference: {preference!r} is not one of {', '.join(PREFERENCES)}")
+    cursor = db.execute("UPDATE eval_items SET preference = ? WHERE id = ?", [preference, item_id])
+    if not cursor.rowcount:
+        raise NotFoundError(f"no eval item with id {item_id}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import sqlite_utils
@@ -372,3 +372,125 @@ def json_kind(value: object) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
+
+
+@dataclass(frozen=True)
+class ExampleUpdate:
+    """A change of status and/or split for one example, as a bulk update takes it."""
+
+    example_id: int
+    status: str | None = None
+    split: str | None = None
+
+
+def update_examples(db: sqlite_utils.Database, updates: Iterable[ExampleUpdate]) -> list[Example]:
+    """Change the status and/or split of many examples in one transaction, keeping history."""
+    updates = list(updates)
+    for update in updates:
+        if update.status is not None:
+            _check_choice("status", update.status, EXAMPLE_STATUSES)
+        if update.split is not None:
+            _check_choice("split", update.split, EXAMPLE_SPLITS)
+    timestamp = now_iso()
+    with write_transaction(db):
+        for update in updates:
+            current = _live_example(db, update.example_id)
+            _record_version(db, current)
+            db.execute(
+                "UPDATE examples SET status = ?, split = ?, version = version + 1,"
+                " updated_at = ? WHERE id = ?",
+                [
+                    update.status or current.status,
+                    update.split or current.split,
+                    timestamp,
+                    update.example_id,
+                ],
+            )
+    return [get_example(db, update.example_id) for update in updates]
+
+
+def edit_example(
+    db: sqlite_utils.Database,
+    example_id: int,
+    *,
+    messages: tuple[ChatMessage, ...],
+    tags: tuple[str, ...],
+) -> Example:
+    """Replace an example's conversation and tags; refuse one another live example already has."""
+    messages = validate_messages(messages_to_json(messages))
+    current = _live_example(db, example_id)
+    duplicate = _live_duplicate(db, current.project_id, content_hash(messages), example_id)
+    if duplicate is not None:
+        raise InputError(f"example {duplicate} already has exactly this conversation")
+    return update_example(db, example_id, messages=messages, tags=tags)
+
+
+def remove_examples(db: sqlite_utils.Database, example_ids: Iterable[int]) -> list[Example]:
+    """Remove many examples in one transaction; rows and history stay for undo."""
+    example_ids = list(example_ids)
+    timestamp = now_iso()
+    with write_transaction(db):
+        for example_id in example_ids:
+            _record_version(db, _live_example(db, example_id))
+            db.execute(
+                "UPDATE examples SET deleted_at = ?, updated_at = ?, version = version + 1"
+                " WHERE id = ?",
+                [timestamp, timestamp, example_id],
+            )
+    return [get_example(db, example_id) for example_id in example_ids]
+
+
+def restore_example(db: sqlite_utils.Database, example_id: int) -> Example:
+    """Bring a removed example back as it was when removed."""
+    removed = get_example(db, example_id)
+    if removed.deleted_at is None:
+        raise InputError(f"example {example_id} was not removed")
+    return restore_examples(db, [replace(removed, deleted_at=None)])[0]
+
+
+def restore_examples(db: sqlite_utils.Database, earlier: Iterable[Example]) -> list[Example]:
+    """Put examples back to the given earlier states (content, status, split, tags, removed or
+    not) in one transaction, each change kept in the history: the undo of any edit."""
+    earlier = list(earlier)
+    timestamp = now_iso()
+    with write_transaction(db):
+        for before in earlier:
+            current = get_example(db, before.id)
+            digest = content_hash(before.messages)
+            if before.deleted_at is None:
+                duplicate = _live_duplicate(db, current.project_id, digest, before.id)
+                if duplicate is not None:
+                    raise InputError(
+                        f"cannot bring back example {before.id}: "
+                        f"example {duplicate} now has the same conversation"
+                    )
+            _record_version(db, current)
+            db.execute(
+                "UPDATE examples SET messages = ?, content_hash = ?, status = ?, split = ?,"
+                " tags = ?, deleted_at = ?, version = version + 1, updated_at = ? WHERE id = ?",
+                [
+                    json.dumps(messages_to_json(before.messages), ensure_ascii=False),
+                    digest,
+                    before.status,
+                    before.split,
+                    json.dumps(list(before.tags), ensure_ascii=False),
+                    before.deleted_at,
+                    timestamp,
+                    before.id,
+                ],
+            )
+    return [get_example(db, before.id) for before in earlier]
+
+
+def _live_duplicate(
+    db: sqlite_utils.Database, project_id: int, digest: str, except_id: int
+) -> int | None:
+    """The id of another live example of the project with this content hash, if any."""
+    rows = list(
+        db.query(
+            "SELECT id FROM examples WHERE project_id = ? AND content_hash = ?"
+            " AND deleted_at IS NULL AND id != ? LIMIT 1",
+            [project_id, digest, except_id],
+        )
+    )
+    return int(rows[0]["id"]) if rows else None

@@ -154,7 +154,9 @@ async def test_choosing_a_project_shows_its_examples_and_counts(db_path: Path) -
         rows = row_texts(table)
         assert len(rows) == 5
         first = rows[0]
-        assert first[1:5] == ["approved", "train", "imported", "battery"]
+        assert first[1:4] == ["approved", "train", "imported"]
+        # At 80 columns the tags give way to the prompt and response; the preview has them.
+        assert first[4].startswith("batt")
         assert first[5].startswith("Great phone")
         assert "Second line" not in first[5]
         assert rows[4][1:4] == ["pending", "eval", "typed"]
@@ -269,14 +271,16 @@ async def test_placeholders_before_a_project_is_chosen(db_path: Path) -> None:
         assert "press p" in static_text(app.screen, "#dataset-summary")
         await pilot.press("3")
         await pilot.pause()
-        assert "tunesmith train NAME" in static_text(app.screen, "#coming-soon-command-0")
+        assert "press p" in static_text(app.screen, "#run-message")
         await pilot.press("p")
         await settle(pilot)
         assert isinstance(app.screen, ProjectPickerScreen)
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, TrainScreen)
-        assert "tunesmith train reviews" in static_text(app.screen, "#coming-soon-command-0")
+        assert "Press n to fine-tune on the 4 approved train examples" in static_text(
+            app.screen, "#run-message"
+        )
 
 
 async def test_help_opens_and_closes(db_path: Path) -> None:
@@ -359,9 +363,7 @@ async def test_creating_a_project_from_the_picker_opens_it(
         assert isinstance(app.screen, DatasetScreen)
         assert app.current_project is not None and app.current_project.name == "fresh-1p"
         assert "No examples in fresh-1p yet" in static_text(app.screen, "#dataset-summary")
-        assert "tunesmith examples import fresh-1p FILE" in static_text(
-            app.screen, "#dataset-summary"
-        )
+        assert "press i to import a file" in static_text(app.screen, "#dataset-summary")
     db = open_database(empty_db_path)
     assert get_project(db, "fresh-1p").base_model == "SmolLM2-135M-Instruct"
     db.close()
@@ -419,7 +421,7 @@ async def test_reload_reads_examples_added_meanwhile(db_path: Path) -> None:
             source="typed",
         )
         db.close()
-        await pilot.press("r")
+        await pilot.press("ctrl+r")
         await settle(pilot)
         assert app.screen.query_one(ExamplesTable).row_count == 6
 
@@ -444,7 +446,7 @@ async def test_a_failing_worker_becomes_a_notification(
             )
         ]
         monkeypatch.setattr("tui.screens.dataset.list_examples", lambda *a, **k: 1 / 0)
-        await pilot.press("r")
+        await pilot.press("ctrl+r")
         await settle(pilot)
         assert notes[-1][0] == "ZeroDivisionError: division by zero"
         assert app.is_running
@@ -458,6 +460,13 @@ async def test_palette_has_a_command_for_each_action(db_path: Path) -> None:
         for title in ("Chat area", "Dataset area", "Train area", "Compare area", "Project"):
             assert title in commands
         assert "Help" in commands and "Quit" in commands
+        # Each action of the area has its command, named as in the footer, with its key.
+        for title in ("Dataset: Approve", "Dataset: Import", "Dataset: Filter"):
+            assert title in commands
+        assert commands["Dataset: Approve"].help.endswith("(a)")
+        await commands["Dataset: Reject"].callback()
+        await settle(pilot)
+        assert list_examples(open_database(db_path), 1)[0].status == "rejected"
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"compare area", "enter")
@@ -485,7 +494,7 @@ def test_column_widths_fit_the_terminal() -> None:
     narrow = column_widths(db_examples, 78)
     wide = column_widths(db_examples, 158)
     for widths, available in ((narrow, 78), (wide, 158)):
-        total = sum(vars(widths).values()) + 7 * 2
+        total = sum(vars(widths).values()) + 9 * 2
         assert total == available
     assert wide.prompt > narrow.prompt
     assert column_widths(db_examples, 20).prompt == 12

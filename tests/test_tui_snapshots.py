@@ -1,4 +1,5 @@
-"""Screenshots of every screen at 80x24, compared with the accepted ones in __snapshots__.
+"""Screenshots of every screen at 80x24 (each area empty, populated and failing), compared with
+the accepted ones in __snapshots__.
 
 After a deliberate change of the look, accept the new pictures with
 ``pytest tests/test_tui_snapshots.py --snapshot-update`` and review the SVG diffs.
@@ -16,9 +17,13 @@ from textual.widgets import Input
 from textual.worker import WorkerState
 
 from store.database import open_database
+from store.errors import ModelError, TunesmithError
 from store.examples import NewExample, add_examples, prompt_response
-from store.projects import create_project
+from store.projects import Project, create_project, get_project
+from tests.tui_pilot import evaluate, finished_run
+from trainer.launch import ServerHandle
 from tui.app import TunesmithApp
+from tui.widgets.compare.prompt_box import PromptBox
 
 SnapCompare = Callable[..., bool]
 
@@ -79,17 +84,36 @@ async def settle(pilot: Pilot[Any]) -> None:
     raise AssertionError("workers kept starting")
 
 
-def open_reviews_then(*keys: str) -> Callable[[Pilot[Any]], Any]:
-    """A ``run_before`` that opens ``reviews`` from the picker, then presses ``keys``."""
+def open_then(*keys: str, project: str = "reviews") -> Callable[[Pilot[Any]], Any]:
+    """A ``run_before`` that opens ``project`` from the picker, then presses ``keys``."""
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await settle(pilot)
+        if project != "reviews":
+            await pilot.press("j")
         await pilot.press("enter")
         await settle(pilot)
         await pilot.press(*keys)
         await settle(pilot)
 
     return run_before
+
+
+def open_reviews_then(*keys: str) -> Callable[[Pilot[Any]], Any]:
+    """A ``run_before`` that opens ``reviews`` from the picker, then presses ``keys``."""
+    return open_then(*keys)
+
+
+@pytest.fixture
+def trained_db(demo_db: Path) -> Path:
+    """The demo database with a completed, evaluated run of ``reviews`` and a failed one."""
+    db = open_database(demo_db)
+    project = get_project(db, "reviews")
+    db.close()
+    completed = finished_run(demo_db, project)
+    evaluate(demo_db, completed)
+    finished_run(demo_db, project, status="failed", error="loss became NaN at step 4")
+    return demo_db
 
 
 def test_picker(snap_compare: SnapCompare, demo_db: Path) -> None:
@@ -129,9 +153,85 @@ def test_dataset_without_a_project(snap_compare: SnapCompare, demo_db: Path) -> 
     assert snap_compare(TunesmithApp(demo_db), run_before=run_before)
 
 
-@pytest.mark.parametrize("key", ["1", "3", "4"])
+def test_dataset_empty(snap_compare: SnapCompare, demo_db: Path) -> None:
+    assert snap_compare(TunesmithApp(demo_db), run_before=open_then(project="haiku"))
+
+
+def test_dataset_error(
+    snap_compare: SnapCompare, demo_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreadable(*args: Any, **kwargs: Any) -> Any:
+        raise TunesmithError("database disk image is malformed", title="Database")
+
+    monkeypatch.setattr("tui.screens.dataset.list_examples", unreadable)
+    assert snap_compare(TunesmithApp(demo_db), run_before=open_reviews_then())
+
+
+def test_dataset_selection_and_filter(snap_compare: SnapCompare, demo_db: Path) -> None:
+    assert snap_compare(
+        TunesmithApp(demo_db), run_before=open_reviews_then("space", "space", "slash", "a")
+    )
+
+
+def test_edit_dialog(snap_compare: SnapCompare, demo_db: Path) -> None:
+    assert snap_compare(TunesmithApp(demo_db), run_before=open_reviews_then("j", "j", "j", "e"))
+
+
+@pytest.mark.parametrize("key", ["1"])
 def test_placeholder_areas(snap_compare: SnapCompare, demo_db: Path, key: str) -> None:
     assert snap_compare(TunesmithApp(demo_db), run_before=open_reviews_then(key))
+
+
+def test_train_empty(snap_compare: SnapCompare, demo_db: Path) -> None:
+    assert snap_compare(TunesmithApp(demo_db), run_before=open_reviews_then("3"))
+
+
+def test_train_new_run_form(snap_compare: SnapCompare, demo_db: Path) -> None:
+    assert snap_compare(TunesmithApp(demo_db), run_before=open_reviews_then("3", "n"))
+
+
+def test_train_completed_run(snap_compare: SnapCompare, trained_db: Path) -> None:
+    assert snap_compare(TunesmithApp(trained_db), run_before=open_reviews_then("3", "j"))
+
+
+def test_train_failed_run(snap_compare: SnapCompare, trained_db: Path) -> None:
+    assert snap_compare(TunesmithApp(trained_db), run_before=open_reviews_then("3"))
+
+
+def test_compare_empty(snap_compare: SnapCompare, demo_db: Path) -> None:
+    assert snap_compare(TunesmithApp(demo_db), run_before=open_reviews_then("4"))
+
+
+def test_compare_evaluation(snap_compare: SnapCompare, trained_db: Path) -> None:
+    assert snap_compare(TunesmithApp(trained_db), run_before=open_reviews_then("4", "j"))
+
+
+def test_compare_blind(
+    snap_compare: SnapCompare, trained_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Which side is tuned is random per session; fixed here so the picture is stable.
+    monkeypatch.setattr("tui.screens.compare.secrets.randbits", lambda bits: 7)
+    app = TunesmithApp(trained_db)
+    app.services.servers.starter = refusing_server
+    assert snap_compare(app, run_before=open_reviews_then("4", "v"))
+
+
+def refusing_server(db_path: Path, project: Project, on_status: Any) -> ServerHandle:
+    """A model server start that fails the way a missing model does."""
+    raise ModelError(f"The base model of project {project.name} is not on this machine")
+
+
+def test_compare_error(snap_compare: SnapCompare, trained_db: Path) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await open_reviews_then("4", "tab")(pilot)
+        box = pilot.app.screen.query_one(PromptBox)
+        box.text = "Meh. [b]not bold[/b]"
+        box.cursor_blink = False
+        await pilot.press("enter")
+        await settle(pilot)
+
+    app = TunesmithApp(trained_db, server_starter=refusing_server)
+    assert snap_compare(app, run_before=run_before)
 
 
 def test_help(snap_compare: SnapCompare, demo_db: Path) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import gc
+import sys
+from collections.abc import Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from textual import work
+from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.message import Message
@@ -16,7 +18,9 @@ from textual.worker import Worker, WorkerState
 
 from store.database import open_database
 from store.errors import TunesmithError
-from store.projects import Project, get_project
+from store.projects import Project, get_project, get_project_by_id, list_projects
+from store.runs import ACTIVE_STATUSES, Run, get_run, list_runs
+from trainer.jobs import refresh_runs
 from tui.safe_text import terminal_safe
 from tui.screens.area import AREAS, AreaScreen
 from tui.screens.chat import ChatScreen
@@ -25,6 +29,14 @@ from tui.screens.dataset import DatasetScreen
 from tui.screens.help import HelpScreen
 from tui.screens.project_picker import ProjectPickerScreen
 from tui.screens.train import TrainScreen
+from tui.services import (
+    AppServices,
+    ModelServers,
+    ProvidesServices,
+    ServerStarter,
+    start_project_server,
+)
+from tui.widgets.train.run_text import run_outcome
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -35,20 +47,32 @@ AREA_SCREENS: dict[str, type[AreaScreen]] = {
 }
 """The screen class of each area, by mode name."""
 
+RUN_WATCH_SECONDS = 2.0
+"""How often the app looks for runs that ended, to say so wherever the person is."""
 
-class TunesmithApp(App[None]):
+_PALETTE_SKIPS = {"app.help", "app.quit", "app.pick_project", "app.command_palette"}
+"""Actions the palette lists once, as app commands, rather than once per area."""
+
+
+class TunesmithApp(ProvidesServices, App[None]):
     """Chat, Dataset, Train and Compare areas over one tunesmith database."""
 
     TITLE = "tunesmith"
     CSS_PATH = "app.tcss"
     DEFAULT_MODE = "dataset"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit tunesmith"),
+        Binding("ctrl+q", "quit", "Quit", priority=True, show=False, tooltip="Quit tunesmith"),
         Binding("f1", "help", "Help", show=False),
     ]
 
     current_project: reactive[Project | None] = reactive(None, always_update=True)
     """The project every area shows; None until one is chosen in the picker."""
+
+    active_runs: reactive[tuple[Run, ...]] = reactive(())
+    """Runs of any project still queued or training, as last seen."""
+
+    compare_run_id: reactive[int | None] = reactive(None)
+    """The run the Compare area shows; set by Train's compare key, else Compare picks."""
 
     class ProjectChosen(Message):
         """A project was chosen (or created) and read from the store."""
@@ -58,21 +82,44 @@ class TunesmithApp(App[None]):
             self.project = project
             """The chosen project."""
 
-    def __init__(self, db_path: Path) -> None:
+    class RunsChecked(Message):
+        """The runs still training, and those that ended since the last look, were read."""
+
+        def __init__(self, active: Sequence[Run], ended: Sequence[tuple[Run, str]]) -> None:
+            super().__init__()
+            self.active = tuple(active)
+            """Runs still queued or training."""
+            self.ended = tuple(ended)
+            """Runs that were training at the last look and have ended, with their project."""
+
+    def __init__(
+        self, db_path: Path, *, server_starter: ServerStarter = start_project_server
+    ) -> None:
         """Open (creating if needed) the database at ``db_path``; raises TunesmithError."""
         super().__init__()
         self.db_path = db_path
         """The database file this app works on."""
         self.database: sqlite_utils.Database = open_database(db_path)
-        """The open database; screens get it from here, workers read and write through it."""
+        """The open database; workers use it through ``services.database()``."""
+        self.services = AppServices(self.database, db_path, ModelServers(server_starter))
+        """The database (one thread at a time) and the model server, for the screens' workers."""
+        self._watched_runs: set[int] = set()
+        self._looked = False
         for area in AREAS:
             self.add_mode(area.mode, partial(AREA_SCREENS[area.mode], self.database))
 
     def on_mount(self) -> None:
         self.action_pick_project()
+        self._check_runs(frozenset())
+        self.set_interval(RUN_WATCH_SECONDS, self._watch_runs)
 
     def on_unmount(self) -> None:
-        self.database.close()
+        # The areas froze their widgets out of the collector's reach; give them back, so a
+        # process that makes several apps (the tests) can free them.
+        gc.unfreeze()
+        self.services.servers.stop()
+        with self.services.database() as database:
+            database.close()
 
     def action_pick_project(self) -> None:
         """Open the project picker (unless it is already open)."""
@@ -83,11 +130,13 @@ class TunesmithApp(App[None]):
 
     def _project_picked(self, name: str | None) -> None:
         if name is not None:
-            self._open_project(self.database, name)
+            self._open_project(name)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="open-project")
-    def _open_project(self, database: sqlite_utils.Database, name: str) -> None:
-        self.post_message(self.ProjectChosen(get_project(database, name)))
+    def _open_project(self, name: str) -> None:
+        with self.services.database() as database:
+            project = get_project(database, name)
+        self.post_message(self.ProjectChosen(project))
 
     def on_tunesmith_app_project_chosen(self, message: ProjectChosen) -> None:
         self.current_project = message.project
@@ -95,7 +144,67 @@ class TunesmithApp(App[None]):
     def action_help(self) -> None:
         """Show the keys (unless the help is already open)."""
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            area = self.screen.AREA if isinstance(self.screen, AreaScreen) else None
+            self.push_screen(HelpScreen(area))
+
+    # Runs train in their own processes; the app looks at them to say when one ends.
+
+    def _watch_runs(self) -> None:
+        if not any(worker.group == "run-watch" and worker.is_running for worker in self.workers):
+            self._check_runs(frozenset(self._watched_runs))
+
+    @work(thread=True, exit_on_error=False, group="run-watch")
+    def _check_runs(self, watched: frozenset[int]) -> None:
+        with self.services.database() as database:
+            refresh_runs(database)
+            active = [
+                run
+                for project in list_projects(database)
+                for run in list_runs(database, project.id)
+                if run.status in ACTIVE_STATUSES
+            ]
+            active_ids = {run.id for run in active}
+            ended = []
+            for run_id in sorted(watched - active_ids):
+                run = get_run(database, run_id)
+                ended.append((run, get_project_by_id(database, run.project_id).name))
+        self.post_message(self.RunsChecked(active, ended))
+
+    def on_tunesmith_app_runs_checked(self, message: RunsChecked) -> None:
+        active_ids = {run.id for run in message.active}
+        from_before = active_ids - self._watched_runs if not self._looked else set()
+        self._looked = True
+        ended_ids = {run.id for run, _ in message.ended}
+        self._watched_runs = (self._watched_runs - ended_ids) | active_ids
+        self.active_runs = message.active
+        if from_before:
+            ids = ", ".join(str(run_id) for run_id in sorted(from_before))
+            self.notify(
+                f"Still training from before: run {ids}. The Train area (3) follows it.",
+                title="Training",
+                markup=False,
+            )
+        for run, project_name in message.ended:
+            title, line, failed = run_outcome(run, project_name)
+            self.bell()
+            self.notify(
+                terminal_safe(line),
+                title=title,
+                severity="error" if failed else "information",
+                timeout=10,
+                markup=False,
+            )
+
+    @on(TrainScreen.RunLaunched)
+    def _run_launched(self, message: TrainScreen.RunLaunched) -> None:
+        self._watched_runs.add(message.run.id)
+
+    @on(TrainScreen.CompareRequested)
+    async def _compare_requested(self, message: TrainScreen.CompareRequested) -> None:
+        self.compare_run_id = message.run_id
+        await self.switch_mode("compare")
+
+    # Errors and commands
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Turn a failed worker, the app's or a screen's, into an error notification."""
@@ -126,17 +235,48 @@ class TunesmithApp(App[None]):
             yield SystemCommand(
                 "Project", "Choose or create the project to work on (p)", self.action_pick_project
             )
+            yield from self._screen_commands(screen)
         yield SystemCommand("Help", "List the keys (? or F1)", self.action_help)
         yield from super().get_system_commands(screen)
+
+    def _screen_commands(self, screen: AreaScreen) -> Iterable[SystemCommand]:
+        """One command per action the area offers now, named as in its footer."""
+        seen: set[str] = set()
+        for key, active in screen.active_bindings.items():
+            binding = active.binding
+            action = binding.action
+            if (
+                not active.enabled
+                or not binding.description
+                or action in seen
+                or action in _PALETTE_SKIPS
+                or action.startswith("app.switch_mode")
+                or binding.system
+            ):
+                continue
+            seen.add(action)
+            shown_key = binding.key_display or key
+            explanation = binding.tooltip or binding.description
+            yield SystemCommand(
+                f"{screen.AREA.capitalize()}: {binding.description}",
+                f"{explanation} ({shown_key})",
+                partial(self.run_action, action, active.node),
+            )
 
 
 def run_app(db_path: Path) -> None:
     """Run the app on the database at ``db_path`` until the person quits.
 
-    A database that cannot be opened ends the program with a one-line message.
+    A database that cannot be opened ends the program with a one-line message. Runs still
+    training when the app closes keep going; a line says how to follow them.
     """
     try:
         app = TunesmithApp(db_path)
     except TunesmithError as error:
         raise SystemExit(f"tunesmith: {terminal_safe(error.message)}") from None
     app.run()
+    for run in app.active_runs:
+        print(
+            f"tunesmith: run {run.id} keeps training; follow it: tunesmith runs follow {run.id}",
+            file=sys.stderr,
+        )

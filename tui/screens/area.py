@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar
 
@@ -36,7 +37,8 @@ _AREA_KEYS = Binding.Group("Areas")
 def _area_bindings() -> Iterable[BindingType]:
     for area in AREAS:
         action = f"app.switch_mode('{area.mode}')"
-        yield Binding(area.key, action, area.title, group=_AREA_KEYS)
+        # The tab line shows these keys; the footer keeps its room for the area's own.
+        yield Binding(area.key, action, area.title, group=_AREA_KEYS, show=False)
         yield Binding(area.function_key, action, area.title, show=False)
 
 
@@ -56,8 +58,10 @@ class AreaScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         *_area_bindings(),
-        Binding("p", "app.pick_project", "Project", tooltip="Choose or create a project"),
-        Binding("question_mark", "app.help", "Help", key_display="?"),
+        Binding(
+            "p", "app.pick_project", "Project", show=False, tooltip="Choose or create a project"
+        ),
+        Binding("question_mark", "app.help", "Help", key_display="?", show=False),
     ]
 
     project: reactive[Project | None] = reactive(None, always_update=True)
@@ -71,7 +75,9 @@ class AreaScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield AreaBar(AREAS, self.AREA).data_bind(AreaScreen.project)
         yield from self.compose_area()
-        yield Footer()
+        # Help, quit and the palette are on the tab line and in the help; the footer keeps its
+        # room for the keys of the area and of the focused widget.
+        yield Footer(compact=True, show_command_palette=False)
 
     def compose_area(self) -> Iterable[Widget]:
         """The widgets between the tab line and the footer."""
@@ -79,6 +85,10 @@ class AreaScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.watch(self.app, "current_project", self._current_project_changed)
+        # The widgets just built live as long as the app: moved out of the collector's reach,
+        # a full collection no longer walks them all, which paused the loop for up to 200 ms
+        # when a training run left the app little CPU.
+        self.call_after_refresh(gc.freeze)
 
     def _current_project_changed(self, project: Project | None) -> None:
         self.project = project

@@ -1,103 +1,485 @@
-"""The Dataset area: the current project's examples, read-only for now."""
+"""The Dataset area: review the current project's examples, edit them, import more."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.reactive import reactive
 from textual.widget import Widget
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
+from textual.worker import Worker, WorkerState
 
-from store.examples import Example, list_examples
+from store.errors import TunesmithError
+from store.examples import (
+    Example,
+    ExampleUpdate,
+    edit_example,
+    list_examples,
+    remove_examples,
+    restore_examples,
+    update_examples,
+)
 from store.projects import Project
 from tui.screens.area import AreaScreen
+from tui.screens.edit_example import EditedExample, EditExampleScreen
+from tui.screens.import_file import ImportFileScreen, ImportOutcome
+from tui.services import services
+from tui.text import plain
+from tui.widgets.dataset.checks import (
+    NO_CHECKS,
+    DatasetChecks,
+    TokenCounter,
+    check_examples,
+    token_counter_for,
+)
 from tui.widgets.dataset.example_preview import ExamplePreview
 from tui.widgets.dataset.examples_table import ExamplesTable
-from tui.widgets.dataset.summary import counts_line
+from tui.widgets.dataset.summary import counts_line, flags_line
 
 if TYPE_CHECKING:
     import sqlite_utils
 
+NO_PROJECT = "No project chosen yet: press p to choose or create one."
+"""What the area says before a project is chosen."""
+
+UNDO_DEPTH = 50
+"""Changes that ``u`` can take back, newest first."""
+
+
+def no_examples(project: Project) -> str:
+    """What the area says when the project has no examples."""
+    return (
+        f"No examples in {project.name} yet: press i to import a file, or describe your task "
+        "in Chat (1) and the agent drafts some."
+    )
+
+
+@dataclass(frozen=True)
+class UndoStep:
+    """One change to examples, and the examples as they were before it."""
+
+    description: str
+    """What the change did, e.g. ``approved 3 examples``."""
+    before: tuple[Example, ...]
+
+
+def describe(verb: str, examples: Sequence[Example]) -> str:
+    """``approved example 4`` or ``approved 3 examples``."""
+    if len(examples) == 1:
+        return f"{verb} example {examples[0].id}"
+    return f"{verb} {len(examples)} examples"
+
+
+def matches(example: Example, flag: str, terms: Sequence[str]) -> bool:
+    """Whether every term occurs in the example's text, tags, status, split, source or flag."""
+    haystack = " ".join(
+        (
+            example.status,
+            example.split,
+            example.source,
+            flag,
+            " ".join(example.tags),
+            *(message.content for message in example.messages),
+        )
+    ).casefold()
+    return all(term in haystack for term in terms)
+
 
 class DatasetScreen(AreaScreen):
-    """Lists the examples of the current project with their counts by status and split."""
+    """The examples of the current project: review, edit, select, filter, import, undo."""
 
     AREA: ClassVar[str] = "dataset"
     CSS_PATH = "dataset.tcss"
+    AUTO_FOCUS = "#dataset-examples"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("r", "reload", "Reload", tooltip="Read the examples again (after a CLI import)"),
+        Binding("a", "approve", "Approve", tooltip="Approve the highlighted or selected examples"),
+        Binding("r", "reject", "Reject", tooltip="Reject the highlighted or selected examples"),
+        Binding("space", "select", "Select", tooltip="Select or unselect for a bulk action"),
+        Binding("e", "edit", "Edit", tooltip="Edit the highlighted example's turns and tags"),
+        Binding("t", "toggle_split", "Train/eval", tooltip="Move between train and eval"),
+        Binding("d", "delete", "Delete", tooltip="Remove the highlighted or selected examples"),
+        Binding("u", "undo", "Undo", tooltip="Take back the last change"),
+        Binding("slash", "filter", "Filter", key_display="/", tooltip="Show matching rows only"),
+        Binding("i", "import_file", "Import", tooltip="Import examples from a file"),
+        Binding("escape", "clear", "Clear", show=False),
+        Binding("ctrl+r", "reload", "Reload", show=False, tooltip="Read the examples again"),
     ]
 
-    class ExamplesLoaded(Message):
-        """The examples of a project were read from the store."""
+    all_examples: reactive[tuple[Example, ...]] = reactive((), always_update=True)
+    """The project's examples as last read from the store."""
 
-        def __init__(self, project: Project, examples: Sequence[Example]) -> None:
+    checks: reactive[DatasetChecks] = reactive(NO_CHECKS, always_update=True)
+    """Token lengths, duplicate prompts and long rows of ``all_examples``."""
+
+    selected: reactive[frozenset[int]] = reactive(frozenset())
+    """Ids of the examples selected for a bulk action."""
+
+    filter_text: reactive[str] = reactive("")
+    """The words every shown example must contain; empty shows all."""
+
+    load_error: reactive[str | None] = reactive(None)
+    """Why the examples could not be read, if they could not."""
+
+    class ExamplesLoaded(Message):
+        """The examples of a project were read from the store and checked."""
+
+        def __init__(
+            self, project: Project, examples: Sequence[Example], checks: DatasetChecks
+        ) -> None:
             super().__init__()
             self.project = project
             """The project the examples belong to."""
             self.examples = tuple(examples)
             """The project's examples, oldest first."""
+            self.checks = checks
+            """What the checks found."""
+
+    class ExamplesChanged(Message):
+        """Examples were changed in the store (approved, edited, removed, undone...)."""
+
+        def __init__(self, project: Project, note: str, undo: UndoStep | None) -> None:
+            super().__init__()
+            self.project = project
+            """The project the examples belong to."""
+            self.note = note
+            """What happened, in one line for a notification."""
+            self.undo = undo
+            """How to take it back; None for an undo itself."""
+
+    def __init__(self, database: sqlite_utils.Database) -> None:
+        super().__init__(database)
+        self._undo: list[UndoStep] = []
+        self._counters: dict[str, TokenCounter] = {}
 
     def compose_area(self) -> Iterable[Widget]:
         yield Static(id="dataset-summary", markup=False)
+        yield Input(
+            placeholder="filter: words in the text, tags, status, split or flag (esc clears)",
+            id="dataset-filter",
+            compact=True,
+        )
         yield ExamplesTable(id="dataset-examples")
         yield ExamplePreview(id="dataset-preview")
 
+    # Reading
+
     def watch_project(self, project: Project | None) -> None:
+        self._undo.clear()
+        self.selected = frozenset()
+        self.filter_text = ""
+        self.load_error = None
+        self.all_examples = ()
         self.refresh_bindings()
-        summary = self.query_one("#dataset-summary", Static)
-        if project is None:
-            summary.update("No project chosen yet: press p to choose or create one.")
-            self._show_table(())
+        if project is not None:
+            self.query_one("#dataset-summary", Static).update("Reading examples…")
+            self._load_examples(project)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="dataset-examples")
+    def _load_examples(self, project: Project) -> None:
+        with services(self).database() as database:
+            examples = list_examples(database, project.id)
+        checks = check_examples(examples, self._token_counter(project))
+        self.post_message(self.ExamplesLoaded(project, examples, checks))
+
+    def _token_counter(self, project: Project) -> TokenCounter:
+        counter = self._counters.get(project.base_model)
+        if counter is None:
+            counter = self._counters[project.base_model] = token_counter_for(project.base_model)
+        return counter
+
+    @on(ExamplesLoaded)
+    def _examples_loaded(self, message: ExamplesLoaded) -> None:
+        if self.project is None or message.project.id != self.project.id:
             return
-        summary.update("Reading examples…")
-        self._load_examples(self.database, project)
+        self.load_error = None
+        live = {example.id for example in message.examples}
+        self.selected = self.selected & live
+        self.checks = message.checks
+        self.all_examples = message.examples
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR and event.worker.group == "dataset-examples":
+            error = event.worker.error
+            self.load_error = (
+                error.message if isinstance(error, TunesmithError) else f"{error!r}"[:200]
+            )
+
+    # Showing
+
+    def _shown_examples(self) -> list[Example]:
+        terms = self.filter_text.casefold().split()
+        if not terms:
+            return list(self.all_examples)
+        flags = self.checks.by_id
+        return [
+            example
+            for example in self.all_examples
+            if matches(example, flags[example.id].flag if example.id in flags else "", terms)
+        ]
+
+    def watch_all_examples(self) -> None:
+        self._show()
+
+    def watch_filter_text(self) -> None:
+        self._show()
+
+    def watch_load_error(self) -> None:
+        self._show_summary(len(self._shown_examples()))
+
+    def watch_selected(self, selected: frozenset[int]) -> None:
+        self.query_one(ExamplesTable).mark_selected(selected)
+        self._show_summary(len(self._shown_examples()))
+
+    def _show(self) -> None:
+        shown = self._shown_examples()
+        table = self.query_one(ExamplesTable)
+        had_focus = table.has_focus
+        table.show_examples(shown, self.checks, self.selected)
+        table.display = bool(shown)
+        if shown and (had_focus or self.focused is None):
+            table.focus()
+        self._show_summary(len(shown))
+        self._preview(table.example_at(table.cursor_row) if shown else None)
+        self.refresh_bindings()
+
+    def _show_summary(self, shown: int) -> None:
+        summary = self.query_one("#dataset-summary", Static)
+        summary.set_class(self.load_error is not None, "-error")
+        if self.project is None:
+            summary.update(NO_PROJECT)
+        elif self.load_error is not None:
+            summary.update(
+                Text.assemble(
+                    "Could not read the examples: ",
+                    plain(self.load_error),
+                    "\nctrl+r tries again.",
+                )
+            )
+        elif not self.all_examples:
+            summary.update(no_examples(self.project))
+        else:
+            flags = flags_line(
+                self.checks,
+                shown=shown,
+                total=len(self.all_examples),
+                selected=len(self.selected),
+                filter_text=self.filter_text,
+            )
+            lines = [counts_line(self.all_examples)]
+            if flags:
+                lines.append(flags)
+            if not shown:
+                lines.append(Text("No example matches: esc clears the filter."))
+            summary.update(Text("\n").join(lines))
+
+    def _preview(self, example: Example | None) -> None:
+        preview = self.query_one(ExamplePreview)
+        preview.check = self.checks.by_id.get(example.id) if example is not None else None
+        preview.example = example
+
+    @on(DataTable.RowHighlighted, "#dataset-examples")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._preview(self.query_one(ExamplesTable).example_at(event.cursor_row))
+
+    # Acting
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "reload":
+        if action == "clear":
+            return bool(self.selected) or bool(self.filter_text) or self._filter_shown()
+        if action in ("approve", "reject", "select", "edit", "toggle_split", "delete"):
+            return self._highlighted() is not None or (bool(self.selected) and action != "edit")
+        if action == "undo":
+            return bool(self._undo)
+        if action in ("filter",):
+            return bool(self.all_examples)
+        if action in ("import_file", "reload"):
             return self.project is not None
         return True
+
+    def _filter_shown(self) -> bool:
+        return self.query_one("#dataset-filter", Input).has_class("-shown")
+
+    def _highlighted(self) -> Example | None:
+        table = self.query_one(ExamplesTable)
+        if not table.display:
+            return None
+        return table.example_at(table.cursor_row)
+
+    def _targets(self) -> list[Example]:
+        """The selected examples, else the highlighted one."""
+        if self.selected:
+            return [example for example in self.all_examples if example.id in self.selected]
+        highlighted = self._highlighted()
+        return [highlighted] if highlighted is not None else []
+
+    def _set_status(self, status: str, verb: str) -> None:
+        targets = [example for example in self._targets() if example.status != status]
+        bulk = bool(self.selected)
+        if not bulk:
+            self.query_one(ExamplesTable).action_cursor_down()
+        if not targets:
+            return
+        updates = [ExampleUpdate(example.id, status=status) for example in targets]
+        self._write(describe(verb, targets), targets, lambda db: update_examples(db, updates))
+        if bulk:
+            self.selected = frozenset()
+
+    def action_approve(self) -> None:
+        """Approve the selected examples, else the highlighted one (and move to the next)."""
+        self._set_status("approved", "approved")
+
+    def action_reject(self) -> None:
+        """Reject the selected examples, else the highlighted one (and move to the next)."""
+        self._set_status("rejected", "rejected")
+
+    def action_toggle_split(self) -> None:
+        """Move the selected examples, else the highlighted one, between train and eval."""
+        targets = self._targets()
+        if not targets:
+            return
+        updates = [
+            ExampleUpdate(e.id, split="eval" if e.split == "train" else "train") for e in targets
+        ]
+        verb = f"moved to {updates[0].split}" if len(targets) == 1 else "switched the split of"
+        self._write(describe(verb, targets), targets, lambda db: update_examples(db, updates))
+        self.selected = frozenset()
+
+    def action_delete(self) -> None:
+        """Remove the selected examples, else the highlighted one; u brings them back."""
+        targets = self._targets()
+        if not targets:
+            return
+        ids = [example.id for example in targets]
+        self._write(describe("removed", targets), targets, lambda db: remove_examples(db, ids))
+        self.selected = frozenset()
+
+    def action_select(self) -> None:
+        """Select or unselect the highlighted example, then move to the next."""
+        highlighted = self._highlighted()
+        if highlighted is None:
+            return
+        self.selected = self.selected ^ {highlighted.id}
+        self.query_one(ExamplesTable).action_cursor_down()
+
+    def action_clear(self) -> None:
+        """Clear the filter (when typing in it), else the selection."""
+        filter_box = self.query_one("#dataset-filter", Input)
+        if filter_box.has_focus or (self._filter_shown() and not self.selected):
+            filter_box.value = ""
+            filter_box.remove_class("-shown")
+            self.filter_text = ""
+            self.query_one(ExamplesTable).focus()
+        else:
+            self.selected = frozenset()
+
+    def action_filter(self) -> None:
+        """Show the filter box and put the cursor in it."""
+        filter_box = self.query_one("#dataset-filter", Input)
+        filter_box.add_class("-shown")
+        filter_box.focus()
+
+    @on(Input.Changed, "#dataset-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+
+    @on(Input.Submitted, "#dataset-filter")
+    def _filter_submitted(self) -> None:
+        table = self.query_one(ExamplesTable)
+        if table.display:
+            table.focus()
+
+    def action_edit(self) -> None:
+        """Edit the highlighted example in a dialog."""
+        example = self._highlighted()
+        if example is None:
+            return
+
+        def save(edited: EditedExample | None) -> None:
+            if edited is None or (edited.messages, edited.tags) == (example.messages, example.tags):
+                return
+            self._write(
+                describe("edited", [example]),
+                [example],
+                lambda db: [
+                    edit_example(db, example.id, messages=edited.messages, tags=edited.tags)
+                ],
+            )
+
+        self.app.push_screen(
+            EditExampleScreen(f"Edit example {example.id}", example.messages, example.tags), save
+        )
+
+    def action_undo(self) -> None:
+        """Take back the last change (approve, reject, edit, split, removal)."""
+        if not self._undo or self.project is None:
+            return
+        step = self._undo.pop()
+        self.refresh_bindings()
+        self._write_undo(self.project, step)
+
+    def action_import_file(self) -> None:
+        """Import examples from a file into the project."""
+        if self.project is None:
+            return
+        project = self.project
+
+        def imported(outcome: ImportOutcome | None) -> None:
+            if outcome is not None:
+                self.notify(outcome.summary(), title="Import", markup=False)
+                self._load_examples(project)
+
+        self.app.push_screen(ImportFileScreen(project), imported)
 
     def action_reload(self) -> None:
         """Read the current project's examples again."""
         if self.project is not None:
-            self._load_examples(self.database, self.project)
+            self._load_examples(self.project)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="dataset-examples")
-    def _load_examples(self, database: sqlite_utils.Database, project: Project) -> None:
-        self.post_message(self.ExamplesLoaded(project, list_examples(database, project.id)))
+    # Writing
 
-    @on(ExamplesLoaded)
-    def _show_examples(self, message: ExamplesLoaded) -> None:
+    def _write(
+        self,
+        description: str,
+        before: Collection[Example],
+        write: Callable[[sqlite_utils.Database], object],
+    ) -> None:
+        if self.project is not None:
+            self._apply_change(self.project, description, tuple(before), write)
+
+    @work(thread=True, exit_on_error=False, group="dataset-change")
+    def _apply_change(
+        self,
+        project: Project,
+        description: str,
+        before: tuple[Example, ...],
+        write: Callable[[sqlite_utils.Database], object],
+    ) -> None:
+        with services(self).database() as database:
+            write(database)
+        step = UndoStep(description, before)
+        self.post_message(self.ExamplesChanged(project, f"{description.capitalize()}.", step))
+
+    @work(thread=True, exit_on_error=False, group="dataset-change")
+    def _write_undo(self, project: Project, step: UndoStep) -> None:
+        with services(self).database() as database:
+            restore_examples(database, step.before)
+        self.post_message(self.ExamplesChanged(project, f"Undid: {step.description}.", None))
+
+    @on(ExamplesChanged)
+    def _examples_changed(self, message: ExamplesChanged) -> None:
         if self.project is None or message.project.id != self.project.id:
             return
-        summary = self.query_one("#dataset-summary", Static)
-        if message.examples:
-            summary.update(counts_line(message.examples))
+        self._load_examples(message.project)
+        if message.undo is None:
+            self.notify(message.note, markup=False, timeout=3)
         else:
-            summary.update(
-                Text(
-                    f"No examples in {message.project.name} yet. From a shell:\n"
-                    f"  tunesmith examples import {message.project.name} FILE"
-                )
-            )
-        self._show_table(message.examples)
-
-    def _show_table(self, examples: Sequence[Example]) -> None:
-        table = self.query_one(ExamplesTable)
-        table.show_examples(examples)
-        table.display = bool(examples)
-        if examples:
-            table.focus()
-        else:
-            self.query_one(ExamplePreview).example = None
-
-    @on(DataTable.RowHighlighted, "#dataset-examples")
-    def _preview_example(self, event: DataTable.RowHighlighted) -> None:
-        self.query_one(ExamplePreview).example = self.query_one(ExamplesTable).example_at(
-            event.cursor_row
-        )
+            self._undo = [*self._undo, message.undo][-UNDO_DEPTH:]
+            if message.undo.description.startswith("removed"):
+                self.notify(f"{message.note} Press u to undo.", markup=False, timeout=4)
+        self.refresh_bindings()

@@ -1,4 +1,4 @@
-"""The help dialog: every key of the app on one page."""
+"""The help dialog: the keys that work everywhere, then those of the area it was opened from."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -18,14 +18,41 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("F2 F3 F4 F5", "the same, also while typing in a box"),
     ("p", "choose or create a project"),
     ("↑ ↓  j k", "move in a table"),
-    ("Enter", "open the highlighted project"),
-    ("r", "read the examples again (Dataset)"),
+    ("Tab", "next box or table"),
     ("Esc", "close a dialog"),
     ("Ctrl+P", "command palette: every action by name"),
     ("? or F1", "this help"),
-    ("Ctrl+Q", "quit"),
+    ("Ctrl+Q", "quit (training runs keep going)"),
 )
-"""(keys, what they do), in the order the help lists them."""
+"""(keys, what they do) everywhere, in the order the help lists them."""
+
+AREA_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
+    "dataset": (
+        ("a  r", "approve, reject (the selected rows, else this one)"),
+        ("space", "select a row for a bulk approve, reject or delete"),
+        ("e", "edit turns and tags (ctrl+s saves, ctrl+e: $EDITOR)"),
+        ("t", "move between train and eval"),
+        ("d  u", "delete, undo the last change"),
+        ("/", "filter the rows (Esc clears)"),
+        ("i", "import a file"),
+        ("ctrl+r", "read the examples again"),
+    ),
+    "train": (
+        ("n", "new run: the picked settings, each with why"),
+        ("s", "stop the selected run (with a checkpoint)"),
+        ("r", "resume a stopped, interrupted or failed run"),
+        ("c", "compare the selected run with the base model"),
+    ),
+    "compare": (
+        ("Enter", "ask base and tuned the typed prompt"),
+        ("ctrl+j", "new line in the prompt"),
+        ("Esc", "leave the prompt box for the eval rows"),
+        ("o", "sort eval rows: tuned ahead, base ahead"),
+        ("f", "fix the tuned answer into a new example"),
+        ("v", "blind A/B; then a, b or = records a vote"),
+    ),
+}
+"""The keys of each area (by mode name), listed after the general ones."""
 
 
 class HelpScreen(ModalScreen[None]):
@@ -36,16 +63,24 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,question_mark,f1,q", "close", "Close", key_display="Esc"),
     ]
 
+    def __init__(self, area: str | None = None) -> None:
+        super().__init__()
+        self.area = area
+        """The mode name of the area the help was opened from, if any."""
+
     def compose(self) -> ComposeResult:
-        with Vertical(id="help-dialog") as dialog:
+        sections = [("Everywhere", KEYS)]
+        if self.area in AREA_KEYS:
+            sections.append((self.area.capitalize(), AREA_KEYS[self.area]))
+        width = max(len(keys) for _, keys_of in sections for keys, _ in keys_of)
+        with VerticalScroll(id="help-dialog") as dialog:
             dialog.border_title = "Keys"
             dialog.border_subtitle = "Esc to close"
-            width = max(len(keys) for keys, _ in KEYS)
-            for keys, purpose in KEYS:
-                yield Static(
-                    Text.assemble((keys.ljust(width), "bold"), "  ", purpose),
-                    classes="help-key",
-                )
+            for heading, keys_of in sections:
+                yield Static(Text(heading, style="bold"), classes="help-heading")
+                for keys, purpose in keys_of:
+                    line = Text.assemble((keys.ljust(width), "bold"), "  ", purpose)
+                    yield Static(line, classes="help-key")
 
     def action_close(self) -> None:
         """Close the help."""

@@ -19,6 +19,7 @@ from store.errors import InputError
 from store.examples import list_examples
 from store.projects import DEFAULT_BASE_MODEL, Project, create_project, list_projects
 from tui.screens.area import forward_worker_state
+from tui.services import services
 from tui.text import plain
 from tui.widgets.key_table import KeyTable
 
@@ -108,14 +109,15 @@ class ProjectPickerScreen(ModalScreen[str | None]):
         table.add_column("base model", key="base_model")
         table.add_column("examples", key="examples")
         table.display = False
-        self._load_projects(self.database)
+        self._load_projects()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="picker-projects")
-    def _load_projects(self, database: sqlite_utils.Database) -> None:
-        summaries = [
-            ProjectSummary(project, len(list_examples(database, project.id)))
-            for project in list_projects(database)
-        ]
+    def _load_projects(self) -> None:
+        with services(self).database() as database:
+            summaries = [
+                ProjectSummary(project, len(list_examples(database, project.id)))
+                for project in list_projects(database)
+            ]
         self.post_message(self.ProjectsLoaded(summaries))
 
     @on(ProjectsLoaded)
@@ -152,16 +154,17 @@ class ProjectPickerScreen(ModalScreen[str | None]):
         error = self.query_one("#picker-error", Static)
         error.update("" if name else "Type a name for the new project first.")
         if name:
-            self._create_project(self.database, name)
+            self._create_project(name)
 
     @on(Input.Changed, "#picker-new-name")
     def _name_changed(self) -> None:
         self.query_one("#picker-error", Static).update("")
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="picker-create")
-    def _create_project(self, database: sqlite_utils.Database, name: str) -> None:
+    def _create_project(self, name: str) -> None:
         try:
-            project = create_project(database, name)
+            with services(self).database() as database:
+                project = create_project(database, name)
         except InputError as error:
             self.post_message(self.ProjectNameRejected(error.message))
             return

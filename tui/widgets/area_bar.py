@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import Label, Static
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from textual import events
     from textual.app import ComposeResult
 
-NO_PROJECT = "no project · p to choose"
+NO_PROJECT = "p choose a project"
 """What the tab line says before a project is chosen."""
 
 
@@ -48,8 +49,20 @@ class AreaTab(Static):
         await self.run_action(f"app.switch_mode('{self.mode}')")
 
 
+class BarKey(Static):
+    """A key that works in every area, shown on the tab line; clicking it does the same."""
+
+    def __init__(self, key: str, label: str, action: str, *, id: str) -> None:
+        super().__init__(Text.assemble((key, "bold"), " ", label), id=id, classes="bar-key")
+        self.action = action
+        """The action the key runs, e.g. ``app.help``."""
+
+    async def on_click(self, event: events.Click) -> None:
+        await self.run_action(self.action)
+
+
 class AreaBar(Horizontal):
-    """A one-line bar: app name, the four area tabs (current one highlighted), project name."""
+    """A one-line bar: app name, the area tabs (current one highlighted), project, help, quit."""
 
     project: reactive[Project | None] = reactive(None, always_update=True)
     """The project shown on the right; set by the screen."""
@@ -66,8 +79,13 @@ class AreaBar(Horizontal):
         for area in self.areas:
             yield AreaTab(area.mode, area.title, area.key, current=area.mode == self.current_mode)
         yield Label(NO_PROJECT, id="area-bar-project", markup=False)
+        yield BarKey("?", "help", "app.help", id="area-bar-help")
+        yield BarKey("^q", "quit", "app.quit", id="area-bar-quit")
 
     def watch_project(self, project: Project | None) -> None:
         label = self.query_one("#area-bar-project", Label)
-        label.update(plain(project.name) if project is not None else NO_PROJECT)
+        if project is None:
+            label.update(NO_PROJECT)
+        else:
+            label.update(Text.assemble(("p ", "not bold"), plain(project.name)))
         label.set_class(project is None, "-none")

@@ -1,8 +1,8 @@
-"""The Dataset area's table: one read-only row per example, fitted to the terminal's width."""
+"""The Dataset area's table: one row per example, fitted to the terminal's width."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -10,7 +10,9 @@ from rich.text import Text
 
 from store.examples import Example
 from tui.text import plain
+from tui.widgets.dataset.checks import NO_CHECKS, DatasetChecks, ExampleCheck
 from tui.widgets.key_table import KeyTable
+from tui.widgets.theme_colors import theme_color
 
 if TYPE_CHECKING:
     from textual import events
@@ -18,8 +20,14 @@ if TYPE_CHECKING:
 STATUS_COLORS = {"approved": "success", "pending": "warning", "rejected": "error"}
 """Theme variable that colours each status."""
 
+SELECTED_MARK = "✓"
+"""Shown before the id of a selected example."""
+
 _MIN_TEXT_WIDTH = 12
 _CELL_PADDING = 2
+_COLUMNS = 9
+_MIN_TAGS_WIDTH = len("tags")
+_MIN_SOURCE_WIDTH = len("source")
 
 
 @dataclass(frozen=True)
@@ -33,54 +41,106 @@ class ColumnWidths:
     tags: int
     prompt: int
     response: int
+    tokens: int
+    flag: int
 
 
-def column_widths(examples: Sequence[Example], available: int) -> ColumnWidths:
-    """Widths that fit ``available`` cells: short columns fit their content, prompt and response
-    share the rest (each at least a dozen cells, scrolling sideways below that)."""
-    id_width = max([2, *(len(str(example.id)) for example in examples)])
-    source_width = max([6, *(len(example.source) for example in examples)])
-    tags_width = min(10, max([4, *(len(", ".join(example.tags)) for example in examples)]))
-    fixed = id_width + len("approved") + len("split") + source_width + tags_width
-    text_width = max(2 * _MIN_TEXT_WIDTH, available - fixed - 7 * _CELL_PADDING)
+def column_widths(
+    examples: Sequence[Example], available: int, checks: DatasetChecks = NO_CHECKS
+) -> ColumnWidths:
+    """Widths that fit ``available`` cells: short columns fit their content (tags and source
+    give way first), prompt and response share the rest, each at least a dozen cells."""
+    id_width = 1 + max([2, *(len(str(example.id)) for example in examples)])
+    source_width = min(8, max([_MIN_SOURCE_WIDTH, *(len(e.source) for e in examples)]))
+    tags_width = min(10, max([_MIN_TAGS_WIDTH, *(len(", ".join(e.tags)) for e in examples)]))
+    tokens_width = max([3, *(len(_tokens_label(c, checks)) for c in checks.by_id.values())])
+    flag_width = 4
+
+    def text_width() -> int:
+        fixed = id_width + len("approved") + len("split") + source_width + tags_width
+        return available - fixed - tokens_width - flag_width - _COLUMNS * _CELL_PADDING
+
+    # Prompt and response matter more than the full tags and source, which the preview shows.
+    while text_width() < 2 * _MIN_TEXT_WIDTH and tags_width > _MIN_TAGS_WIDTH:
+        tags_width -= 1
+    while text_width() < 2 * _MIN_TEXT_WIDTH and source_width > _MIN_SOURCE_WIDTH:
+        source_width -= 1
+    text = max(2 * _MIN_TEXT_WIDTH, text_width())
     return ColumnWidths(
         id=id_width,
         status=len("approved"),
         split=len("split"),
         source=source_width,
         tags=tags_width,
-        prompt=text_width - text_width // 2,
-        response=text_width // 2,
+        prompt=text - text // 2,
+        response=text // 2,
+        tokens=tokens_width,
+        flag=flag_width,
     )
 
 
+def _tokens_label(check: ExampleCheck, checks: DatasetChecks) -> str:
+    return f"{check.tokens}" if checks.exact_tokens else f"~{check.tokens}"
+
+
 class ExamplesTable(KeyTable):
-    """The examples of one project: id, status, split, source, tags, prompt, response."""
+    """Examples with their id (and selection mark), status, split, source, tags, prompt,
+    response, token length and flag."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._examples: tuple[Example, ...] = ()
+        self._checks: DatasetChecks = NO_CHECKS
+        self._selected: frozenset[int] = frozenset()
         self._widths: ColumnWidths | None = None
 
-    def show_examples(self, examples: Sequence[Example]) -> None:
-        """Replace the rows with ``examples``, keeping the cursor on the same row number."""
+    def show_examples(
+        self,
+        examples: Sequence[Example],
+        checks: DatasetChecks = NO_CHECKS,
+        selected: Collection[int] = (),
+    ) -> None:
+        """Replace the rows, keeping the cursor on the same example where it is still shown."""
+        current = self.example_at(self.cursor_row)
         self._examples = tuple(examples)
-        self._rebuild()
+        self._checks = checks
+        self._selected = frozenset(selected)
+        self._rebuild(keep=current.id if current is not None else None)
+
+    def mark_selected(self, selected: Collection[int]) -> None:
+        """Show the selection marks of ``selected`` without rebuilding the rows."""
+        self._selected = frozenset(selected)
+        if self._widths is None:
+            return
+        for example in self._examples:
+            self.update_cell(str(example.id), "id", self._id_cell(example))
+
+    @property
+    def examples(self) -> tuple[Example, ...]:
+        """The examples shown, in row order."""
+        return self._examples
 
     def example_at(self, row: int) -> Example | None:
         """The example shown in row ``row``, if there is such a row."""
         return self._examples[row] if 0 <= row < len(self._examples) else None
 
     def on_resize(self, event: events.Resize) -> None:
-        if column_widths(self._examples, self._available_width()) != self._widths:
-            self._rebuild()
+        widths = column_widths(self._examples, self._available_width(), self._checks)
+        if widths != self._widths:
+            current = self.example_at(self.cursor_row)
+            self._rebuild(keep=current.id if current is not None else None)
 
     def _available_width(self) -> int:
         # Before the first layout the size is zero; lay out for a standard terminal then.
         return self.scrollable_content_region.width or 78
 
-    def _rebuild(self) -> None:
-        widths = column_widths(self._examples, self._available_width())
+    def _id_cell(self, example: Example) -> Text:
+        mark = SELECTED_MARK if example.id in self._selected else " "
+        cell = Text.assemble((mark, "bold"), str(example.id), justify="right")
+        return cell
+
+    def _rebuild(self, keep: int | None) -> None:
+        widths = column_widths(self._examples, self._available_width(), self._checks)
         self._widths = widths
         cursor_row = self.cursor_row
         self.clear(columns=True)
@@ -91,21 +151,34 @@ class ExamplesTable(KeyTable):
         self.add_column("tags", width=widths.tags, key="tags")
         self.add_column("prompt", width=widths.prompt, key="prompt")
         self.add_column("response", width=widths.response, key="response")
+        self.add_column("tok", width=widths.tokens, key="tokens")
+        self.add_column("flag", width=widths.flag, key="flag")
         colors = self.app.theme_variables
+        warning = theme_color(colors, "text-warning")
         for example in self._examples:
             status = plain(example.status, widths.status)
-            status_color = colors.get(STATUS_COLORS.get(example.status, ""))
+            status_color = theme_color(colors, STATUS_COLORS.get(example.status, ""))
             if status_color:
                 status.stylize(status_color)
+            check = self._checks.by_id.get(example.id)
+            tokens = Text(_tokens_label(check, self._checks) if check else "", justify="right")
+            flag = Text(check.flag if check else "", style=warning)
+            if check is not None and check.too_long:
+                tokens.stylize(warning)
             self.add_row(
-                Text(str(example.id), justify="right"),
+                self._id_cell(example),
                 status,
                 plain(example.split, widths.split),
                 plain(example.source, widths.source),
                 plain(", ".join(example.tags), widths.tags),
                 plain(example.prompt, widths.prompt),
                 plain(example.response, widths.response),
+                tokens,
+                flag,
                 key=str(example.id),
             )
-        if self._examples:
-            self.move_cursor(row=min(cursor_row, len(self._examples) - 1))
+        if not self._examples:
+            return
+        ids = [example.id for example in self._examples]
+        row = ids.index(keep) if keep in ids else min(cursor_row, len(ids) - 1)
+        self.move_cursor(row=row)
