@@ -100,18 +100,7 @@ def _evaluation_from_row(row: dict[str, Any]) -> Evaluation:
 
 def evaluation_items(db: sqlite_utils.Database, eval_id: int) -> list[EvalItem]:
     """The items of an evaluation, in the order they were answered."""
-    return [
-        EvalItem(
-            example_id=row["example_id"],
-            prompt=row["prompt"],
-            reference=row["reference"],
-            base_output=row["base_output"] or "",
-            tuned_output=row["tuned_output"] or "",
-            base_scores=json.loads(row["base_scores"]),
-            tuned_scores=json.loads(row["tuned_scores"]),
-        )
-        for row in db.query("SELECT * FROM eval_items WHERE eval_id = ? ORDER BY id", [eval_id])
-    ]
+    return [stored.item for stored in stored_evaluation_items(db, eval_id)]
 
 
 PREFERENCES = ("base", "tuned", "tie")
