@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +17,31 @@ from store.examples import list_examples
 from store.paths import ensure_private_dir, home_dir, runs_dir
 from store.projects import Project
 from store.runs import (
+    ACTIVE_STATUSES,
     RESUMABLE_STATUSES,
     Run,
     create_run,
     get_run,
+    list_runs,
     mark_lost_runs_interrupted,
     set_dataset_hash,
     set_launched,
 )
 from trainer.config import Plan, plan_run
+from trainer.distributed import (
+    Launch,
+    check_available,
+    check_launch,
+    launcher_command,
+    node_commands,
+    read_launch,
+    write_launch,
+)
 from trainer.snapshot import write_snapshot
+
+JOIN_WAIT_SECONDS = 60.0
+"""How long a node other than 0 waits for node 0 to create the run it joins (a scheduler
+starts every node at about the same moment)."""
 
 
 def plan_for_project(
@@ -50,13 +66,59 @@ def approved_rows(db: sqlite_utils.Database, project: Project) -> tuple[list[Any
     return [e for e in approved if e.split == "train"], [e for e in approved if e.split == "eval"]
 
 
-def start_run(db: sqlite_utils.Database, db_path: Path, project: Project, plan: Plan) -> Run:
-    """Freeze the approved rows into a new run's folder and start its process, detached."""
-    return _launch(db, db_path, prepare_run(db, project, plan), resume=False)
+def start_run(
+    db: sqlite_utils.Database,
+    db_path: Path,
+    project: Project,
+    plan: Plan,
+    launch: Launch | None = None,
+) -> Run:
+    """Freeze the approved rows into a new run's folder and start its process(es), detached.
+
+    With ``launch`` on several nodes this starts node 0's share; the other nodes join with
+    ``join_run`` or run the command ``launch_commands`` gives them.
+    """
+    launch = launch or Launch()
+    check_launch(launch, batch_size=plan.config.batch_size, qlora=plan.config.qlora)
+    if launch.node_rank != 0:
+        raise InputError("node 0 starts a run; the other nodes join it")
+    check_available(launch)
+    return _launch(db, db_path, prepare_run(db, project, plan, launch), resume=False)
 
 
-def prepare_run(db: sqlite_utils.Database, project: Project, plan: Plan) -> Run:
-    """Create a queued run and freeze the project's approved rows into its folder."""
+def join_run(db: sqlite_utils.Database, db_path: Path, project: Project, launch: Launch) -> Run:
+    """Start this node's ranks of the multi-node run node 0 started for ``project``."""
+    check_available(launch)
+    deadline = time.monotonic() + JOIN_WAIT_SECONDS
+    while True:
+        refresh_runs(db)
+        for run in reversed(list_runs(db, project.id)):
+            if run.status in ACTIVE_STATUSES and _same_rendezvous(run, launch):
+                _start_process(
+                    run, launcher_command(launch, db_path=db_path, run_id=run.id, resume=False)
+                )
+                return run
+        if time.monotonic() >= deadline:
+            raise InputError(
+                f"no run of {project.name} is waiting for node {launch.node_rank}: start node 0"
+                " first, on the same tunesmith home (storage every node mounts at one path)"
+            )
+        time.sleep(1.0)
+
+
+def launch_commands(
+    db: sqlite_utils.Database, project: Project, plan: Plan, db_path: Path, launch: Launch
+) -> tuple[Run, list[str]]:
+    """Prepare a queued run and return every node's launcher command, without starting any."""
+    check_launch(launch, batch_size=plan.config.batch_size, qlora=plan.config.qlora)
+    run = prepare_run(db, project, plan, launch)
+    return run, node_commands(launch, db_path=db_path, run_id=run.id, resume=False)
+
+
+def prepare_run(
+    db: sqlite_utils.Database, project: Project, plan: Plan, launch: Launch | None = None
+) -> Run:
+    """Create a queued run and freeze the project's approved rows (and launch) into its folder."""
     train, evaluation = approved_rows(db, project)
     ensure_private_dir(home_dir())
     root = ensure_private_dir(runs_dir())
@@ -71,6 +133,7 @@ def prepare_run(db: sqlite_utils.Database, project: Project, plan: Plan) -> Run:
     assert run.run_dir is not None
     run_dir = ensure_private_dir(Path(run.run_dir))
     snapshot = write_snapshot(run_dir, train, evaluation)
+    write_launch(run_dir, launch or Launch())
     set_dataset_hash(db, run.id, snapshot.digest)
     return get_run(db, run.id)
 
@@ -83,16 +146,46 @@ def resume_run(db: sqlite_utils.Database, db_path: Path, run_id: int) -> Run:
         raise InputError(
             f"run {run_id} is {run.status}; only stopped, interrupted or failed runs resume"
         )
+    assert run.run_dir is not None
+    launch = read_launch(Path(run.run_dir))
+    if launch.nodes > 1:
+        raise InputError(
+            f"run {run_id} trains on {launch.nodes} nodes; print the command each node runs:"
+            f" tunesmith train --resume {run_id} --print-launch"
+        )
+    check_available(launch)
     return _launch(db, db_path, run, resume=True)
 
 
+def resume_commands(db: sqlite_utils.Database, db_path: Path, run_id: int) -> list[str]:
+    """Every node's launcher command that resumes run ``run_id``, without starting any."""
+    refresh_runs(db)
+    run = get_run(db, run_id)
+    if run.status not in RESUMABLE_STATUSES:
+        raise InputError(
+            f"run {run_id} is {run.status}; only stopped, interrupted or failed runs resume"
+        )
+    assert run.run_dir is not None
+    return node_commands(
+        read_launch(Path(run.run_dir)), db_path=db_path, run_id=run_id, resume=True
+    )
+
+
 def stop_run(db: sqlite_utils.Database, run_id: int) -> Run:
-    """Ask a run to stop: it finishes its step, saves a checkpoint and ends ``stopped``."""
+    """Ask a run to stop: it finishes its step, saves a checkpoint and ends ``stopped``.
+
+    The signal goes to the run's process group: one training process, or torchrun's launcher,
+    which passes it on to every rank (each has a session of its own).
+    """
     refresh_runs(db)
     run = get_run(db, run_id)
     if run.status not in ("queued", "running") or run.pid is None:
         raise InputError(f"run {run_id} is {run.status}, not running")
-    os.kill(run.pid, signal.SIGTERM)
+    try:
+        os.killpg(run.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        # Not a group leader: a rank started by hand under plain torchrun records its own pid.
+        os.kill(run.pid, signal.SIGTERM)
     return run
 
 
@@ -122,11 +215,27 @@ def is_run_process_alive(pid: int) -> bool:
     return state != "Z" and (not command or b"trainer.run" in command)
 
 
+def _same_rendezvous(run: Run, launch: Launch) -> bool:
+    """Whether ``run`` was started for the nodes, processes and strategy of ``launch``."""
+    if run.run_dir is None:
+        return False
+    started = read_launch(Path(run.run_dir))
+    return started.nodes > 1 and started == replace(launch, node_rank=0)
+
+
 def _launch(db: sqlite_utils.Database, db_path: Path, run: Run, *, resume: bool) -> Run:
+    assert run.run_dir is not None
+    command = launcher_command(
+        read_launch(Path(run.run_dir)), db_path=db_path, run_id=run.id, resume=resume
+    )
+    process = _start_process(run, command)
+    set_launched(db, run.id, pid=process.pid)
+    return get_run(db, run.id)
+
+
+def _start_process(run: Run, command: list[str]) -> subprocess.Popen[bytes]:
+    """Start ``command`` detached from this terminal, its output appended to the run's log."""
     assert run.run_dir is not None and run.log_path is not None
-    command = [sys.executable, "-m", "trainer.run", "--db", str(db_path), "--run-id", str(run.id)]
-    if resume:
-        command.append("--resume")
     log_fd = os.open(run.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         process = subprocess.Popen(
@@ -149,5 +258,4 @@ def _launch(db: sqlite_utils.Database, db_path: Path, run: Run, *, resume: bool)
         )
     finally:
         os.close(log_fd)
-    set_launched(db, run.id, pid=process.pid)
-    return get_run(db, run.id)
+    return process
