@@ -110,10 +110,15 @@ class ChatModelSource:
     """Whether this is a small model whose drafts will be poor."""
     secrets: tuple[str, ...] = field(default=(), repr=False)
     """Strings to blank out of error messages (keys)."""
+    cache: bool = True
+    """Whether to keep the model made first; off when what it talks to can move (a server
+    the app restarts on another port)."""
     _model: BaseChatModel | None = field(default=None, repr=False)
 
     def get(self) -> BaseChatModel:
-        """The model, made now if this is the first call."""
+        """The model, made now if this is the first call (or every call, without ``cache``)."""
+        if not self.cache:
+            return self.make()
         if self._model is None:
             self._model = self.make()
         return self._model

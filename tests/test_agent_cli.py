@@ -153,7 +153,7 @@ def test_a_new_user_ends_with_a_spec_typed_examples_and_pending_drafts(
     def fake_teacher(name: str | None, server: object) -> ChatModelSource:
         return fixed_source(teacher, "scripted teacher")
 
-    monkeypatch.setattr(cli_agent, "_teacher_source", fake_teacher)
+    monkeypatch.setattr(cli_agent, "teacher_source", fake_teacher)
     db_path = tmp_path / "t.db"
     result = run(db_path, "chat", session.name, input="\n".join(session.lines) + "\n")
     assert result.exit_code == 0, result.output
@@ -218,7 +218,7 @@ def test_draft_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         teacher = FakeMessagesListChatModel(responses=[AIMessage(next(answers))])
         return fixed_source(teacher, "big-model", weak=True)
 
-    monkeypatch.setattr(cli_agent, "_teacher_source", fake_teacher)
+    monkeypatch.setattr(cli_agent, "teacher_source", fake_teacher)
     first = run(db_path, "draft", "tickets", "1", "--teacher", "big-model")
     assert first.exit_code == 0, first.output
     assert "drafts will be weak" in first.stderr

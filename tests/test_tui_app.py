@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from rich.text import Text
 from textual.pilot import Pilot
-from textual.widgets import Input, Static
+from textual.widgets import Input, Markdown, Static, TextArea
 from textual.worker import WorkerState
 
 from store.database import open_database
@@ -230,7 +230,8 @@ async def test_area_keys_switch_areas_and_each_names_the_project(db_path: Path) 
         await choose(pilot)
         for key, mode, screen_type in [
             ("1", "chat", ChatScreen),
-            ("3", "train", TrainScreen),
+            # The Chat area's message box has the focus: digits type, function keys switch.
+            ("f4", "train", TrainScreen),
             ("4", "compare", CompareScreen),
             ("2", "dataset", DatasetScreen),
             ("f2", "chat", ChatScreen),
@@ -243,10 +244,10 @@ async def test_area_keys_switch_areas_and_each_names_the_project(db_path: Path) 
             assert app.current_mode == mode
             assert isinstance(app.screen, screen_type)
             assert "reviews" in str(app.screen.query_one("#area-bar-project").render())
-        await pilot.press("1")
+        await pilot.press("1", "3")
         await pilot.pause()
-        assert "tunesmith ask reviews" in static_text(app.screen, "#coming-soon-command-0")
-        assert "Current project: reviews" in static_text(app.screen, "#coming-soon-project")
+        assert isinstance(app.screen, ChatScreen)
+        assert app.screen.query_one("#chat-input", TextArea).text == "3"
 
 
 async def test_clicking_a_tab_switches_area(db_path: Path) -> None:
@@ -360,8 +361,13 @@ async def test_creating_a_project_from_the_picker_opens_it(
         # Digits and p go into the box, not to the area keys.
         await pilot.press(*"fresh-1p", "enter")
         await settle(pilot)
-        assert isinstance(app.screen, DatasetScreen)
+        # A project without examples opens on the Chat area, where the task is described.
+        assert isinstance(app.screen, ChatScreen)
         assert app.current_project is not None and app.current_project.name == "fresh-1p"
+        opening = app.screen.query_one("#chat-log").query_one(Markdown)
+        assert "What should the model do?" in opening.source
+        await pilot.press("f3")
+        await settle(pilot)
         assert "No examples in fresh-1p yet" in static_text(app.screen, "#dataset-summary")
         assert "press i to import a file" in static_text(app.screen, "#dataset-summary")
     db = open_database(empty_db_path)
@@ -400,7 +406,8 @@ async def test_the_picker_reopens_on_the_current_project(db_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await choose(pilot, "second")
         assert app.current_project is not None and app.current_project.name == "second"
-        await pilot.press("p")
+        # "second" has no examples, so it opened on Chat, whose box takes the letter p.
+        await pilot.press("ctrl+o")
         await settle(pilot)
         assert isinstance(app.screen, ProjectPickerScreen)
         assert app.screen.query_one("#picker-projects", KeyTable).cursor_row == 1

@@ -272,6 +272,8 @@ async def test_the_empty_state_says_what_to_do(tmp_path: Path) -> None:
     app = TunesmithApp(path)
     async with app.run_test(size=SIZE) as pilot:
         await choose(pilot, "blank")
+        await pilot.press("f3")
+        await settle(pilot)
         assert shown(app.screen, "#dataset-summary") == (
             "No examples in blank yet: press i to import a file, or describe your task in "
             "Chat (1) and the agent drafts some."

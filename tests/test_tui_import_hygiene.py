@@ -33,7 +33,8 @@ async def drive() -> list[str]:
         await pilot.pause(0.5)
         visited = []
         for keys in (["e", "escape"], ["i", "escape"], ["3"], ["n"], ["escape", "4"],
-                     ["tab"], ["escape", "question_mark"], ["escape", "1"], ["2"]):
+                     ["tab"], ["escape", "question_mark"], ["escape", "1"],
+                     [*"sort reviews by mood", "enter"], ["ctrl+t"], ["f3"]):
             await pilot.press(*keys)
             await app.workers.wait_for_complete()
             await pilot.pause(0.2)
@@ -69,6 +70,8 @@ def test_driving_every_area_and_dialog_loads_no_ml_stack(tmp_path: Path) -> None
         "CompareScreen",
         "CompareScreen",
         "HelpScreen",
+        "ChatScreen",
+        "ChatScreen",
         "ChatScreen",
         "DatasetScreen",
     ]

@@ -154,7 +154,7 @@ def test_dataset_without_a_project(snap_compare: SnapCompare, demo_db: Path) -> 
 
 
 def test_dataset_empty(snap_compare: SnapCompare, demo_db: Path) -> None:
-    assert snap_compare(TunesmithApp(demo_db), run_before=open_then(project="haiku"))
+    assert snap_compare(TunesmithApp(demo_db), run_before=open_then("f3", project="haiku"))
 
 
 def test_dataset_error(
@@ -177,9 +177,38 @@ def test_edit_dialog(snap_compare: SnapCompare, demo_db: Path) -> None:
     assert snap_compare(TunesmithApp(demo_db), run_before=open_reviews_then("j", "j", "j", "e"))
 
 
-@pytest.mark.parametrize("key", ["1"])
-def test_placeholder_areas(snap_compare: SnapCompare, demo_db: Path, key: str) -> None:
-    assert snap_compare(TunesmithApp(demo_db), run_before=open_reviews_then(key))
+def chat_then(*messages: str, keys: tuple[str, ...] = ()) -> Callable[[Pilot[Any]], Any]:
+    """A ``run_before`` that opens ``reviews`` on Chat, presses ``keys``, sends ``messages``."""
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await open_reviews_then("1", *keys)(pilot)
+        box = pilot.app.screen.query_one("#chat-input", PromptBox)
+        box.cursor_blink = False
+        for message in messages:
+            box.text = message
+            await pilot.press("enter")
+            await settle(pilot)
+
+    return run_before
+
+
+def test_chat_new_project(snap_compare: SnapCompare, demo_db: Path) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await open_then(project="haiku")(pilot)
+        pilot.app.screen.query_one("#chat-input", PromptBox).cursor_blink = False
+
+    assert snap_compare(TunesmithApp(demo_db), run_before=run_before)
+
+
+def test_chat_interview(snap_compare: SnapCompare, demo_db: Path) -> None:
+    messages = ("sort product reviews by sentiment [b]and[/b] topic", "one product review")
+    assert snap_compare(TunesmithApp(demo_db), run_before=chat_then(*messages))
+
+
+def test_chat_models_error(snap_compare: SnapCompare, trained_db: Path) -> None:
+    app = TunesmithApp(trained_db, server_starter=refusing_server)
+    run_before = chat_then("Meh. [b]not bold[/b]", keys=("ctrl+t", "ctrl+t"))
+    assert snap_compare(app, run_before=run_before)
 
 
 def test_train_empty(snap_compare: SnapCompare, demo_db: Path) -> None:

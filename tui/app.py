@@ -18,6 +18,7 @@ from textual.worker import Worker, WorkerState
 
 from store.database import open_database
 from store.errors import TunesmithError
+from store.examples import list_examples
 from store.projects import Project, get_project, get_project_by_id, list_projects
 from store.runs import ACTIVE_STATUSES, Run, get_run, list_runs
 from trainer.jobs import refresh_runs
@@ -77,10 +78,12 @@ class TunesmithApp(ProvidesServices, App[None]):
     class ProjectChosen(Message):
         """A project was chosen (or created) and read from the store."""
 
-        def __init__(self, project: Project) -> None:
+        def __init__(self, project: Project, *, has_examples: bool) -> None:
             super().__init__()
             self.project = project
             """The chosen project."""
+            self.has_examples = has_examples
+            """Whether it has any example yet (else the app opens on the Chat area)."""
 
     class RunsChecked(Message):
         """The runs still training, and those that ended since the last look, were read."""
@@ -136,10 +139,14 @@ class TunesmithApp(ProvidesServices, App[None]):
     def _open_project(self, name: str) -> None:
         with self.services.database() as database:
             project = get_project(database, name)
-        self.post_message(self.ProjectChosen(project))
+            has_examples = bool(list_examples(database, project.id))
+        self.post_message(self.ProjectChosen(project, has_examples=has_examples))
 
-    def on_tunesmith_app_project_chosen(self, message: ProjectChosen) -> None:
+    async def on_tunesmith_app_project_chosen(self, message: ProjectChosen) -> None:
         self.current_project = message.project
+        if not message.has_examples:
+            # With nothing to review yet, the way on is to describe the task.
+            await self.switch_mode("chat")
 
     def action_help(self) -> None:
         """Show the keys (unless the help is already open)."""

@@ -13,23 +13,22 @@ import sqlite_utils
 from store.errors import InputError, NotFoundError, TunesmithError
 from store.examples import list_examples
 from store.projects import Project, create_project, get_project, get_project_by_id
+from tui.agent_sources import (
+    AGENT_MAX_TOKENS,
+    TEACHER_MAX_TOKENS,
+    endpoint_source,
+    served_source,
+    teacher_source,
+)
 from tui.cli_state import CliState, pass_state
 from tui.safe_text import json_text, terminal_safe
 
 if TYPE_CHECKING:
-    from langchain_core.language_models import BaseChatModel
-
     from agent.models import ChatModelSource
     from trainer.launch import ServerHandle
 
 MAX_DRAFT_COUNT = 200
 """Most examples one ``tunesmith draft`` asks for (the agent's own limit)."""
-
-AGENT_MAX_TOKENS = 512
-"""Longest answer the agent's model may give in one interview turn."""
-
-TEACHER_MAX_TOKENS = 2048
-"""Longest answer a teacher may give for one batch of drafts."""
 
 _TEACHER_HELP = (
     "Model that drafts the examples: a model name on the configured endpoint"
@@ -105,20 +104,20 @@ def chat_command(
         if use_local:
             agent_model = server.source(AGENT_MAX_TOKENS)
         elif not guided:
-            agent_model = _endpoint_source(model_name, AGENT_MAX_TOKENS)
+            agent_model = endpoint_source(model_name, AGENT_MAX_TOKENS)
         # The teacher is the agent's model unless named, asked for longer answers.
         teacher_name = (
             teacher if teacher is not None else (LOCAL_MODEL if use_local else model_name)
         )
         try:
-            teacher_source = _teacher_source(teacher_name, server)
+            teacher_model = teacher_source(teacher_name, server.source)
         except InputError as error:
             if agent_model is not None or teacher is not None:
                 raise
             # A broken endpoint setting must not keep a guided interview from starting.
             click.echo(f"{terminal_safe(error.message)}; /draft uses the local model", err=True)
-            teacher_source = server.source(TEACHER_MAX_TOKENS)
-        interview = Interview(db, project, model=agent_model, teacher=teacher_source)
+            teacher_model = server.source(TEACHER_MAX_TOKENS)
+        interview = Interview(db, project, model=agent_model, teacher=teacher_model)
         if agent_model is None:
             click.echo(
                 "Guided mode (no model needed). For model mode set TUNESMITH_AGENT_MODEL,"
@@ -161,7 +160,7 @@ def draft_command(state: CliState, name: str, count: int, teacher: str | None) -
     db = state.db()
     project = get_project(db, name)
     with ExitStack() as stack:
-        source = _teacher_source(teacher, _LocalServer(project.base_model, stack))
+        source = teacher_source(teacher, _LocalServer(project.base_model, stack).source)
         if source.weak:
             click.echo(WEAK_TEACHER_WARNING, err=True)
         click.echo(f"Drafting {count} examples with {terminal_safe(source.name)}...", err=True)
@@ -247,23 +246,6 @@ def _train(state: CliState, db: sqlite_utils.Database, project_id: int) -> str:
     )
 
 
-def _endpoint_source(model_name: str | None, max_tokens: int) -> ChatModelSource | None:
-    from agent.models import endpoint_from_env, endpoint_source
-
-    endpoint = endpoint_from_env(model_name)
-    return None if endpoint is None else endpoint_source(endpoint, max_tokens=max_tokens)
-
-
-def _teacher_source(name: str | None, server: _LocalServer) -> ChatModelSource:
-    """The drafting teacher: ``name`` on the configured endpoint, else the local base model."""
-    from agent.models import LOCAL_MODEL
-
-    if name is not None and name.strip().lower() == LOCAL_MODEL:
-        return server.source(TEACHER_MAX_TOKENS)
-    source = _endpoint_source(name, TEACHER_MAX_TOKENS)
-    return source if source is not None else server.source(TEACHER_MAX_TOKENS)
-
-
 class _LocalServer:
     """The project's base model served on this machine: started on first use, stopped at exit."""
 
@@ -274,17 +256,10 @@ class _LocalServer:
 
     def source(self, max_tokens: int) -> ChatModelSource:
         """A model source that starts the server the first time it is used."""
-        from agent.models import ChatModelSource, is_small_model
+        return served_source(self.base_model, self._server, max_tokens, cache=True)
 
-        return ChatModelSource(
-            name=f"{self.base_model} (served here)",
-            make=lambda: self._chat_model(max_tokens),
-            weak=is_small_model(self.base_model),
-        )
-
-    def _chat_model(self, max_tokens: int) -> BaseChatModel:
-        from agent.models import Endpoint, openai_chat_model
-        from trainer.launch import BASE_MODEL_NAME, start_server
+    def _server(self) -> ServerHandle:
+        from trainer.launch import start_server
 
         if self._handle is None:
             click.echo(
@@ -293,12 +268,7 @@ class _LocalServer:
             self._handle = self._stack.enter_context(
                 start_server(self.base_model, on_status=_echo_status)
             )
-        endpoint = Endpoint(
-            model=BASE_MODEL_NAME,
-            base_url=f"{self._handle.base_url}/v1",
-            api_key=self._handle.api_key,
-        )
-        return openai_chat_model(endpoint, temperature=0.0, max_tokens=max_tokens)
+        return self._handle
 
 
 def _echo_status(message: str) -> None:

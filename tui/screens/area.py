@@ -61,6 +61,9 @@ class AreaScreen(Screen[None]):
         Binding(
             "p", "app.pick_project", "Project", show=False, tooltip="Choose or create a project"
         ),
+        # Also while typing in a box, as the function keys of the areas work (F6, the next
+        # one, selects a line in a text box).
+        Binding("ctrl+o", "app.pick_project", "Project", show=False),
         Binding("question_mark", "app.help", "Help", key_display="?", show=False),
     ]
 

@@ -1,29 +1,545 @@
-"""The Chat area: an interview that collects examples, and answers from the models."""
+"""The Chat area: the agent's interview with the spec filling in beside it, and the models.
+
+Talking to the agent collects the task spec and examples (``agent.interview``). Talking to
+the base model, a tuned run, or both at once streams each answer into its own column.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import ClassVar
+import threading
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
+from rich.text import Text
+from textual import on, work
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.reactive import reactive
 from textual.widget import Widget
+from textual.widgets import Select, Static
+from textual.worker import Worker, WorkerState, get_current_worker
 
+from store.database import open_database
+from store.errors import InputError, TunesmithError
+from store.examples import list_examples
+from store.messages import list_messages
+from store.projects import Project, get_project_by_id
+from tui.agent_sources import AGENT_MAX_TOKENS, endpoint_source, served_source, teacher_source
 from tui.screens.area import AreaScreen
-from tui.widgets.coming_soon import ComingSoon
+from tui.services import AppServices, completed_run_ids, services
+from tui.widgets.chat.spec_panel import SpecPanel, spec_summary
+from tui.widgets.chat.targets import AGENT, Exchange, Target, conversation, targets_for
+from tui.widgets.chat.transcript import AgentMessage, ModelTurn, PersonMessage, message_widgets
+from tui.widgets.compare.prompt_box import PromptBox
+from tui.widgets.compare.streaming import stream_answers
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from agent.interview import Interview, Reply
+    from agent.models import ChatModelSource
+    from trainer.launch import ServerHandle
+
+SHOWN_MESSAGES = 60
+"""Earlier messages of the interview shown when a project opens (all stay stored)."""
+
+AGENT_HINT = (
+    "Enter sends · ctrl+j new line · ctrl+t talks to the models instead · "
+    '/help lists commands · "Input: … Output: …" adds an example'
+)
+MODELS_HINT = "Enter asks · ctrl+j new line · ctrl+t switches model · ctrl+n new conversation"
+
+
+class MessageBox(PromptBox):
+    """The Chat area's input: Enter sends, ctrl+j (or shift+enter) starts a new line."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "submit", "Send"),
+    ]
 
 
 class ChatScreen(AreaScreen):
-    """Chat with the agent about the task; for now, a pointer to the CLI."""
+    """Describe the task to the agent; talk to the base model, a tuned run, or both."""
 
     AREA: ClassVar[str] = "chat"
     CSS_PATH = "chat.tcss"
+    AUTO_FOCUS = "#chat-input"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "ctrl+t",
+            "next_target",
+            "Talk to",
+            tooltip="Switch between the agent, the base model, tuned runs and base + tuned",
+        ),
+        Binding(
+            "ctrl+n", "new_conversation", "New talk", tooltip="Forget the talk with the models"
+        ),
+    ]
+
+    target: reactive[Target] = reactive(AGENT)
+    """Who the typed messages go to."""
+
+    busy: reactive[bool] = reactive(False)
+    """Whether the agent is working on the last message."""
+
+    class InterviewOpened(Message):
+        """The interview of a project is ready, with its earlier messages."""
+
+        def __init__(
+            self,
+            project: Project,
+            interview: Interview,
+            earlier: Sequence[tuple[str, str]],
+            opening: str,
+            notice: str,
+            summary: Text,
+        ) -> None:
+            super().__init__()
+            self.project = project
+            self.interview = interview
+            self.earlier = tuple(earlier)
+            """(role, text) of the messages stored before, oldest first."""
+            self.opening = opening
+            """What the agent says first this time (empty when it already greeted)."""
+            self.notice = notice
+            """Which mode the agent is in, and why."""
+            self.summary = summary
+            """The spec panel's text."""
+
+    class AgentReplied(Message):
+        """The agent answered a message."""
+
+        def __init__(self, project_id: int, reply: Reply, summary: Text) -> None:
+            super().__init__()
+            self.project_id = project_id
+            self.reply = reply
+            self.summary = summary
+            """The spec panel's text after the turn."""
+
+    class RunsRead(Message):
+        """The project's completed runs were read: they can be talked to."""
+
+        def __init__(self, project_id: int, run_ids: Sequence[int]) -> None:
+            super().__init__()
+            self.project_id = project_id
+            self.run_ids = tuple(run_ids)
+
+    class AnswerStreamed(Message):
+        """More of one model's answer arrived (or all of it)."""
+
+        def __init__(self, request: int, side: str, text: str, done: bool) -> None:
+            super().__init__()
+            self.request = request
+            self.side = side
+            self.text = text
+            self.done = done
+
+    class ServerStatusChanged(Message):
+        """The model server, starting, said what it is doing."""
+
+        def __init__(self, request: int, status: str) -> None:
+            super().__init__()
+            self.request = request
+            self.status = status
+
+    def __init__(self, database: sqlite_utils.Database) -> None:
+        super().__init__(database)
+        self._interview: Interview | None = None
+        self._greeted: set[int] = set()
+        # The interview gets a connection of its own: a turn can wait minutes on a teacher
+        # model, and the app's shared connection must not be held that long.
+        self._connection: sqlite_utils.Database | None = None
+        self._connection_lock = threading.Lock()
+        self._run_ids: tuple[int, ...] = ()
+        self._exchanges: list[Exchange] = []
+        self._turn: ModelTurn | None = None
+        self._turn_target: Target = AGENT
+        self._requests = 0
 
     def compose_area(self) -> Iterable[Widget]:
-        yield ComingSoon(
-            "Chat",
-            "Describe the task in a conversation: an agent asks what it needs to know and drafts "
-            "examples into the Dataset area. Later the base and the tuned model answer here.",
-            [
-                ('tunesmith ask {project} "PROMPT" --base', "ask the base model one question"),
-                ("tunesmith examples import {project} FILE", "add examples from JSONL or CSV"),
-            ],
-        ).data_bind(AreaScreen.project)
+        with Horizontal(id="chat-top"):
+            yield Static("Talk to", id="chat-to")
+            yield Select[str](
+                [(AGENT.label, AGENT.key)],
+                value=AGENT.key,
+                allow_blank=False,
+                id="chat-target",
+                compact=True,
+            )
+            yield Static(id="chat-status", markup=False)
+        with Horizontal(id="chat-body"):
+            yield VerticalScroll(id="chat-log", can_focus=True)
+            yield VerticalScroll(id="chat-models", can_focus=True)
+            yield SpecPanel(id="chat-spec")
+        yield MessageBox(id="chat-input", placeholder="Describe your task…")
+        yield Static(AGENT_HINT, id="chat-hint", markup=False)
+
+    def on_mount(self) -> None:
+        self._show_target()
+
+    def on_unmount(self) -> None:
+        with self._connection_lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    # Opening a project
+
+    def watch_project(self, project: Project | None) -> None:
+        self._interview = None
+        self.busy = False
+        self._exchanges = []
+        self._turn = None
+        self._run_ids = ()
+        self.target = AGENT
+        self._show_targets()
+        log = self.query_one("#chat-log", VerticalScroll)
+        log.remove_children()
+        self.query_one("#chat-models", VerticalScroll).remove_children()
+        if project is None:
+            log.mount(AgentMessage("No project chosen yet: press ctrl+o to choose or create one."))
+            return
+        self._set_status("Opening the interview…")
+        self._open_interview(project)
+        self._read_runs(project)
+
+    def on_screen_resume(self) -> None:
+        # A run may have completed while the person was in another area.
+        if self.project is not None:
+            self._read_runs(self.project)
+
+    def _chat_database(self, app_services: AppServices) -> sqlite_utils.Database:
+        """The interview's own connection (call with ``_connection_lock`` held)."""
+        if self._connection is None:
+            self._connection = open_database(app_services.db_path)
+        return self._connection
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-agent")
+    def _open_interview(self, project: Project) -> None:
+        from agent.interview import Interview
+
+        app_services = services(self)
+        with self._connection_lock:
+            database = self._chat_database(app_services)
+            project = get_project_by_id(database, project.id)
+            model, notice = self._agent_model()
+            interview = Interview(
+                database, project, model=model, teacher=self._teacher(app_services, project)
+            )
+            earlier = [
+                (message.role, message.content)
+                for message in list_messages(database, project.id, last=SHOWN_MESSAGES)
+            ]
+            opening = "" if project.id in self._greeted else interview.opening()
+            summary = self._summary(interview)
+        self.post_message(
+            self.InterviewOpened(project, interview, earlier, opening, notice, summary)
+        )
+
+    def _agent_model(self) -> tuple[ChatModelSource | None, str]:
+        """The agent's model from the environment (model mode), else None (guided mode)."""
+        try:
+            source = endpoint_source(None, AGENT_MAX_TOKENS)
+        except InputError as error:
+            return None, f"Guided mode ({error.message})"
+        if source is None:
+            return None, "Guided mode: set TUNESMITH_AGENT_MODEL for a model to lead"
+        return source, f"Model mode: {source.name}"
+
+    @staticmethod
+    def _teacher(app_services: AppServices, project: Project) -> ChatModelSource:
+        """What ``/draft`` uses: the configured model, else the base model served here."""
+
+        def server() -> ServerHandle:
+            # The running server when there is one; it may have moved since the last draft.
+            return app_services.servers.server_for(
+                app_services.db_path, project, (), lambda status: None
+            )
+
+        def local(max_tokens: int) -> ChatModelSource:
+            return served_source(project.base_model, server, max_tokens, cache=False)
+
+        try:
+            return teacher_source(None, local)
+        except InputError:
+            return local(AGENT_MAX_TOKENS)
+
+    def _summary(self, interview: Interview) -> Text:
+        """The spec panel's text (call with ``_connection_lock`` held)."""
+        from agent.spec import coverage, missing_parts
+
+        examples = list_examples(interview.db, interview.project_id)
+        counts = coverage(interview.spec, examples)
+        missing = missing_parts(interview.spec, counts.approved + counts.pending)
+        return spec_summary(interview.spec, counts, missing)
+
+    @on(InterviewOpened)
+    def _interview_opened(self, message: InterviewOpened) -> None:
+        if self.project is None or message.project.id != self.project.id:
+            return
+        self._interview = message.interview
+        self._greeted.add(message.project.id)
+        log = self.query_one("#chat-log", VerticalScroll)
+        widgets: list[Widget] = list(message_widgets(message.earlier))
+        if message.opening:
+            widgets.append(AgentMessage(message.opening))
+        log.mount_all(widgets)
+        log.scroll_end(animate=False)
+        self.query_one(SpecPanel).show(message.summary)
+        self._set_status(message.notice)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-runs")
+    def _read_runs(self, project: Project) -> None:
+        with services(self).database() as database:
+            run_ids = completed_run_ids(database, project)
+        self.post_message(self.RunsRead(project.id, run_ids))
+
+    @on(RunsRead)
+    def _runs_read(self, message: RunsRead) -> None:
+        if self.project is not None and message.project_id == self.project.id:
+            self._run_ids = message.run_ids
+            self._show_targets()
+
+    # Choosing who to talk to
+
+    def _targets(self) -> list[Target]:
+        return targets_for(self._run_ids)
+
+    def _show_targets(self) -> None:
+        select = self.query_one("#chat-target", Select)
+        targets = self._targets()
+        keys = [target.key for target in targets]
+        if self.target.key not in keys:
+            self.target = AGENT
+        with select.prevent(Select.Changed):
+            select.set_options([(target.label, target.key) for target in targets])
+            select.value = self.target.key
+
+    @on(Select.Changed, "#chat-target")
+    def _target_chosen(self, event: Select.Changed) -> None:
+        for target in self._targets():
+            if target.key == event.value:
+                self.target = target
+
+    def action_next_target(self) -> None:
+        """Talk to the next in the list: agent, base, base + tuned, tuned, older runs."""
+        targets = self._targets()
+        keys = [target.key for target in targets]
+        index = keys.index(self.target.key) if self.target.key in keys else -1
+        self.target = targets[(index + 1) % len(targets)]
+        with self.query_one("#chat-target", Select).prevent(Select.Changed):
+            self.query_one("#chat-target", Select).value = self.target.key
+        if len(targets) == 2 and self.target.is_agent is False:
+            self.notify(
+                "Only the base model until a run completes: train one in Train (F4).",
+                markup=False,
+            )
+
+    def watch_target(self) -> None:
+        self._show_target()
+        self.refresh_bindings()
+
+    def _show_target(self) -> None:
+        agent = self.target.is_agent
+        self.query_one("#chat-log").display = agent
+        self.query_one("#chat-spec").display = agent
+        self.query_one("#chat-models").display = not agent
+        box = self.query_one("#chat-input", MessageBox)
+        box.placeholder = (
+            "Describe your task…"
+            if agent
+            else "Ask " + " and ".join(side.title for side in self.target.sides) + "…"
+        )
+        self.query_one("#chat-hint", Static).update(AGENT_HINT if agent else MODELS_HINT)
+        if not agent and not self._exchanges and self._turn is None:
+            models = self.query_one("#chat-models", VerticalScroll)
+            if not models.children:
+                models.mount(
+                    AgentMessage(
+                        "Ask anything: each model answers in its own column. The talk with"
+                        " the models is not stored and does not change the dataset.",
+                        classes="agent note",
+                    )
+                )
+        box.focus()
+
+    # Sending
+
+    @on(PromptBox.Submitted, "#chat-input")
+    def _submitted(self, event: PromptBox.Submitted) -> None:
+        if self.project is None:
+            self.notify("Choose a project first: ctrl+o.", markup=False)
+            return
+        if self.target.is_agent:
+            self._send_to_agent(event.prompt)
+        else:
+            self._ask_models(self.project, event.prompt)
+        event.prompt_box.clear()
+
+    def _send_to_agent(self, text: str) -> None:
+        interview = self._interview
+        if interview is None or self.busy:
+            self.notify("The agent is still working; wait for its answer.", markup=False)
+            return
+        log = self.query_one("#chat-log", VerticalScroll)
+        log.mount(PersonMessage(text))
+        log.scroll_end(animate=False)
+        self.busy = True
+        self._agent_turn(interview, text)
+
+    @work(thread=True, exit_on_error=False, group="chat-turn")
+    def _agent_turn(self, interview: Interview, text: str) -> None:
+        with self._connection_lock:
+            reply = interview.handle(text)
+            summary = self._summary(interview)
+        self.post_message(self.AgentReplied(interview.project_id, reply, summary))
+
+    def watch_busy(self, busy: bool) -> None:
+        if busy:
+            self._set_status("The agent is thinking…")
+        elif self._interview is not None:
+            self._set_status(
+                "Model mode" if self._interview.mode == "model" else "Guided mode (no model needed)"
+            )
+
+    @on(AgentReplied)
+    def _agent_replied(self, message: AgentReplied) -> None:
+        self.busy = False
+        if self.project is None or message.project_id != self.project.id:
+            return
+        reply = message.reply
+        log = self.query_one("#chat-log", VerticalScroll)
+        if reply.text:
+            log.mount(AgentMessage(reply.text))
+            log.scroll_end(animate=False)
+        self.query_one(SpecPanel).show(message.summary)
+        if reply.action == "train":
+            self._open_training()
+        elif reply.action == "quit":
+            self.app.exit()
+
+    def _open_training(self) -> None:
+        from tui.screens.train import TrainScreen
+
+        async def switch() -> None:
+            await self.app.switch_mode("train")
+            screen = self.app.screen
+            if isinstance(screen, TrainScreen):
+                screen.action_new_run()
+
+        self.app.call_later(switch)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR and event.worker.group == "chat-turn":
+            error = event.worker.error
+            reason = error.message if isinstance(error, TunesmithError) else repr(error)
+            self.busy = False
+            self.query_one("#chat-log", VerticalScroll).mount(
+                AgentMessage(f"Something went wrong: {reason}", classes="agent error")
+            )
+        if event.state is WorkerState.ERROR and event.worker.group == "chat-ask":
+            self._turn_failed(event.worker.error)
+
+    # The models
+
+    def _ask_models(self, project: Project, prompt: str) -> None:
+        target = self.target
+        self._finish_turn("(stopped: asked again)")
+        self._requests += 1
+        exchange = Exchange(prompt)
+        conversations = {
+            side.side: conversation(self._exchanges, side.model, prompt) for side in target.sides
+        }
+        self._exchanges.append(exchange)
+        turn = ModelTurn(prompt, [(side.side, side.title) for side in target.sides])
+        self._turn, self._turn_target = turn, target
+        models = self.query_one("#chat-models", VerticalScroll)
+        models.mount(turn)
+        models.scroll_end(animate=False)
+        self._stream(
+            project,
+            {side.side: side.model for side in target.sides},
+            conversations,
+            self._requests,
+        )
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-ask")
+    def _stream(
+        self,
+        project: Project,
+        models: dict[str, str],
+        conversations: dict[str, list[dict[str, str]]],
+        request: int,
+    ) -> None:
+        app_services = services(self)
+
+        def report_status(status: str) -> None:
+            self.post_message(self.ServerStatusChanged(request, status))
+
+        def report_text(side: str, text: str, done: bool) -> None:
+            self.post_message(self.AnswerStreamed(request, side, text, done))
+
+        with app_services.database() as database:
+            run_ids = completed_run_ids(database, project)
+        server = app_services.servers.server_for(
+            app_services.db_path, project, run_ids, report_status
+        )
+        worker = get_current_worker()
+        stream_answers(server, models, conversations, report_text, lambda: worker.is_cancelled)
+
+    @on(ServerStatusChanged)
+    def _server_status(self, message: ServerStatusChanged) -> None:
+        if message.request == self._requests:
+            self._set_status(f"Starting the model server: {message.status}")
+
+    @on(AnswerStreamed)
+    def _answer_streamed(self, message: AnswerStreamed) -> None:
+        turn = self._turn
+        if turn is None or message.request != self._requests:
+            return
+        self._set_status("The server answers one model at a time.")
+        turn.answer(message.side).show(message.text, note="(empty answer)")
+        if message.done:
+            model = next(s.model for s in self._turn_target.sides if s.side == message.side)
+            self._exchanges[-1].answers[model] = message.text
+            if len(self._exchanges[-1].answers) == len(self._turn_target.sides):
+                self._turn = None
+                self._set_status("")
+        self.query_one("#chat-models", VerticalScroll).scroll_end(animate=False)
+
+    def _turn_failed(self, error: BaseException | None) -> None:
+        reason = error.message if isinstance(error, TunesmithError) else repr(error)
+        self._finish_turn(f"No answer: {reason}", error=True)
+        self._set_status("")
+
+    def _finish_turn(self, note: str, *, error: bool = False) -> None:
+        """Mark the columns of the current turn that got no complete answer."""
+        turn = self._turn
+        if turn is None or not self._exchanges:
+            return
+        answered = self._exchanges[-1].answers
+        for side in self._turn_target.sides:
+            if side.model not in answered:
+                turn.answer(side.side).show("", note=note, error=error)
+        self._turn = None
+
+    def action_new_conversation(self) -> None:
+        """Forget the talk with the models: the next prompt starts afresh."""
+        self._finish_turn("(stopped)")
+        self.workers.cancel_group(self, "chat-ask")
+        self._exchanges = []
+        self.query_one("#chat-models", VerticalScroll).remove_children()
+        self._show_target()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "new_conversation":
+            return not self.target.is_agent
+        return True
+
+    def action_leave_prompt(self) -> None:
+        """Move from the message box to the transcript, to scroll it."""
+        self.query_one("#chat-log" if self.target.is_agent else "#chat-models").focus()
+
+    def _set_status(self, text: str) -> None:
+        self.query_one("#chat-status", Static).update(text)

@@ -469,7 +469,8 @@ class CompareScreen(AreaScreen):
             app_services.db_path, project, run_ids, report_status
         )
         worker = get_current_worker()
-        stream_answers(server, models, prompt, report_text, lambda: worker.is_cancelled)
+        conversations = {side: [{"role": "user", "content": prompt}] for side in models}
+        stream_answers(server, models, conversations, report_text, lambda: worker.is_cancelled)
 
     @on(ServerStatusChanged)
     def _server_status(self, message: ServerStatusChanged) -> None:

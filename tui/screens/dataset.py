@@ -180,6 +180,11 @@ class DatasetScreen(AreaScreen):
             self.query_one("#dataset-summary", Static).update("Reading examples…")
             self._load_examples(project)
 
+    def on_screen_resume(self) -> None:
+        # The Chat area (and the Compare area's fixes) add examples while this one is hidden.
+        if self.project is not None:
+            self._load_examples(self.project)
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="dataset-examples")
     def _load_examples(self, project: Project) -> None:
         with services(self).database() as database:

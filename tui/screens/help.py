@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 KEYS: tuple[tuple[str, str], ...] = (
     ("1 2 3 4", "Chat, Dataset, Train, Compare area"),
     ("F2 F3 F4 F5", "the same, also while typing in a box"),
-    ("p", "choose or create a project"),
+    ("p or Ctrl+O", "choose or create a project (Ctrl+O also while typing)"),
     ("↑ ↓  j k", "move in a table"),
     ("Tab", "next box or table"),
     ("Esc", "close a dialog"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from textual import events
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import TextArea
@@ -13,7 +14,8 @@ class PromptBox(TextArea):
     """A multi-line box whose Enter sends the prompt instead of breaking the line."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "submit", "Ask both", priority=True),
+        # Shown in the footer; the key itself is handled in ``_on_key`` (see there).
+        Binding("enter", "submit", "Ask both"),
         Binding("ctrl+j,shift+enter", "newline", "New line", show=False),
         Binding("tab", "app.focus_next", "Next", show=False),
         Binding("escape", "screen.leave_prompt", "Leave", show=False),
@@ -36,6 +38,17 @@ class PromptBox(TextArea):
 
     def __init__(self, *, id: str | None = None, placeholder: str = "") -> None:
         super().__init__(id=id, soft_wrap=True, compact=True, placeholder=placeholder)
+
+    async def _on_key(self, event: events.Key) -> None:
+        # Enter is taken here, in the order the keys came, not as a priority binding: those
+        # run ahead of the keys still queued for this box, so a line typed or pasted fast,
+        # Enter included, was sent cut short or not at all.
+        if event.key == "enter":
+            event.stop()
+            event.prevent_default()
+            self.action_submit()
+            return
+        await super()._on_key(event)
 
     def action_submit(self) -> None:
         """Send the prompt (nothing happens while the box is blank)."""

@@ -1,4 +1,4 @@
-"""Both models' answers to one prompt, streamed from the model server one after the other."""
+"""Several models' answers to a conversation, streamed from the model server one after the other."""
 
 from __future__ import annotations
 
@@ -18,11 +18,12 @@ PUBLISH_SECONDS = 0.05
 def stream_answers(
     server: ServerHandle,
     models: Mapping[str, str],
-    prompt: str,
+    conversations: Mapping[str, list[dict[str, str]]],
     on_text: Callable[[str, str, bool], None],
     is_cancelled: Callable[[], bool],
 ) -> None:
-    """Stream the answer of each model in ``models`` (side -> model name) to ``prompt``, in order.
+    """Stream the answer of each model in ``models`` (side -> model name), in order, to the
+    side's conversation in ``conversations`` (OpenAI-style messages ending with the prompt).
 
     The server generates one answer at a time (one copy of the weights), so asking both at
     once would only make the second wait. ``on_text(side, text_so_far, done)`` is called at
@@ -34,7 +35,7 @@ def stream_answers(
             server.base_url,
             server.api_key,
             model,
-            [{"role": "user", "content": prompt}],
+            conversations[side],
             max_tokens=MAX_TOKENS,
         )
         try:

@@ -1,0 +1,70 @@
+"""Where the agent's and the teacher's chat models come from, for the CLI and the app alike.
+
+A model named on the configured endpoint (``$TUNESMITH_AGENT_*``, else OpenAI), or the
+project's base model on a loopback model server that the caller starts and owns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from agent.models import ChatModelSource
+    from trainer.launch import ServerHandle
+
+AGENT_MAX_TOKENS = 512
+"""Longest answer the agent's model may give in one interview turn."""
+
+TEACHER_MAX_TOKENS = 2048
+"""Longest answer a teacher may give for one batch of drafts."""
+
+LocalSource = Callable[[int], "ChatModelSource"]
+"""Makes a source for the project's base model, served here, answering up to N tokens."""
+
+
+def endpoint_source(model_name: str | None, max_tokens: int) -> ChatModelSource | None:
+    """``model_name`` (else ``$TUNESMITH_AGENT_MODEL``) on the configured endpoint; None if
+    nothing is configured. Raises InputError for a half-done configuration."""
+    from agent.models import endpoint_from_env
+    from agent.models import endpoint_source as source_for
+
+    endpoint = endpoint_from_env(model_name)
+    return None if endpoint is None else source_for(endpoint, max_tokens=max_tokens)
+
+
+def teacher_source(name: str | None, local: LocalSource) -> ChatModelSource:
+    """The drafting teacher: ``name`` on the configured endpoint, else the local base model."""
+    from agent.models import LOCAL_MODEL
+
+    if name is not None and name.strip().lower() == LOCAL_MODEL:
+        return local(TEACHER_MAX_TOKENS)
+    source = endpoint_source(name, TEACHER_MAX_TOKENS)
+    return source if source is not None else local(TEACHER_MAX_TOKENS)
+
+
+def served_source(
+    base_model: str, server: Callable[[], ServerHandle], max_tokens: int, *, cache: bool
+) -> ChatModelSource:
+    """The base model on the server ``server()`` returns (starting it on first use)."""
+    from agent.models import ChatModelSource, is_small_model
+
+    return ChatModelSource(
+        name=f"{base_model} (served here)",
+        make=lambda: served_chat_model(server(), max_tokens),
+        weak=is_small_model(base_model),
+        cache=cache,
+    )
+
+
+def served_chat_model(handle: ServerHandle, max_tokens: int) -> BaseChatModel:
+    """A chat model talking to the base model of a running model server."""
+    from agent.models import Endpoint, openai_chat_model
+    from trainer.launch import BASE_MODEL_NAME
+
+    endpoint = Endpoint(
+        model=BASE_MODEL_NAME, base_url=f"{handle.base_url}/v1", api_key=handle.api_key
+    )
+    return openai_chat_model(endpoint, temperature=0.0, max_tokens=max_tokens)
