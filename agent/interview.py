@@ -587,8 +587,10 @@ class Interview:
         return result
 
     def _infer_output_from(self, examples: Sequence[NewExample]) -> None:
-        """With no answer format yet, answers that are all JSON objects with one key set set it."""
-        if self.spec.output_kind is not None or not examples:
+        """With no answer format yet (or JSON without its keys), answers that are all JSON
+        objects with one key set set it."""
+        json_without_keys = self.spec.output_kind == "json" and not self.spec.json_fields
+        if (self.spec.output_kind is not None and not json_without_keys) or not examples:
             return
         key_sets = set()
         first: dict[str, object] | None = None

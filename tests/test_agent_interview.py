@@ -158,6 +158,15 @@ CASES = [
         examples=(("1 Main St, Springfield", '{"street": "1 Main St", "city": "Springfield"}'),),
     ),
     Case(
+        id="a JSON goal without keys takes them from the examples given",
+        messages=(
+            "turn support emails into JSON",
+            'Input: Bo here, order B-2 is late\nOutput: {"name": "Bo", "order_id": "B-2"}',
+        ),
+        spec={"output_kind": "json", "json_fields": ("name", "order_id")},
+        examples=(("Bo here, order B-2 is late", '{"name": "Bo", "order_id": "B-2"}'),),
+    ),
+    Case(
         id="pasted JSONL keeps the good lines and names the bad one",
         messages=(
             '{"prompt": "2+2?", "response": "4"}\n'
