@@ -45,6 +45,15 @@ from store.runs import (
     set_max_steps,
 )
 from trainer.config import RunConfig
+from trainer.distributed import (
+    cpu_threads_per_rank,
+    current_rank,
+    launcher_reports_failures,
+    read_launch,
+    recorded_pid,
+    report_rank_failure,
+    strategy_arguments,
+)
 from trainer.evaluation import evaluate_run
 from trainer.hardware import choose_precision, choose_threads
 from trainer.models import load_base_model, resolve_base_model
@@ -113,7 +122,8 @@ class StoreProgress(TrainerCallback):
         control: TrainerControl,
         **kwargs: Any,
     ) -> None:
-        if self.stop.requested:
+        if _any_rank(self.stop.requested, args.device):
+            # Every rank stops at the same step, or the others would wait for it forever.
             control.should_save = True
             control.should_training_stop = True
 
@@ -125,7 +135,7 @@ class StoreProgress(TrainerCallback):
         logs: dict[str, float] | None = None,
         **kwargs: Any,
     ) -> None:
-        if not state.is_world_process_zero or not logs:
+        if not logs:
             return
         loss = logs.get("loss")
         eval_loss = logs.get("eval_loss")
@@ -137,6 +147,11 @@ class StoreProgress(TrainerCallback):
                     f"the {name} became {value} at step {state.global_step}; lower the "
                     "learning rate (--learning-rate) and try again"
                 )
+        if eval_loss is not None:
+            # Every rank sees the same (gathered) eval loss, so they all stop at one step.
+            self._early_stop(eval_loss, state, control)
+        if not state.is_world_process_zero:
+            return
         now = time.monotonic()
         tokens_per_second = None
         tokens = logs.get("num_tokens")
@@ -168,8 +183,6 @@ class StoreProgress(TrainerCallback):
                 recorded_at=now_iso(),
             ),
         )
-        if eval_loss is not None:
-            self._early_stop(eval_loss, state, control)
 
     def _early_stop(self, eval_loss: float, state: TrainerState, control: TrainerControl) -> None:
         if eval_loss < self.best_eval_loss:
@@ -212,13 +225,20 @@ class AtomicCheckpointTrainer(SFTTrainer):
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         root = Path(str(self.args.output_dir))
         staging = root / ".staging"
-        shutil.rmtree(staging, ignore_errors=True)
+        # Several ranks write one checkpoint (each its RNG state, shards under FSDP/ZeRO);
+        # rank 0 alone clears, marks and renames it, between barriers.
+        zero = self.is_world_process_zero()
+        if zero:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
         step = self.state.global_step
         written = staging / f"{CHECKPOINT_PREFIX}{step}"
         self._staging = True
         try:
             super()._save_checkpoint(model, trial)
-            write_checkpoint_marker(written, run_id=self._run_id, step=step)
+            self.accelerator.wait_for_everyone()
+            if zero:
+                write_checkpoint_marker(written, run_id=self._run_id, step=step)
         except Exception as error:
             full = is_disk_full(error) or _nearly_full(root)
             shutil.rmtree(staging, ignore_errors=True)
@@ -231,16 +251,17 @@ class AtomicCheckpointTrainer(SFTTrainer):
             raise
         finally:
             self._staging = False
-        final = root / f"{CHECKPOINT_PREFIX}{step}"
-        _remove_checkpoint(final)
-        written.replace(final)
-        _fsync_dir(root)
-        shutil.rmtree(staging, ignore_errors=True)
-        for old in complete_checkpoints(root)[: -self._keep]:
-            _remove_checkpoint(old)
-        if self.state.is_world_process_zero:
+        if zero:
+            final = root / f"{CHECKPOINT_PREFIX}{step}"
+            _remove_checkpoint(final)
+            written.replace(final)
+            _fsync_dir(root)
+            shutil.rmtree(staging, ignore_errors=True)
+            for old in complete_checkpoints(root)[: -self._keep]:
+                _remove_checkpoint(old)
             set_checkpoint(self._db, self._run_id, step)
-        _log(f"Checkpoint saved at step {step}")
+            _log(f"Checkpoint saved at step {step}")
+        self.accelerator.wait_for_everyone()
 
 
 def complete_checkpoints(root: Path) -> list[Path]:
@@ -401,7 +422,7 @@ def load_4bit_model(
         bnb_4bit_use_double_quant=True,
     )
     model = AutoModelForCausalLM.from_pretrained(
-        source, quantization_config=quantization, device_map={"": 0}
+        source, quantization_config=quantization, device_map={"": current_rank().local_rank}
     )
     return prepare_model_for_kbit_training(model), AutoTokenizer.from_pretrained(source)
 
@@ -414,14 +435,20 @@ def training_arguments(
     bf16: bool,
     device: str,
     evaluate: bool,
+    world_size: int = 1,
+    parallel: dict[str, Any] | None = None,
 ) -> SFTConfig:
-    """TRL's arguments for a run: the chosen config plus what makes it fast and safe."""
+    """TRL's arguments for a run: the chosen config plus what makes it fast and safe.
+
+    ``batch_size`` is rows per optimizer step over all ``world_size`` ranks; ``parallel`` holds
+    the arguments of the distributed strategy.
+    """
     return SFTConfig(
         output_dir=str(output_dir),
         max_steps=config.max_steps,
         num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
+        per_device_train_batch_size=config.batch_size // world_size,
+        per_device_eval_batch_size=config.batch_size // world_size,
         learning_rate=config.learning_rate,
         lr_scheduler_type="cosine",
         warmup_steps=config.warmup_steps,
@@ -443,6 +470,7 @@ def training_arguments(
         dataloader_num_workers=0,
         # Recomputing activations saves memory a small model does not need, at ~30% speed.
         activation_checkpointing=False,
+        **(parallel or {}),
     )
 
 
@@ -473,13 +501,18 @@ def main(argv: list[str] | None = None) -> int:
     stop.install()
     db = open_database(args.db)
     run = get_run(db, args.run_id)
-    mark_started(db, run.id, pid=os.getpid())
+    # Under torchrun rank 0 alone writes the run row; the launcher names a rank that dies.
+    zero = current_rank().is_zero
+    if zero:
+        mark_started(db, run.id, pid=recorded_pid())
     _log(f"Run {run.id} started (pid {os.getpid()})")
     try:
         status = train(args.db, run.id, resume=args.resume, stop=stop)
     except TunesmithError as error:
         # The row first: on a full disk the log cannot take the message.
-        finish_run(db, run.id, "failed", error=error.message)
+        if zero:
+            finish_run(db, run.id, "failed", error=error.message)
+        report_rank_failure(error.message)
         _log(f"Run failed: {error.message}")
         return 1
     except Exception as error:
@@ -487,7 +520,9 @@ def main(argv: list[str] | None = None) -> int:
             message = f"the disk is full: {_first_line(error)}"
         else:
             message = f"{type(error).__name__}: {_first_line(error)}"
-        finish_run(db, run.id, "failed", error=message)
+        if zero and not launcher_reports_failures():
+            finish_run(db, run.id, "failed", error=message)
+        report_rank_failure(message)
         _log(f"Run failed: {message}")
         import traceback
 
@@ -513,14 +548,21 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
     if not train_rows:
         raise TrainingFailed("the snapshot has no training rows")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    threads = choose_threads() if device == "cpu" else torch.get_num_threads()
+    rank = current_rank()
+    if device == "cpu" and rank.local_world_size > 1:
+        # The ranks on this machine share its cores; measuring each alone would oversubscribe.
+        torch.set_num_threads(cpu_threads_per_rank(rank.local_world_size))
+        threads = torch.get_num_threads()
+    else:
+        threads = choose_threads() if device == "cpu" else torch.get_num_threads()
     precision = choose_precision(device)
     _log(f"Device {device}, {threads} threads, {precision.name}: {precision.reason}")
     if config.qlora:
         model, tokenizer = load_4bit_model(project.base_model, device)
     else:
         model, tokenizer = load_base_model(project.base_model, on_status=_log)
-    if stop.requested:
+    if stop.requested and rank.world_size == 1:
+        # Several ranks instead stop together at the first step's end.
         finish_run(db, run.id, "stopped", error=None)
         return "stopped"
 
@@ -542,6 +584,12 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         bf16=precision.bf16,
         device=device,
         evaluate=bool(eval_rows and config.eval_every),
+        world_size=rank.world_size,
+        parallel=(
+            strategy_arguments(read_launch(run_dir).strategy, run_dir)
+            if rank.world_size > 1
+            else None
+        ),
     )
     progress = StoreProgress(db_path, run.id, config, stop)
     trainer = AtomicCheckpointTrainer(
@@ -563,7 +611,10 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
     check_end_of_turn_is_trained(trainer, tokenizer)
     used = {**config.to_dict(), "max_length": max_length, "threads": threads}
     used["precision"] = precision.name
-    set_config(db, run.id, used)
+    if rank.world_size > 1:
+        used.update(processes=rank.world_size, strategy=read_launch(run_dir).strategy)
+    if rank.is_zero:
+        set_config(db, run.id, used)
     _log(f"Config: {json.dumps(used)}")
 
     # Train
@@ -574,12 +625,15 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
     elif resume_from:
         _log(f"Resuming from {resume_from}")
     trainer.train(resume_from_checkpoint=resume_from)
-    if stop.requested:
-        finish_run(db, run.id, "stopped")
+    if _any_rank(stop.requested, sft_args.device):
+        if rank.is_zero:
+            finish_run(db, run.id, "stopped")
         return "stopped"
 
     # Save
     adapter_dir = save_final(trainer, tokenizer, run_dir, run.id)
+    if not rank.is_zero:
+        return "completed"
     finish_run(db, run.id, "completed", adapter_path=str(adapter_dir))
 
     # Evaluate, so the before/after is waiting when the user looks.
@@ -601,6 +655,10 @@ def save_final(
     """Save the adapter (or full model) and tokenizer to ``run_dir/adapter``, atomically."""
     final = run_dir / "adapter"
     staging = run_dir / ".adapter.staging"
+    if not trainer.is_world_process_zero():
+        # The other ranks take part in gathering sharded weights; rank 0 writes them.
+        trainer.save_model(str(staging))
+        return final
     shutil.rmtree(staging, ignore_errors=True)
     try:
         trainer.save_model(str(staging))
@@ -623,8 +681,21 @@ def save_final(
     return final
 
 
+def _any_rank(flag: bool, device: torch.device | str) -> bool:
+    """Whether ``flag`` is set on any rank (itself, outside torchrun)."""
+    if not torch.distributed.is_initialized():
+        return flag
+    value = torch.tensor([int(flag)], device=device)
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def _log(message: str) -> None:
     """Print a line to the run's log; a log that cannot be written (a full disk) is skipped."""
+    rank = current_rank()
+    if rank.world_size > 1:
+        # The ranks share one log.
+        message = f"[rank {rank.rank}] {message}"
     with contextlib.suppress(OSError):
         print(message, flush=True)
 

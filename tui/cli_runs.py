@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from dataclasses import asdict
@@ -16,7 +17,17 @@ from rich.progress import BarColumn, Progress, TextColumn
 from store.errors import InputError
 from store.projects import get_project, get_project_by_id
 from store.runs import Run, RunMetric, get_run, list_runs, metrics
-from trainer.jobs import plan_for_project, refresh_runs, resume_run, start_run, stop_run
+from trainer.distributed import DEFAULT_MASTER_PORT, STRATEGIES, Launch, launcher_command
+from trainer.jobs import (
+    join_run,
+    launch_commands,
+    plan_for_project,
+    refresh_runs,
+    resume_commands,
+    resume_run,
+    start_run,
+    stop_run,
+)
 from tui.cli_state import CliState, pass_state
 from tui.safe_text import terminal_safe
 
@@ -179,6 +190,29 @@ def end_message(run: Run) -> str:
 @click.option("--full", is_flag=True, default=None, help="Full fine-tune instead of LoRA.")
 @click.option("--qlora", is_flag=True, default=None, help="4-bit base model (CUDA only).")
 @click.option("--detach", is_flag=True, help="Start the run and return at once.")
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 1024),
+    default=1,
+    help="Training processes on this machine, under torchrun (one per GPU).",
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    default="ddp",
+    help="How processes share the model: ddp copies it, fsdp and deepspeed-zero3 shard it.",
+)
+@click.option("--nodes", type=click.IntRange(1, 4096), default=1, help="Machines in all.")
+@click.option("--node-rank", type=click.IntRange(0), default=0, help="This machine's number.")
+@click.option("--master-addr", help="Address of node 0, which every node connects to.")
+@click.option(
+    "--master-port", type=click.IntRange(1, 65535), default=DEFAULT_MASTER_PORT, show_default=True
+)
+@click.option(
+    "--print-launch",
+    is_flag=True,
+    help="Prepare the run and print each node's launcher command instead of starting it.",
+)
 @pass_state
 def train(
     state: CliState,
@@ -187,11 +221,31 @@ def train(
     resume_id: int | None,
     detach: bool,
     lora_rank: int | None,
+    processes: int,
+    strategy: str,
+    nodes: int,
+    node_rank: int,
+    master_addr: str | None,
+    master_port: int,
+    print_launch: bool,
     **overrides: Any,
 ) -> None:
     """Fine-tune project NAME on its approved examples (or --resume RUN_ID)."""
     db = state.db()
+    launch = Launch(
+        processes=processes,
+        nodes=nodes,
+        node_rank=node_rank,
+        master_addr=master_addr,
+        master_port=master_port,
+        strategy=strategy,
+    )
     if resume_id is not None:
+        if launch != Launch():
+            raise InputError("--resume keeps the run's processes, nodes and strategy")
+        if print_launch:
+            click.echo("\n".join(resume_commands(db, state.db_path, resume_id)))
+            return
         run = resume_run(db, state.db_path, resume_id)
         project = get_project_by_id(db, run.project_id)
         click.echo(f"Resuming run {run.id} from step {run.checkpoint_step or 0}.")
@@ -202,12 +256,26 @@ def train(
         if lora_rank is not None:
             overrides.update(lora_rank=lora_rank, lora_alpha=2 * lora_rank)
         plan = plan_for_project(db, project, overrides)
-        click.echo("Training with:")
-        for key, value in plan.config.to_dict().items():
-            reason = plan.reasons.get(key)
-            click.echo(f"  {key:<24} {value!s:<12} {reason or ''}".rstrip())
-        run = start_run(db, state.db_path, project, plan)
-        click.echo(f"Started run {run.id} (log: {run.log_path}).")
+        if print_launch:
+            # Only the commands on stdout, one per node, for a scheduler script to take.
+            _, commands = launch_commands(db, project, plan, state.db_path, launch)
+            click.echo("\n".join(commands))
+            return
+        if node_rank > 0:
+            run = join_run(db, state.db_path, project, launch)
+            click.echo(f"Joined run {run.id} as node {node_rank} of {nodes}.")
+        else:
+            click.echo("Training with:")
+            for key, value in plan.config.to_dict().items():
+                reason = plan.reasons.get(key)
+                click.echo(f"  {key:<24} {value!s:<12} {reason or ''}".rstrip())
+            run = start_run(db, state.db_path, project, plan, launch)
+            click.echo(f"Started run {run.id} (log: {run.log_path}).")
+        if launch.under_torchrun:
+            command = launcher_command(launch, db_path=state.db_path, run_id=run.id, resume=False)
+            click.echo(f"Launcher: {shlex.join(command)}")
+        if nodes > 1 and node_rank == 0:
+            click.echo(f"On nodes 1 to {nodes - 1}: the same command with --node-rank 1, 2, ...")
     if detach:
         click.echo(f"Follow it: tunesmith runs follow {run.id}")
         return

@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from trainer.config import Plan, plan_run
+from trainer.distributed import cuda_device_count
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
@@ -68,7 +69,10 @@ def shown_value(value: object) -> str:
 
 
 class NewRunScreen(ModalScreen[dict[str, Any] | None]):
-    """Dismissed with the settings the person changed (``{}`` keeps every default), or None."""
+    """Dismissed with the settings the person changed (``{}`` keeps every default), or None.
+
+    A ``processes`` count above 1 comes with them where the machine has several GPUs.
+    """
 
     CSS_PATH = "new_run.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -76,8 +80,14 @@ class NewRunScreen(ModalScreen[dict[str, Any] | None]):
         Binding("escape", "cancel", "Cancel"),
     ]
 
-    def __init__(self, project_name: str, n_train: int, n_eval: int) -> None:
+    def __init__(
+        self, project_name: str, n_train: int, n_eval: int, devices: int | None = None
+    ) -> None:
         super().__init__()
+        self.devices = cuda_device_count() if devices is None else devices
+        """GPUs here; with more than one the form offers a process count (one per GPU)."""
+        self.processes = 1
+        """Training processes, under torchrun when more than one."""
         self.project_name = project_name
         """The project to train, for the title."""
         self.n_train = n_train
@@ -112,6 +122,13 @@ class NewRunScreen(ModalScreen[dict[str, Any] | None]):
                             select_on_focus=True,
                         )
                         yield Static(id=f"why-{field.key}", classes="new-run-why", markup=False)
+                if self.devices > 1:
+                    with Horizontal(classes="new-run-field"):
+                        yield Label("processes", classes="new-run-label")
+                        box = Input("1", id="processes", compact=True, select_on_focus=True)
+                        box.styles.width = 9
+                        yield box
+                        yield Static(id="why-processes", classes="new-run-why", markup=False)
                 for key, label in SHOWN_ONLY:
                     with Horizontal(classes="new-run-field"):
                         yield Label(label, classes="new-run-label")
@@ -143,7 +160,31 @@ class NewRunScreen(ModalScreen[dict[str, Any] | None]):
                 Text(shown_value(getattr(self.plan.config, key)))
             )
             self.query_one(f"#why-{key}", Static).update(reasons.get(key, ""))
+        if self.devices > 1:
+            self._check_processes()
         self.query_one("#new-run-start", Button).disabled = bool(self._errors)
+
+    def _check_processes(self) -> None:
+        """Show why the process count is usable, or what is wrong with it."""
+        typed = self.query_one("#processes", Input).value.strip()
+        batch = self.plan.config.batch_size
+        self._errors.pop("processes", None)
+        if not typed.isdigit() or not 1 <= int(typed) <= self.devices:
+            self._errors["processes"] = f"Use a whole number from 1 to {self.devices}."
+        elif batch % int(typed):
+            self._errors["processes"] = f"The batch of {batch} rows must split evenly."
+        else:
+            self.processes = int(typed)
+        why = self.query_one("#why-processes", Static)
+        why.set_class("processes" in self._errors, "-error")
+        why.update(
+            self._errors.get("processes")
+            or f"{self.devices} GPUs here: one process each, under torchrun, the batch split"
+        )
+
+    @on(Input.Changed, "#processes")
+    def _processes_changed(self) -> None:
+        self._show_plan()
 
     @on(Input.Changed, ".new-run-input")
     def _setting_changed(self, event: Input.Changed) -> None:
@@ -172,13 +213,16 @@ class NewRunScreen(ModalScreen[dict[str, Any] | None]):
         return overrides
 
     @on(Input.Submitted, ".new-run-input")
+    @on(Input.Submitted, "#processes")
     @on(Button.Pressed, "#new-run-start")
     def action_start(self) -> None:
         """Start the run with the settings shown, unless one of them is not usable."""
         if self._errors:
             self.notify("Fix the settings marked in red first.", severity="warning")
             return
-        self.dismiss(self.overrides())
+        # Not a run setting: train.py starts that many processes for the run.
+        processes = {"processes": self.processes} if self.processes > 1 else {}
+        self.dismiss({**self.overrides(), **processes})
 
     @on(Button.Pressed, "#new-run-cancel")
     def action_cancel(self) -> None:
