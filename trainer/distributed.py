@@ -249,13 +249,8 @@ def report_rank_failure(message: str) -> None:
     path = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if not path:
         return
-    # The layout torch's ErrorHandler writes and its ProcessFailure reads back.
-    data = {
-        "message": {
-            "message": message,
-            "extraInfo": {"py_callstack": "", "timestamp": str(int(time.time()))},
-        }
-    }
+    # A layout torch's ProcessFailure reads back, its message a plain string.
+    data = {"message": message, "timestamp": str(int(time.time()))}
     with contextlib.suppress(OSError):
         Path(path).write_text(json.dumps(data), encoding="utf-8")
 

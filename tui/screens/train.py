@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Static
 from store.evals import Evaluation, latest_evaluation
 from store.projects import Project
 from store.runs import RESUMABLE_STATUSES, Run, RunMetric, list_runs, metrics
+from trainer.distributed import Launch
 from trainer.jobs import approved_rows, plan_for_project, refresh_runs, resume_run, start_run
 from trainer.jobs import stop_run as request_stop
 from tui.screens.area import AreaScreen
@@ -326,9 +327,10 @@ class TrainScreen(AreaScreen):
     @work(thread=True, exit_on_error=False, group="train-launch")
     def _start_run(self, project: Project, overrides: dict[str, Any]) -> None:
         app_services = services(self)
+        launch = Launch(processes=int(overrides.pop("processes", 1)))
         with app_services.database() as database:
             plan = plan_for_project(database, project, overrides)
-            run = start_run(database, app_services.db_path, project, plan)
+            run = start_run(database, app_services.db_path, project, plan, launch)
         self.post_message(self.RunLaunched(run, resumed=False))
 
     def action_stop_run(self) -> None:
