@@ -317,3 +317,17 @@ def test_the_spec_panel_marks_the_part_asked_now() -> None:
     ]
     assert "Rules  skipped" in summary
     assert "R1: 0" in summary
+
+
+async def test_choosing_the_same_project_again_shows_its_conversation_once(
+    empty_project_db: Path,
+) -> None:
+    app = TunesmithApp(empty_project_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose(pilot, "tickets")
+        await send(pilot, "sort support tickets by topic")
+        before = agent_said(app.screen)
+        await pilot.press("ctrl+o")
+        await choose(pilot, "tickets")
+        assert agent_said(app.screen) == before
+        assert person_said(app.screen) == ["sort support tickets by topic"]

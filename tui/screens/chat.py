@@ -88,6 +88,7 @@ class ChatScreen(AreaScreen):
 
         def __init__(
             self,
+            opening_id: int,
             project: Project,
             interview: Interview,
             earlier: Sequence[tuple[str, str]],
@@ -96,6 +97,8 @@ class ChatScreen(AreaScreen):
             summary: Text,
         ) -> None:
             super().__init__()
+            self.opening_id = opening_id
+            """Which opening of a project this is; an older one's result is dropped."""
             self.project = project
             self.interview = interview
             self.earlier = tuple(earlier)
@@ -156,6 +159,7 @@ class ChatScreen(AreaScreen):
         self._turn: ModelTurn | None = None
         self._turn_target: Target = AGENT
         self._requests = 0
+        self._openings = 0
 
     def compose_area(self) -> Iterable[Widget]:
         with Horizontal(id="chat-top"):
@@ -201,7 +205,8 @@ class ChatScreen(AreaScreen):
             log.mount(AgentMessage("No project chosen yet: press ctrl+o to choose or create one."))
             return
         self._set_status("Opening the interview…")
-        self._open_interview(project)
+        self._openings += 1
+        self._open_interview(project, self._openings)
         self._read_runs(project)
 
     def on_screen_resume(self) -> None:
@@ -216,7 +221,7 @@ class ChatScreen(AreaScreen):
         return self._connection
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat-agent")
-    def _open_interview(self, project: Project) -> None:
+    def _open_interview(self, project: Project, opening_id: int) -> None:
         from agent.interview import Interview
 
         app_services = services(self)
@@ -234,7 +239,7 @@ class ChatScreen(AreaScreen):
             opening = "" if project.id in self._greeted else interview.opening()
             summary = self._summary(interview)
         self.post_message(
-            self.InterviewOpened(project, interview, earlier, opening, notice, summary)
+            self.InterviewOpened(opening_id, project, interview, earlier, opening, notice, summary)
         )
 
     def _agent_model(self) -> tuple[ChatModelSource | None, str]:
@@ -276,7 +281,7 @@ class ChatScreen(AreaScreen):
 
     @on(InterviewOpened)
     def _interview_opened(self, message: InterviewOpened) -> None:
-        if self.project is None or message.project.id != self.project.id:
+        if message.opening_id != self._openings:
             return
         self._interview = message.interview
         self._greeted.add(message.project.id)
