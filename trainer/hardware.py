@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,3 +73,71 @@ def choose_threads() -> int:
             best = threads
     torch.set_num_threads(best)
     return best
+
+
+ACTIVATION_HEADROOM = 0.8
+"""Share of GPU memory that weights and kept activations may fill before activations are
+recomputed instead (the rest goes to the optimizer, the allocator and the loss tiles)."""
+
+
+@dataclass(frozen=True)
+class Speedups:
+    """What makes a run fast on this machine; each is on only where it applies and is safe."""
+
+    bf16_weights: bool
+    """Frozen base weights stored in bf16: autocast no longer re-casts them on every op."""
+    completion_head: bool
+    """The LM head scores only the trained positions; TRL does so itself only under Triton."""
+    fused_optimizer: bool
+    """``adamw_torch_fused``: one kernel per step for all parameters."""
+    flash_attention: bool
+    """FlashAttention 2 with padding-free batches: no compute spent on padding."""
+    liger: bool
+    """Liger's Triton kernels for norms, SwiGLU and RoPE."""
+
+
+def choose_speedups(
+    device: str,
+    *,
+    bf16: bool,
+    lora: bool,
+    quantized: bool,
+    target_modules: str,
+    installed: Callable[[str], bool] | None = None,
+) -> Speedups:
+    """The speedups that apply to a run on ``device`` (``installed`` tells which packages exist)."""
+    has = installed or _installed
+    cuda = device == "cuda"
+    # Full fine-tuning updates the base weights: bf16 would round small updates away.
+    bf16_weights = bf16 and lora and not quantized
+    return Speedups(
+        bf16_weights=bf16_weights,
+        completion_head=device == "cpu",
+        fused_optimizer=cuda,
+        # FlashAttention takes only bf16/fp16 tensors.
+        flash_attention=cuda and bf16_weights and has("flash_attn"),
+        # Liger's head kernels would bypass a LoRA on lm_head; TRL applies only its layer kernels.
+        liger=cuda and has("liger_kernel") and "lm_head" not in target_modules,
+    )
+
+
+def activations_fit(
+    *,
+    parameters: int,
+    layers: int,
+    hidden: int,
+    intermediate: int,
+    tokens: int,
+    memory_bytes: int,
+) -> bool:
+    """Whether bf16 weights plus the activations kept for the backward of ``tokens`` fit.
+
+    Per token and layer a Llama-style block keeps about ten hidden-sized and four
+    intermediate-sized tensors (norm, projection and MLP inputs), at 2 bytes each.
+    """
+    per_token = layers * 2 * (10 * hidden + 4 * intermediate)
+    return 2 * parameters + tokens * per_token <= ACTIVATION_HEADROOM * memory_bytes
+
+
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None

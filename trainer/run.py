@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -18,17 +19,21 @@ import shutil
 import signal
 import sys
 import time
+import types
+from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import torch
 from datasets import Dataset
-from peft import LoraConfig
+from peft import LoraConfig, PeftModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from transformers.trainer_callback import TrainerControl, TrainerState
 from transformers.training_args import TrainingArguments
 from trl import SFTConfig, SFTTrainer
+from trl.kernels import ChunkedLogProbFunction
+from trl.trainer.utils import FusedCausalLMOutput
 
 from store.clock import now_iso
 from store.database import open_database
@@ -55,7 +60,13 @@ from trainer.distributed import (
     strategy_arguments,
 )
 from trainer.evaluation import evaluate_run
-from trainer.hardware import choose_precision, choose_threads
+from trainer.hardware import (
+    Speedups,
+    activations_fit,
+    choose_precision,
+    choose_speedups,
+    choose_threads,
+)
 from trainer.models import load_base_model, resolve_base_model
 from trainer.snapshot import EVAL_FILE, TRAIN_FILE, read_snapshot_rows, with_system_prompt
 
@@ -67,6 +78,18 @@ NEARLY_FULL_BYTES = 1024**2
 """Free space under which a failed save is put down to a full disk (torch's message hides it)."""
 LENGTH_MARGIN = 8
 """Tokens of head-room over the longest row, so no example is ever cut."""
+HEAD_CHUNK = 32768
+"""Vocabulary columns per LM-head tile, as in TRL's fused head."""
+SCALED_HEAD_SETTINGS = (
+    "final_logit_softcapping",
+    "logit_scale",
+    "output_multiplier",
+    "lm_head_multiplier",
+    "logits_scaling",
+    "output_router_logits",
+)
+"""Config fields of models whose head scales or caps its logits, or that add a router loss:
+these keep TRL's own fused head, which handles them."""
 
 
 class TrainingFailed(TunesmithError):
@@ -203,7 +226,88 @@ class StoreProgress(TrainerCallback):
             control.should_training_stop = True
 
 
-class AtomicCheckpointTrainer(SFTTrainer):
+def plain_head(config: Any) -> bool:
+    """Whether a model's logits are its last hidden state times the head, and nothing else."""
+    text = config.get_text_config()
+    return text is config and all(
+        getattr(text, name, None) in (None, False) for name in SCALED_HEAD_SETTINGS
+    )
+
+
+def score_completions_only(model: PreTrainedModel) -> None:
+    """Make ``model(..., fused_lm_head=True)`` project only the trained positions.
+
+    TRL's fused head projects only positions with a label where Triton runs; elsewhere it
+    projects every position, prompt and padding included. On the embedded model (vocabulary
+    49152, hidden 576) that head was half of a CPU step, and the prompts are most of a row.
+    Loss, entropy and accuracy are TRL's, from the same kernel on fewer rows. Patched on
+    ``forward`` like TRL's head, so a DDP-wrapped model still syncs its gradients.
+    """
+    fused_forward = model.forward
+
+    @functools.wraps(type(model).forward)
+    def forward(
+        self: PreTrainedModel,
+        *args: Any,
+        fused_lm_head: bool = False,
+        labels: torch.Tensor | None = None,
+        shift_labels: torch.Tensor | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if not fused_lm_head or labels is None or shift_labels is not None:
+            return fused_forward(
+                *args,
+                fused_lm_head=fused_lm_head,
+                labels=labels,
+                shift_labels=shift_labels,
+                num_items_in_batch=num_items_in_batch,
+                **kwargs,
+            )
+        kwargs["use_cache"] = False
+        hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
+        targets = labels[:, 1:]
+        mask = targets != -100
+        head = self.get_output_embeddings()
+        log_probs, entropy, _, _, is_top1 = ChunkedLogProbFunction.apply(
+            hidden[mask],
+            head.weight,
+            head.bias,
+            targets[mask],
+            1.0,
+            HEAD_CHUNK,
+            None,
+            1.0,
+            ("log_probs", "entropy", "is_top1"),
+        )
+        # Back to [batch, length - 1], zero where nothing is trained, as TRL's metrics expect.
+        log_probs, entropy, is_top1 = (
+            values.new_zeros(mask.shape).masked_scatter(mask, values)
+            for values in (log_probs, entropy, is_top1)
+        )
+        count = mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+        return FusedCausalLMOutput(
+            loss=-log_probs.sum() / count,
+            log_probs=log_probs,
+            entropy=entropy,
+            is_top1=is_top1,
+            label_mask=mask,
+        )
+
+    model.forward = types.MethodType(forward, model)
+
+
+class FastSFTTrainer(SFTTrainer):
+    """An SFTTrainer with the speedups TRL leaves off on this machine (``speed``)."""
+
+    def __init__(self, *args: Any, speed: Speedups, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        base: Any = self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
+        if speed.completion_head and plain_head(base.config):
+            score_completions_only(base)
+
+
+class AtomicCheckpointTrainer(FastSFTTrainer):
     """An SFTTrainer whose checkpoints appear only when complete.
 
     Each checkpoint is written into a staging folder, marked, and renamed into place; a
@@ -435,6 +539,8 @@ def training_arguments(
     bf16: bool,
     device: str,
     evaluate: bool,
+    speed: Speedups,
+    recompute_activations: bool = False,
     world_size: int = 1,
     parallel: dict[str, Any] | None = None,
 ) -> SFTConfig:
@@ -459,7 +565,9 @@ def training_arguments(
         save_steps=config.save_every,
         eval_strategy="steps" if evaluate else "no",
         eval_steps=config.eval_every or None,
-        max_length=max_length,
+        # Nothing is ever cut (max_length is over the longest row); padding-free batches
+        # refuse a max_length without packing.
+        max_length=None if speed.flash_attention else max_length,
         completion_only_loss=True,
         bf16=bf16,
         use_cpu=device == "cpu",
@@ -468,8 +576,11 @@ def training_arguments(
         report_to=[],
         disable_tqdm=True,
         dataloader_num_workers=0,
-        # Recomputing activations saves memory a small model does not need, at ~30% speed.
-        activation_checkpointing=False,
+        # Recomputing activations costs ~30% speed: only when they would not fit.
+        activation_checkpointing=recompute_activations,
+        optim="adamw_torch_fused" if speed.fused_optimizer else "adamw_torch",
+        padding_free=speed.flash_attention,
+        use_liger_kernel=speed.liger,
         **(parallel or {}),
     )
 
@@ -484,6 +595,30 @@ def lora_config(config: RunConfig) -> LoraConfig | None:
         lora_dropout=config.lora_dropout,
         target_modules=config.target_modules,
         task_type="CAUSAL_LM",
+    )
+
+
+def prepare_model(model: PreTrainedModel, speed: Speedups) -> None:
+    """Store the base weights and pick the attention that ``speed`` calls for, in place."""
+    if speed.bf16_weights:
+        # peft makes the LoRA weights fp32 again, so the optimizer still steps in fp32.
+        model.bfloat16()
+    if speed.flash_attention:
+        model.set_attn_implementation("flash_attention_2")
+
+
+def recompute_activations(model: PreTrainedModel, tokens: int, device: str) -> bool:
+    """Whether a GPU run must recompute activations to fit ``tokens`` per step in memory."""
+    if device != "cuda":
+        return False
+    text = model.config.get_text_config()
+    return not activations_fit(
+        parameters=model.num_parameters(),
+        layers=text.num_hidden_layers,
+        hidden=text.hidden_size,
+        intermediate=getattr(text, "intermediate_size", 4 * text.hidden_size),
+        tokens=tokens,
+        memory_bytes=torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory,
     )
 
 
@@ -561,6 +696,14 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         model, tokenizer = load_4bit_model(project.base_model, device)
     else:
         model, tokenizer = load_base_model(project.base_model, on_status=_log)
+    speed = choose_speedups(
+        device,
+        bf16=precision.bf16,
+        lora=not config.full,
+        quantized=config.qlora,
+        target_modules=config.target_modules,
+    )
+    prepare_model(model, speed)
     if stop.requested and rank.world_size == 1:
         # Several ranks instead stop together at the first step's end.
         finish_run(db, run.id, "stopped", error=None)
@@ -584,6 +727,9 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         bf16=precision.bf16,
         device=device,
         evaluate=bool(eval_rows and config.eval_every),
+        speed=speed,
+        # The whole batch, as if on one GPU: with several, this errs toward recomputing.
+        recompute_activations=recompute_activations(model, config.batch_size * max_length, device),
         world_size=rank.world_size,
         parallel=(
             strategy_arguments(read_launch(run_dir).strategy, run_dir)
@@ -607,10 +753,12 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         db_path=db_path,
         run_id=run.id,
         keep=config.keep_checkpoints,
+        speed=speed,
     )
     check_end_of_turn_is_trained(trainer, tokenizer)
     used = {**config.to_dict(), "max_length": max_length, "threads": threads}
     used["precision"] = precision.name
+    used["speedups"] = [name for name, on in asdict(speed).items() if on]
     if rank.world_size > 1:
         used.update(processes=rank.world_size, strategy=read_launch(run_dir).strategy)
     if rank.is_zero:
