@@ -3,7 +3,8 @@
 Both train the same LoRA (r=16, all linear layers) on the same demo rows with the same seed
 and learning rate, in this one process, alternating A/B rounds so machine load hits both
 alike. Plain TRL means `SFTConfig` defaults (gradient checkpointing on, bf16 when available,
-batch 8). Prints `train: ours X tok/s, baseline Y tok/s, ratio R` as its last line.
+batch 8). Ours is `FastSFTTrainer` with the speedups `trainer.run` picks for this machine.
+Prints `train: ours X tok/s, baseline Y tok/s, ratio R` as its last line.
 
     python bench/train_throughput.py [--steps N] [--rounds K]
 """
@@ -25,9 +26,17 @@ from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from trainer.config import plan_run
-from trainer.hardware import choose_precision, choose_threads
+from trainer.hardware import Speedups, choose_precision, choose_speedups, choose_threads
 from trainer.models import DEFAULT_BASE_MODEL, load_base_model
-from trainer.run import LENGTH_MARGIN, longest_row, lora_config, to_prompt_completion
+from trainer.run import (
+    LENGTH_MARGIN,
+    FastSFTTrainer,
+    longest_row,
+    lora_config,
+    prepare_model,
+    recompute_activations,
+    to_prompt_completion,
+)
 from trainer.run import training_arguments as tunesmith_arguments
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "support_emails.jsonl"
@@ -102,22 +111,28 @@ def peak_memory_mib() -> float:
 
 
 def measure(
-    arguments: SFTConfig, rows: list[dict[str, Any]], model_name: str
+    arguments: SFTConfig, rows: list[dict[str, Any]], model_name: str, speed: Speedups | None
 ) -> tuple[float, float, int]:
-    """Train with ``arguments``; return real tokens/s, peak memory (MiB) and parameter count."""
+    """Train with ``arguments`` (tunesmith's trainer and ``speed`` when given, else plain TRL);
+    return real tokens/s, peak memory (MiB) and parameter count."""
     model, tokenizer = load_model(model_name)
     parameters = sum(p.numel() for p in model.parameters())
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     clock = TokenClock()
-    trainer = SFTTrainer(
-        model=model,
-        args=arguments,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-        peft_config=lora_config(plan_run(len(rows), 0).config),
-        callbacks=[clock],
-    )
+    common: dict[str, Any] = {
+        "model": model,
+        "args": arguments,
+        "train_dataset": Dataset.from_list(rows),
+        "processing_class": tokenizer,
+        "peft_config": lora_config(plan_run(len(rows), 0).config),
+        "callbacks": [clock],
+    }
+    if speed is None:
+        trainer: SFTTrainer = SFTTrainer(**common)
+    else:
+        prepare_model(model, speed)
+        trainer = FastSFTTrainer(**common, speed=speed)
     torch.manual_seed(0)
     trainer.train()
     return clock.tokens / clock.seconds, peak_memory_mib(), parameters
@@ -145,14 +160,24 @@ def main() -> None:
     _, tokenizer = load_base_model(DEFAULT_BASE_MODEL, on_status=print)
     max_length = longest_row(train_rows, tokenizer, None)[0] + LENGTH_MARGIN
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    bf16 = choose_precision(device).bf16
+    speed = choose_speedups(
+        device, bf16=bf16, lora=True, quantized=False, target_modules=config.target_modules
+    )
     with tempfile.TemporaryDirectory() as scratch:
         ours_arguments = tunesmith_arguments(
             config,
             output_dir=Path(scratch) / "ours",
             max_length=max_length,
-            bf16=choose_precision(device).bf16,
+            bf16=bf16,
             device=device,
             evaluate=False,
+            speed=speed,
+            # Only a GPU run needs the model's shape to decide this.
+            recompute_activations=device == "cuda"
+            and recompute_activations(
+                load_model(args.model)[0], config.batch_size * max_length, device
+            ),
         )
         ours_arguments.save_strategy = "no"
         baseline_arguments = SFTConfig(
@@ -175,11 +200,13 @@ def main() -> None:
         threads = choose_threads() if device == "cpu" else default_threads
         for round_number in range(args.rounds):
             torch.set_num_threads(threads)
-            rate, memory["ours"], parameters = measure(ours_arguments, rows, args.model)
+            rate, memory["ours"], parameters = measure(ours_arguments, rows, args.model, speed)
             ours.append(rate)
             # Plain TRL runs with torch's default thread count.
             torch.set_num_threads(default_threads)
-            rate, memory["baseline"], parameters = measure(baseline_arguments, rows, args.model)
+            rate, memory["baseline"], parameters = measure(
+                baseline_arguments, rows, args.model, None
+            )
             baseline.append(rate)
             print(f"round {round_number + 1}: ours {ours[-1]:.0f}, baseline {baseline[-1]:.0f}")
     ours_median, baseline_median = statistics.median(ours), statistics.median(baseline)
