@@ -81,11 +81,13 @@ def _loss_and_grads(
     return loss.item(), grads, metrics
 
 
+@pytest.mark.parametrize("plain", [True, False], ids=["plain autograd", "chunked kernel"])
 def test_completion_head_gives_trls_loss_gradients_and_metrics(
-    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plain: bool
 ) -> None:
     projected: list[int] = []
     kernel: Any = ChunkedLogProbFunction
+    scores = trainer.run.plain_head_scores
 
     class Recording:
         @staticmethod
@@ -93,7 +95,16 @@ def test_completion_head_gives_trls_loss_gradients_and_metrics(
             projected.append(hidden.shape[0])
             return kernel.apply(hidden, *args)
 
-    monkeypatch.setattr(trainer.run, "ChunkedLogProbFunction", Recording)
+    def recording_scores(rows: torch.Tensor, *args: Any) -> Any:
+        projected.append(rows.shape[0])
+        return scores(rows, *args)
+
+    if plain:
+        monkeypatch.setattr(trainer.run, "plain_head_scores", recording_scores)
+    else:
+        # Past the size plain autograd takes, TRL's chunked kernel scores the rows.
+        monkeypatch.setattr(trainer.run, "PLAIN_HEAD_ELEMENTS", 0)
+        monkeypatch.setattr(trainer.run, "ChunkedLogProbFunction", Recording)
     reference = _trainer(tiny_model_dir, tmp_path, None, bf16=False)
     fast = _trainer(tiny_model_dir, tmp_path, CPU_SPEED, bf16=False)
     batch = next(iter(reference.get_train_dataloader()))
