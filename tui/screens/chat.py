@@ -462,9 +462,11 @@ class ChatScreen(AreaScreen):
         models = self.query_one("#chat-models", VerticalScroll)
         models.mount(turn)
         models.scroll_end(animate=False)
+        # The tuned answer first, as in Compare: it is the one being judged and usually short.
+        in_order = sorted(target.sides, key=lambda side: side.side != "tuned")
         self._stream(
             project,
-            {side.side: side.model for side in target.sides},
+            {side.side: side.model for side in in_order},
             conversations,
             self._requests,
         )
@@ -504,6 +506,9 @@ class ChatScreen(AreaScreen):
         if turn is None or message.request != self._requests:
             return
         self._set_status("The server answers one model at a time.")
+        models = self.query_one("#chat-models", VerticalScroll)
+        # Follow the answer only while the person has not scrolled up to read.
+        following = models.scroll_y >= models.max_scroll_y - 1
         turn.answer(message.side).show(message.text, note="(empty answer)")
         if message.done:
             model = next(s.model for s in self._turn_target.sides if s.side == message.side)
@@ -511,7 +516,8 @@ class ChatScreen(AreaScreen):
             if len(self._exchanges[-1].answers) == len(self._turn_target.sides):
                 self._turn = None
                 self._set_status("")
-        self.query_one("#chat-models", VerticalScroll).scroll_end(animate=False)
+        if following:
+            models.scroll_end(animate=False)
 
     def _turn_failed(self, error: BaseException | None) -> None:
         reason = error.message if isinstance(error, TunesmithError) else repr(error)

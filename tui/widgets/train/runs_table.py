@@ -38,8 +38,11 @@ class RunsTable(KeyTable):
             for (run_id, status, result), old in zip(rows, self._shown, strict=True):
                 if (status, result) != old[1:]:
                     style = status_style(colors, status)
-                    self.update_cell(str(run_id), "status", Text(status, style=style))
-                    self.update_cell(str(run_id), "result", Text(result))
+                    # Widen the column when needed: "running" becomes "completed".
+                    self.update_cell(
+                        str(run_id), "status", Text(status, style=style), update_width=True
+                    )
+                    self.update_cell(str(run_id), "result", Text(result), update_width=True)
             self._shown = rows
             return
         current = self.run_id_at(self.cursor_row)
