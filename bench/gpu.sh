@@ -13,5 +13,5 @@ MODELS=${MODELS:-"embedded random-1.5b"}
 "$PY" -c "import torch; print('device:', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')"
 for model in $MODELS; do
     "$PY" bench/train_throughput.py --model "$model" --steps "$STEPS" --rounds 1 2>&1 \
-        | grep -E '^(ours|baseline|peak memory|train\[)'
+        | grep -E '^(ours|baseline|peak memory|train)'
 done
