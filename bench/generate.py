@@ -1,13 +1,16 @@
-"""Benchmarks: answers through the model server vs a bare ``model.generate`` loop, and the
-memory of serving base + tuned vs loading one model.
+"""Benchmarks: answers through the model server vs a bare ``model.generate`` loop, the first
+token of a chat's next turn, and the memory of serving base + tuned vs loading one model.
 
 Both sides answer the same demo prompts greedily with the embedded model, in turn. The server
 side streams through ``trainer.client`` over loopback HTTP with a LoRA adapter attached
 (answering as ``base``, adapters disabled); the baseline is ``generate`` in this process.
 Memory is the peak resident size (VmHWM) of the server process vs a child that loads the
-model once and answers the same prompt. Prints, last:
+model once and answers the same prompt. The first token of each next turn of a growing
+conversation comes from the server (which keeps the conversation's keys and values) against
+``generate`` reading the whole conversation. Prints, last:
 
     generate: ours X tok/s, baseline Y tok/s, ratio R
+    first-token: ours X ms, baseline Y ms, ratio R
     compare-memory: ours X MiB, baseline Y MiB, ratio R
 
     python bench/generate.py [--prompts N] [--max-tokens T]
@@ -55,6 +58,39 @@ def make_adapter(folder: Path) -> None:
     lora = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
     get_peft_model(model, lora).save_pretrained(str(folder))
     tokenizer.save_pretrained(folder)
+
+
+def first_tokens(base_url: str, api_key: str | None, prompts: list[str]) -> tuple[float, float]:
+    """Median seconds to the first token of each next turn of one conversation: through the
+    server, and from ``generate`` reading the whole conversation in this process."""
+    import statistics
+
+    import torch
+
+    from trainer.client import stream_chat
+    from trainer.models import DEFAULT_BASE_MODEL, load_base_model
+
+    model, tokenizer = load_base_model(DEFAULT_BASE_MODEL, on_status=lambda message: None)
+    conversation: list[dict[str, str]] = []
+    ours, baseline = [], []
+    for turn, prompt in enumerate(prompts * 2):
+        conversation.append({"role": "user", "content": prompt})
+        start = time.perf_counter()
+        pieces = stream_chat(base_url, api_key, "base", conversation, max_tokens=24)
+        first = next(iter(pieces))
+        seconds = time.perf_counter() - start
+        answer = first + "".join(pieces)
+        inputs: Any = tokenizer.apply_chat_template(
+            conversation, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+        start = time.perf_counter()
+        with torch.inference_mode():
+            model.generate(**inputs, max_new_tokens=1, do_sample=False)  # type: ignore[operator]
+        if turn:  # the first turn has no earlier conversation to reuse
+            ours.append(seconds)
+            baseline.append(time.perf_counter() - start)
+        conversation.append({"role": "assistant", "content": answer})
+    return statistics.median(ours), statistics.median(baseline)
 
 
 def main() -> None:
@@ -114,6 +150,8 @@ def main() -> None:
             served(prompts[0], "run-1")
             # Base and tuned both answered, so both are resident in the server's peak.
             served_peak = peak_kib(server.process.pid)
+            # After the peak: a long conversation's keys and values are not part of it.
+            ours_first, base_first = first_tokens(server.base_url, server.api_key, prompts)
         one_model = subprocess.run(
             [sys.executable, "-c", BASELINE_PEAK, prompts[0], str(args.max_tokens)],
             capture_output=True,
@@ -125,6 +163,11 @@ def main() -> None:
     print(
         f"generate: ours {ours_rate:.1f} tok/s, baseline {base_rate:.1f} tok/s, "
         f"ratio {ours_rate / base_rate:.2f}"
+    )
+    # Less time is better, so the ratio is baseline over ours.
+    print(
+        f"first-token: ours {ours_first * 1000:.0f} ms, baseline {base_first * 1000:.0f} ms,"
+        f" ratio {base_first / ours_first:.2f}"
     )
     # Less memory is better, so the ratio is baseline over ours.
     print(

@@ -24,7 +24,7 @@ from store.projects import get_project
 from store.runs import get_run
 from tests.conftest import TinyRun
 from trainer.client import list_models, stream_chat
-from trainer.inference import Generation, ModelPool, Prompt, UnknownModelError
+from trainer.inference import Generation, ModelPool, Prompt, UnknownModelError, shared_prefix
 from trainer.launch import ServerHandle, start_server
 from trainer.models import DEFAULT_BASE_MODEL, load_base_model
 from trainer.serve import ChatService, build_app
@@ -466,3 +466,43 @@ def test_embedded_model_knows_the_capital_of_france(
 
     assert "Paris" in answer
     assert statuses == [f"Loading base model {DEFAULT_BASE_MODEL}..."]
+
+
+def test_a_conversation_that_goes_on_reads_only_its_new_tokens(
+    pool: ModelPool, tuned_name: str
+) -> None:
+    first = [
+        {"role": "system", "content": "You name colours. " * 12},
+        {"role": "user", "content": "Name colour number 3."},
+    ]
+    answer = "".join(pool.stream(tuned_name, first, max_new_tokens=8))
+    going_on = [*first, {"role": "assistant", "content": answer}]
+    going_on.append({"role": "user", "content": "And number 4?"})
+    total = pool.prepare(going_on, 8).prompt_tokens
+
+    read: list[int] = []
+    embeddings = pool._base.get_input_embeddings()
+    hook = embeddings.register_forward_pre_hook(lambda module, args: read.append(args[0].shape[1]))
+    try:
+        reused = "".join(pool.stream(tuned_name, going_on, max_new_tokens=8))
+        with_reuse = read[0]
+        read.clear()
+        pool.reuse_prefixes = False
+        afresh = "".join(pool.stream(tuned_name, going_on, max_new_tokens=8))
+        without = read[0]
+    finally:
+        pool.reuse_prefixes = True
+        hook.remove()
+
+    # The first forward pass of an answer reads the prompt: all of it only without reuse.
+    assert without == total
+    assert with_reuse < total - 40
+    assert reused == afresh
+
+
+def test_shared_prefix_counts_leading_tokens_in_common() -> None:
+    import torch
+
+    assert shared_prefix(torch.tensor([1, 2, 3, 4]), torch.tensor([1, 2, 9])) == 2
+    assert shared_prefix(torch.tensor([1, 2]), torch.tensor([1, 2, 3])) == 2
+    assert shared_prefix(torch.tensor([5]), torch.tensor([1])) == 0

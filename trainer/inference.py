@@ -41,6 +41,28 @@ def check_adapter_folder(path: Path) -> None:
             raise ModelError(f"{child}: refusing to load (only safetensors and JSON are loaded)")
 
 
+REUSED_PREFIXES = 4
+"""Conversations whose keys and values are kept (one per model name, the latest used)."""
+
+MIN_REUSED_TOKENS = 32
+"""Fewest shared leading tokens worth copying a kept cache for."""
+
+
+@dataclass(frozen=True)
+class _Prefix:
+    """The keys and values of a model's last conversation, and the tokens they cover."""
+
+    token_ids: torch.Tensor
+    cache: Any
+
+
+def shared_prefix(kept: torch.Tensor, new: torch.Tensor) -> int:
+    """How many leading tokens two 1-D token id tensors have in common."""
+    length = min(kept.shape[0], new.shape[0])
+    differ = (kept[:length] != new[:length]).nonzero()
+    return int(differ[0, 0]) if differ.numel() else length
+
+
 class UnknownModelError(NotFoundError):
     """A model name this pool does not answer to."""
 
@@ -161,8 +183,18 @@ class Generation:
 class ModelPool:
     """One base model with named adapters; generation is serialized by a lock."""
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        reuse_prefixes: bool = True,
+    ) -> None:
         self.tokenizer = tokenizer
+        self.reuse_prefixes = reuse_prefixes
+        """Whether a conversation that goes on from the last one of its model starts from the
+        keys and values already computed for it, instead of reading it all again."""
+        self._prefixes: dict[str, _Prefix] = {}
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         self._base = model.eval()
@@ -320,15 +352,52 @@ class ModelPool:
                 if cancelled.is_set():
                     return None
                 options["stopping_criteria"] = StoppingCriteriaList([_StopWhenSet(cancelled)])
+            reusable = self.reuse_prefixes and bool(inputs["attention_mask"].all())
+            reusable = reusable and inputs["input_ids"].shape[0] == 1
+            if reusable:
+                self._start_from_prefix(name, inputs["input_ids"][0], options)
             with self.selected(name) as model, torch.inference_mode():
-                output: torch.Tensor = model.generate(
+                result = model.generate(
                     input_ids=inputs["input_ids"].to(model.device),
                     attention_mask=inputs["attention_mask"].to(model.device),
                     max_new_tokens=max_new_tokens,
                     pad_token_id=self.tokenizer.pad_token_id,
+                    return_dict_in_generate=True,
                     **options,
                 )
+            output: torch.Tensor = result.sequences
+            if reusable:
+                self._keep_prefix(name, output[0], result.past_key_values)
         return output
+
+    def _start_from_prefix(self, name: str, token_ids: torch.Tensor, options: Any) -> None:
+        """Hand ``generate`` the kept cache of ``name`` cut to what ``token_ids`` shares with it
+        (hold ``lock``). A chat's next turn then reads only its new tokens.
+
+        The cache is taken, not copied: ``generate`` extends it in place, and what it returns
+        is kept in its stead, so a model holds one conversation's keys and values at a time.
+        """
+        kept = self._prefixes.pop(name, None)
+        if kept is None:
+            return
+        # The last prompt token is always read again: its logits give the first answer token.
+        shared = min(shared_prefix(kept.token_ids, token_ids.cpu()), token_ids.shape[0] - 1)
+        if shared >= MIN_REUSED_TOKENS:
+            surplus = kept.token_ids.shape[0] - shared
+            if surplus:
+                # A negative count removes that many tokens from the end.
+                kept.cache.crop(-surplus)
+            options["past_key_values"] = kept.cache
+
+    def _keep_prefix(self, name: str, sequence: torch.Tensor, cache: Any) -> None:
+        """Keep the cache ``generate`` built for ``sequence`` as the latest of ``name``."""
+        # Only a cache that can be cut back to a shared prefix is of use (not a sliding one).
+        if cache is None or not hasattr(cache, "crop"):
+            return
+        length = int(cache.get_seq_length())
+        self._prefixes[name] = _Prefix(sequence[:length].cpu(), cache)
+        while len(self._prefixes) > REUSED_PREFIXES:
+            del self._prefixes[next(iter(self._prefixes))]
 
 
 def _sampling(temperature: float, top_p: float | None) -> dict[str, Any]:

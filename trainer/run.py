@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 import types
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
@@ -660,6 +661,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # Checkpoints, adapters and logs are the user's data: private to them.
     os.umask(0o077)
+    # The log's tail is shown to the person training; libraries' notes to their own
+    # developers about deprecated names would only crowd it.
+    warnings.filterwarnings("ignore", category=FutureWarning)
     stop = StopRequest()
     stop.install()
     db = open_database(args.db)
