@@ -136,9 +136,12 @@ async def measure(home: Path, model_dir: Path) -> None:
     print(summary(f"training (Train area following run {run.id}, {steps} steps)", training))
     print(f"the Train area showed: {shown}")
     idle_p99, training_p99 = percentile(idle, 0.99), percentile(training, 0.99)
+    # Less lag is better, so the ratio is baseline over ours: below 1 while a run trains. What
+    # matters is the target, printed beside it.
     print(
         f"ui-lag: ours {training_p99:.1f} ms p99 training, baseline {idle_p99:.1f} ms p99 idle,"
-        f" ratio {training_p99 / max(idle_p99, 0.1):.1f}"
+        f" ratio {idle_p99 / max(training_p99, 0.1):.2f} (target: p99 under 50 ms; first paint"
+        f" {picker_painted * 1000:.0f} ms, target under 500 ms)"
     )
 
 
