@@ -140,14 +140,8 @@ def prepare_run(
 
 def resume_run(db: sqlite_utils.Database, db_path: Path, run_id: int) -> Run:
     """Start a stopped, interrupted or failed run again from its last complete checkpoint."""
-    refresh_runs(db)
-    run = get_run(db, run_id)
-    if run.status not in RESUMABLE_STATUSES:
-        raise InputError(
-            f"run {run_id} is {run.status}; only stopped, interrupted or failed runs resume"
-        )
-    assert run.run_dir is not None
-    launch = read_launch(Path(run.run_dir))
+    run, run_dir = _resumable(db, run_id)
+    launch = read_launch(run_dir)
     if launch.nodes > 1:
         raise InputError(
             f"run {run_id} trains on {launch.nodes} nodes; print the command each node runs:"
@@ -159,16 +153,22 @@ def resume_run(db: sqlite_utils.Database, db_path: Path, run_id: int) -> Run:
 
 def resume_commands(db: sqlite_utils.Database, db_path: Path, run_id: int) -> list[str]:
     """Every node's launcher command that resumes run ``run_id``, without starting any."""
+    _, run_dir = _resumable(db, run_id)
+    return node_commands(read_launch(run_dir), db_path=db_path, run_id=run_id, resume=True)
+
+
+def _resumable(db: sqlite_utils.Database, run_id: int) -> tuple[Run, Path]:
+    """Run ``run_id``, seen afresh, and its folder; InputError unless it is stopped,
+    interrupted or failed."""
     refresh_runs(db)
     run = get_run(db, run_id)
     if run.status not in RESUMABLE_STATUSES:
         raise InputError(
             f"run {run_id} is {run.status}; only stopped, interrupted or failed runs resume"
         )
+    # A run that got as far as stopping or failing has a folder.
     assert run.run_dir is not None
-    return node_commands(
-        read_launch(Path(run.run_dir)), db_path=db_path, run_id=run_id, resume=True
-    )
+    return run, Path(run.run_dir)
 
 
 def stop_run(db: sqlite_utils.Database, run_id: int) -> Run:

@@ -18,7 +18,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Select, Static
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.worker import Worker, WorkerState
 
 from store.database import open_database
 from store.errors import InputError, TunesmithError
@@ -32,7 +32,7 @@ from tui.widgets.chat.spec_panel import SpecPanel, spec_summary
 from tui.widgets.chat.targets import AGENT, Exchange, Target, conversation, targets_for
 from tui.widgets.chat.transcript import AgentMessage, ModelTurn, PersonMessage, message_widgets
 from tui.widgets.compare.prompt_box import PromptBox
-from tui.widgets.compare.streaming import stream_answers
+from tui.widgets.compare.streaming import AnswerStreamed, ServerStatusChanged, stream_to
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -127,24 +127,6 @@ class ChatScreen(AreaScreen):
             super().__init__()
             self.project_id = project_id
             self.run_ids = tuple(run_ids)
-
-    class AnswerStreamed(Message):
-        """More of one model's answer arrived (or all of it)."""
-
-        def __init__(self, request: int, side: str, text: str, done: bool) -> None:
-            super().__init__()
-            self.request = request
-            self.side = side
-            self.text = text
-            self.done = done
-
-    class ServerStatusChanged(Message):
-        """The model server, starting, said what it is doing."""
-
-        def __init__(self, request: int, status: str) -> None:
-            super().__init__()
-            self.request = request
-            self.status = status
 
     def __init__(self, database: sqlite_utils.Database) -> None:
         super().__init__(database)
@@ -479,21 +461,7 @@ class ChatScreen(AreaScreen):
         conversations: dict[str, list[dict[str, str]]],
         request: int,
     ) -> None:
-        app_services = services(self)
-
-        def report_status(status: str) -> None:
-            self.post_message(self.ServerStatusChanged(request, status))
-
-        def report_text(side: str, text: str, done: bool) -> None:
-            self.post_message(self.AnswerStreamed(request, side, text, done))
-
-        with app_services.database() as database:
-            run_ids = completed_run_ids(database, project)
-        server = app_services.servers.server_for(
-            app_services.db_path, project, run_ids, report_status
-        )
-        worker = get_current_worker()
-        stream_answers(server, models, conversations, report_text, lambda: worker.is_cancelled)
+        stream_to(self, project, models, conversations, request)
 
     @on(ServerStatusChanged)
     def _server_status(self, message: ServerStatusChanged) -> None:

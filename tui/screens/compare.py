@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import DataTable, Select, Static
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.worker import Worker, WorkerState
 
 from store.errors import TunesmithError
 from store.evals import Evaluation, StoredEvalItem, latest_evaluation, set_preference
@@ -26,12 +26,12 @@ from store.runs import Run, list_runs
 from trainer.launch import BASE_MODEL_NAME, run_model_name
 from tui.screens.area import AreaScreen
 from tui.screens.edit_example import EditedExample, EditExampleScreen
-from tui.services import completed_run_ids, services
+from tui.services import services
 from tui.text import plain
 from tui.widgets.compare.answer_pane import AnswerPane
 from tui.widgets.compare.eval_table import SORTS, EvalTable, ShownItem, sort_items
 from tui.widgets.compare.prompt_box import PromptBox
-from tui.widgets.compare.streaming import stream_answers
+from tui.widgets.compare.streaming import AnswerStreamed, ServerStatusChanged, stream_to
 from tui.widgets.train.run_text import primary_metric, result_cell
 
 if TYPE_CHECKING:
@@ -119,30 +119,6 @@ class CompareScreen(AreaScreen):
             """The run evaluated."""
             self.items = tuple(items)
             """Its eval items, in the order answered."""
-
-    class AnswerStreamed(Message):
-        """More of one model's answer to a typed prompt arrived (or all of it)."""
-
-        def __init__(self, request: int, side: str, text: str, done: bool) -> None:
-            super().__init__()
-            self.request = request
-            """Which ask it answers."""
-            self.side = side
-            """``base`` or ``tuned``."""
-            self.text = text
-            """The answer so far."""
-            self.done = done
-            """Whether the answer is complete."""
-
-    class ServerStatusChanged(Message):
-        """The model server, starting, said what it is doing."""
-
-        def __init__(self, request: int, status: str) -> None:
-            super().__init__()
-            self.request = request
-            """The ask waiting for it."""
-            self.status = status
-            """What the server said."""
 
     class PreferenceSaved(Message):
         """A blind vote was recorded on an eval item."""
@@ -455,22 +431,8 @@ class CompareScreen(AreaScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare-ask")
     def _ask(self, project: Project, models: dict[str, str], prompt: str, request: int) -> None:
-        app_services = services(self)
-
-        def report_status(status: str) -> None:
-            self.post_message(self.ServerStatusChanged(request, status))
-
-        def report_text(side: str, text: str, done: bool) -> None:
-            self.post_message(self.AnswerStreamed(request, side, text, done))
-
-        with app_services.database() as database:
-            run_ids = completed_run_ids(database, project)
-        server = app_services.servers.server_for(
-            app_services.db_path, project, run_ids, report_status
-        )
-        worker = get_current_worker()
         conversations = {side: [{"role": "user", "content": prompt}] for side in models}
-        stream_answers(server, models, conversations, report_text, lambda: worker.is_cancelled)
+        stream_to(self, project, models, conversations, request)
 
     @on(ServerStatusChanged)
     def _server_status(self, message: ServerStatusChanged) -> None:
