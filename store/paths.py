@@ -40,3 +40,11 @@ def ensure_private_dir(path: Path) -> Path:
     """Create ``path`` (and parents) readable by the owner only, and return it."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path``, created readable by the owner only (run files are the
+    user's data, and a process's umask may be lax)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)

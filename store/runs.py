@@ -97,10 +97,16 @@ def set_dataset_hash(db: sqlite_utils.Database, run_id: int, digest: str) -> Non
 
 
 def set_launched(db: sqlite_utils.Database, run_id: int, *, pid: int) -> None:
-    """The launcher started the run's process: queue it again under its new pid."""
+    """The launcher started the run's process: queue it again under its new pid.
+
+    A resumed run goes on from its checkpoint, so that is its step again: steps the last
+    process logged past it are trained anew.
+    """
     db.execute(
         # The process may already have marked itself running; never step back from that.
         "UPDATE runs SET status = CASE status WHEN 'running' THEN status ELSE 'queued' END,"
+        " current_step = CASE status WHEN 'running' THEN current_step"
+        " ELSE COALESCE(checkpoint_step, 0) END,"
         " pid = ?, error = NULL, finished_at = NULL, updated_at = ? WHERE id = ?",
         [pid, now_iso(), run_id],
     )

@@ -77,7 +77,9 @@ def test_stop_kill_and_resume_continue_the_step_count(tmp_path: Path, tiny_model
     rows_before_resume = max(row_id for row_id, _ in metrics(db, run.id))
 
     # Resume again: it ends at the same max step, continuing from the last checkpoint.
-    resume_run(db, db_path, run.id)
+    resumed = resume_run(db, db_path, run.id)
+    # Until it logs a step, its step is that of its checkpoint, not what the killed one reached.
+    assert resumed.current_step == interrupted.checkpoint_step <= interrupted.current_step
     completed = wait_for(db, run.id, lambda r: r.status == "completed", "completion")
     assert completed.current_step == completed.max_steps == 60
     resumed_steps = [

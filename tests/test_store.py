@@ -172,3 +172,38 @@ def test_write_transaction_waits_for_another_writer(tmp_path: Path) -> None:
             add_examples(reader_writer, project.id, [prompt_response("q", "a")], source="typed")
     result = add_examples(reader_writer, project.id, [prompt_response("q", "a")], source="typed")
     assert result.added == 1
+
+
+def test_a_relaunched_run_is_back_at_its_checkpoint_step(tmp_path: Path) -> None:
+    from store.runs import (
+        RunMetric,
+        create_run,
+        finish_run,
+        get_run,
+        mark_started,
+        record_step,
+        set_checkpoint,
+        set_launched,
+    )
+
+    db = open_database(tmp_path / "t.db")
+    project = create_project(db, "p")
+    run = create_run(
+        db, project.id, config={}, dataset_hash="0" * 64, dataset_size=4, runs_root=tmp_path
+    )
+    mark_started(db, run.id, pid=1)
+    for step in (1, 2, 3, 4, 5, 6, 7):
+        record_step(db, RunMetric(run.id, step, None, 1.0, None, None, None, None, None, None, "t"))
+        if step == 5:
+            set_checkpoint(db, run.id, 5)
+    finish_run(db, run.id, "interrupted", error="killed")
+    assert get_run(db, run.id).current_step == 7
+
+    set_launched(db, run.id, pid=2)
+    relaunched = get_run(db, run.id)
+    assert (relaunched.status, relaunched.current_step, relaunched.pid) == ("queued", 5, 2)
+    # A process that already runs keeps the step it logged.
+    mark_started(db, run.id, pid=2)
+    record_step(db, RunMetric(run.id, 6, None, 1.0, None, None, None, None, None, None, "t"))
+    set_launched(db, run.id, pid=2)
+    assert get_run(db, run.id).current_step == 6

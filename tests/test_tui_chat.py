@@ -30,7 +30,9 @@ from trainer.launch import BASE_MODEL_NAME, run_model_name
 from tui.app import TunesmithApp
 from tui.screens.chat import ChatScreen
 from tui.screens.dataset import DatasetScreen
+from tui.screens.help import HelpScreen
 from tui.screens.new_run import NewRunScreen
+from tui.screens.project_picker import ProjectPickerScreen
 from tui.widgets.chat.spec_panel import spec_summary
 from tui.widgets.chat.targets import MODEL_MEMORY, Exchange, conversation, targets_for
 from tui.widgets.chat.transcript import ModelAnswer, ModelTurn, agent_markdown
@@ -331,3 +333,23 @@ async def test_choosing_the_same_project_again_shows_its_conversation_once(
         await choose(pilot, "tickets")
         assert agent_said(app.screen) == before
         assert person_said(app.screen) == ["sort support tickets by topic"]
+
+
+async def test_the_tab_line_and_the_help_give_the_keys_that_work_while_typing(
+    empty_project_db: Path,
+) -> None:
+    app = TunesmithApp(empty_project_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose(pilot, "tickets")
+        tabs = [str(tab.render()) for tab in app.screen.query("AreaTab")]
+        assert tabs == ["F2 Chat", "F3 Dataset", "F4 Train", "F5 Compare"]
+        project = str(app.screen.query_one("#area-bar-project", Static).render())
+        assert project == "^o tickets"
+        await pilot.press("f1")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        keys = " ".join(str(key.render()) for key in app.screen.query(".help-key"))
+        assert "ctrl+t" in keys and "ctrl+n" in keys
+        await pilot.press("escape", "ctrl+o")
+        await pilot.pause()
+        assert isinstance(app.screen, ProjectPickerScreen)

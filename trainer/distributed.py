@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from store.errors import InputError
+from store.paths import write_private
 
 STRATEGIES = ("ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3")
 """How the ranks share the model: DDP copies it whole; FSDP and ZeRO-3 shard the weights."""
@@ -150,10 +151,10 @@ def node_commands(launch: Launch, *, db_path: Path, run_id: int, resume: bool) -
 
 def write_launch(run_dir: Path, launch: Launch) -> None:
     """Keep the launch settings (and a DeepSpeed config) in the run's folder."""
-    (run_dir / LAUNCH_FILE).write_text(json.dumps(asdict(launch)), encoding="utf-8")
+    write_private(run_dir / LAUNCH_FILE, json.dumps(asdict(launch)).encode())
     if launch.strategy.startswith("deepspeed"):
         config = deepspeed_config(int(launch.strategy.removeprefix("deepspeed-zero")))
-        (run_dir / DEEPSPEED_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
+        write_private(run_dir / DEEPSPEED_FILE, json.dumps(config, indent=2).encode())
 
 
 def read_launch(run_dir: Path) -> Launch:

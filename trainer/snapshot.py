@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from store.examples import Example, messages_to_json
+from store.paths import write_private
 
 TRAIN_FILE = "train.jsonl"
 EVAL_FILE = "eval.jsonl"
@@ -36,10 +36,7 @@ def write_snapshot(run_dir: Path, train: list[Example], evaluation: list[Example
             for row in rows
         ).encode("utf-8")
         hasher.update(name.encode() + b"\0" + lines)
-        # The rows are the user's data: readable by them only, like everything in the run.
-        descriptor = os.open(run_dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(lines)
+        write_private(run_dir / name, lines)
     return Snapshot(train_rows=len(train), eval_rows=len(evaluation), digest=hasher.hexdigest())
 
 

@@ -56,6 +56,9 @@ class AreaScreen(Screen[None]):
     AREA: ClassVar[str]
     """The mode name of this area (one of ``AREAS``)."""
 
+    TYPING: ClassVar[bool] = False
+    """Whether a text box usually has the focus here (the tab line then shows F-keys)."""
+
     BINDINGS: ClassVar[list[BindingType]] = [
         *_area_bindings(),
         Binding(
@@ -76,7 +79,7 @@ class AreaScreen(Screen[None]):
         """The open tunesmith database, shared with the app."""
 
     def compose(self) -> ComposeResult:
-        yield AreaBar(AREAS, self.AREA).data_bind(AreaScreen.project)
+        yield AreaBar(AREAS, self.AREA, typing=self.TYPING).data_bind(AreaScreen.project)
         yield from self.compose_area()
         # Help, quit and the palette are on the tab line and in the help; the footer keeps its
         # room for the keys of the area and of the focused widget.

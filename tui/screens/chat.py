@@ -63,6 +63,7 @@ class ChatScreen(AreaScreen):
     """Describe the task to the agent; talk to the base model, a tuned run, or both."""
 
     AREA: ClassVar[str] = "chat"
+    TYPING: ClassVar[bool] = True
     CSS_PATH = "chat.tcss"
     AUTO_FOCUS = "#chat-input"
     BINDINGS: ClassVar[list[BindingType]] = [

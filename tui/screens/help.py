@@ -27,6 +27,13 @@ KEYS: tuple[tuple[str, str], ...] = (
 """(keys, what they do) everywhere, in the order the help lists them."""
 
 AREA_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
+    "chat": (
+        ("Enter", "send the message (ctrl+j: new line)"),
+        ("ctrl+t", "talk to: the agent, base, a tuned run, or base + tuned"),
+        ("ctrl+n", "start the talk with the models afresh"),
+        ("Esc", "leave the box to scroll the conversation"),
+        ("/help", "the agent's commands: /spec /examples /import /draft /train"),
+    ),
     "dataset": (
         ("a  r", "approve, reject (the selected rows, else this one)"),
         ("space", "select a row for a bulk approve, reject or delete"),

@@ -67,25 +67,31 @@ class AreaBar(Horizontal):
     project: reactive[Project | None] = reactive(None, always_update=True)
     """The project shown on the right; set by the screen."""
 
-    def __init__(self, areas: Sequence[Area], current_mode: str) -> None:
+    def __init__(self, areas: Sequence[Area], current_mode: str, *, typing: bool = False) -> None:
         super().__init__()
         self.areas = tuple(areas)
         """The areas to show as tabs, in order."""
         self.current_mode = current_mode
         """The mode of the screen this bar sits on."""
+        self.typing = typing
+        """Whether the area's text box usually has the focus: then letters and digits type,
+        so the bar shows the keys that work while typing (F2-F5, ctrl+o, F1)."""
+        self.set_class(typing, "-typing")
 
     def compose(self) -> ComposeResult:
         yield Label("tunesmith", id="area-bar-brand")
         for area in self.areas:
-            yield AreaTab(area.mode, area.title, area.key, current=area.mode == self.current_mode)
+            key = area.function_key.upper() if self.typing else area.key
+            yield AreaTab(area.mode, area.title, key, current=area.mode == self.current_mode)
         yield Label(NO_PROJECT, id="area-bar-project", markup=False)
-        yield BarKey("?", "help", "app.help", id="area-bar-help")
+        yield BarKey("F1" if self.typing else "?", "help", "app.help", id="area-bar-help")
         yield BarKey("^q", "quit", "app.quit", id="area-bar-quit")
 
     def watch_project(self, project: Project | None) -> None:
         label = self.query_one("#area-bar-project", Label)
         if project is None:
-            label.update(NO_PROJECT)
+            label.update(NO_PROJECT.replace("p ", "^o ", 1) if self.typing else NO_PROJECT)
         else:
-            label.update(Text.assemble(("p ", "not bold"), plain(project.name)))
+            key = "^o " if self.typing else "p "
+            label.update(Text.assemble((key, "not bold"), plain(project.name)))
         label.set_class(project is None, "-none")
