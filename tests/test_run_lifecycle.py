@@ -79,7 +79,7 @@ def test_stop_kill_and_resume_continue_the_step_count(tmp_path: Path, tiny_model
     # Resume again: it ends at the same max step, continuing from the last checkpoint.
     resumed = resume_run(db, db_path, run.id)
     # Until it logs a step, its step is that of its checkpoint, not what the killed one reached.
-    assert resumed.current_step == interrupted.checkpoint_step <= interrupted.current_step
+    assert resumed.current_step == (interrupted.checkpoint_step or 0) <= interrupted.current_step
     completed = wait_for(db, run.id, lambda r: r.status == "completed", "completion")
     assert completed.current_step == completed.max_steps == 60
     resumed_steps = [
