@@ -140,8 +140,56 @@ def stored_evaluation_items(db: sqlite_utils.Database, eval_id: int) -> list[Sto
 
 def set_preference(db: sqlite_utils.Database, item_id: int, preference: str | None) -> None:
     """Record which answer a person preferred for an eval item (None clears it)."""
-    if preference is not None and preference not in PREFERENCES:
-        raise InputError(f"preference: {preference!r} is not one of {', '.join(PREFERENCES)}")
+    if preference is not None:
+        _check_preference(preference)
     cursor = db.execute("UPDATE eval_items SET preference = ? WHERE id = ?", [preference, item_id])
     if not cursor.rowcount:
         raise NotFoundError(f"no eval item with id {item_id}")
+
+
+@dataclass(frozen=True)
+class PromptVote:
+    """A blind A/B vote on the answers of base and a tuned run to a prompt the person typed."""
+
+    project_id: int
+    run_id: int
+    prompt: str
+    base_output: str
+    tuned_output: str
+    preference: str
+
+
+def add_prompt_vote(db: sqlite_utils.Database, vote: PromptVote) -> int:
+    """Store a vote on a typed prompt; returns its id."""
+    _check_preference(vote.preference)
+    cursor = db.execute(
+        "INSERT INTO prompt_votes (project_id, run_id, prompt, base_output, tuned_output,"
+        " preference, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            vote.project_id,
+            vote.run_id,
+            vote.prompt,
+            vote.base_output,
+            vote.tuned_output,
+            vote.preference,
+            now_iso(),
+        ],
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def prompt_vote_counts(db: sqlite_utils.Database, run_id: int) -> dict[str, int]:
+    """How often each answer of run ``run_id`` was preferred on typed prompts."""
+    counts = dict.fromkeys(PREFERENCES, 0)
+    rows = db.query(
+        "SELECT preference, COUNT(*) AS n FROM prompt_votes WHERE run_id = ? GROUP BY preference",
+        [run_id],
+    )
+    for row in rows:
+        counts[row["preference"]] = row["n"]
+    return counts
+
+
+def _check_preference(preference: str) -> None:
+    if preference not in PREFERENCES:
+        raise InputError(f"preference: {preference!r} is not one of {', '.join(PREFERENCES)}")

@@ -137,3 +137,24 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         CREATE INDEX eval_items_eval ON eval_items(eval_id, id);
         """,
     )
+
+
+@MIGRATIONS()
+def m002_prompt_votes(db: sqlite_utils.Database) -> None:
+    """Blind A/B votes on prompts typed in Compare (votes on eval rows live on the row)."""
+    _execute_all(
+        db,
+        """
+        CREATE TABLE prompt_votes (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            prompt TEXT NOT NULL,
+            base_output TEXT NOT NULL,
+            tuned_output TEXT NOT NULL,
+            preference TEXT NOT NULL CHECK (preference IN ('base', 'tuned', 'tie')),
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX prompt_votes_run ON prompt_votes(run_id, id);
+        """,
+    )

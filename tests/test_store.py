@@ -38,7 +38,7 @@ def test_migrations_apply_once_and_reopen_safely(tmp_path: Path) -> None:
     first.close()
     second = open_database(db_path)
     assert [m.name for m in MIGRATIONS.applied(second)] == applied
-    assert applied == ["m001_initial"]
+    assert applied == ["m001_initial", "m002_prompt_votes"]
     assert MIGRATIONS.pending(second) == []
     assert {
         "projects",
@@ -48,6 +48,7 @@ def test_migrations_apply_once_and_reopen_safely(tmp_path: Path) -> None:
         "run_metrics",
         "evals",
         "eval_items",
+        "prompt_votes",
     } <= set(second.table_names())
 
 
@@ -207,3 +208,20 @@ def test_a_relaunched_run_is_back_at_its_checkpoint_step(tmp_path: Path) -> None
     record_step(db, RunMetric(run.id, 6, None, 1.0, None, None, None, None, None, None, "t"))
     set_launched(db, run.id, pid=2)
     assert get_run(db, run.id).current_step == 6
+
+
+def test_prompt_votes_count_per_run_and_refuse_other_preferences(tmp_path: Path) -> None:
+    from store.evals import PromptVote, add_prompt_vote, prompt_vote_counts
+    from store.runs import create_run
+
+    db = open_database(tmp_path / "t.db")
+    project = create_project(db, "p")
+    run = create_run(
+        db, project.id, config={}, dataset_hash="0" * 64, dataset_size=4, runs_root=tmp_path
+    )
+    for preference in ("tuned", "tuned", "tie"):
+        add_prompt_vote(db, PromptVote(project.id, run.id, "q", "b", "t", preference))
+    assert prompt_vote_counts(db, run.id) == {"base": 0, "tuned": 2, "tie": 1}
+    with pytest.raises(InputError, match="preference: 'left' is not one of base, tuned, tie"):
+        add_prompt_vote(db, PromptVote(project.id, run.id, "q", "b", "t", "left"))
+    assert prompt_vote_counts(db, run.id)["tuned"] == 2

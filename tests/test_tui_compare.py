@@ -101,6 +101,45 @@ async def test_base_and_tuned_answer_side_by_side(
     ]
 
 
+async def test_a_blind_vote_on_a_typed_prompt_is_stored_with_that_prompt(
+    completed_tiny_run: TinyRun, tmp_path: Path
+) -> None:
+    db_path = copy_database(completed_tiny_run.db_path, tmp_path / "copy.db")
+    app = TunesmithApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose(pilot, "colours")
+        await pilot.press("4")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        await pilot.press("v")
+        assert screen.blind
+        await ask(pilot, "Name colour number 3.")
+        free = screen._free
+        assert free is not None
+        await wait_until(pilot, lambda: free.done == {"base", "tuned"}, "both answers", 120)
+        await settle(pilot)
+        # Out of the box, on the eval rows, the panes still show the typed prompt's answers:
+        # the vote is theirs, not the highlighted row's.
+        await pilot.press("escape")
+        assert screen.check_action("vote", ("a",)) is True
+        await pilot.press("a")
+        await settle(pilot)
+        assert screen.check_action("vote", ("a",)) is False
+        assert "typed: " in shown(screen, "#compare-summary")
+    db = open_database(db_path)
+    votes = list(db.query("SELECT * FROM prompt_votes"))
+    evaluation = latest_evaluation(db, completed_tiny_run.run_id)
+    assert evaluation is not None
+    item_votes = [item.preference for item in stored_evaluation_items(db, evaluation.id)]
+    db.close()
+    assert [(v["run_id"], v["prompt"], v["preference"]) for v in votes] == [
+        (completed_tiny_run.run_id, "Name colour number 3.", "tuned" if free.tuned_is_a else "base")
+    ]
+    assert votes[0]["tuned_output"] == free.texts["tuned"]
+    assert set(item_votes) == {None}
+
+
 @pytest.fixture
 def evaluated(tmp_path: Path) -> tuple[Path, int]:
     """A project with one completed run and its three-item evaluation."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, ClassVar
 
@@ -18,7 +18,15 @@ from textual.widgets import DataTable, Select, Static
 from textual.worker import Worker, WorkerState
 
 from store.errors import TunesmithError
-from store.evals import Evaluation, StoredEvalItem, latest_evaluation, set_preference
+from store.evals import (
+    Evaluation,
+    PromptVote,
+    StoredEvalItem,
+    add_prompt_vote,
+    latest_evaluation,
+    prompt_vote_counts,
+    set_preference,
+)
 from store.evals import stored_evaluation_items as read_eval_items
 from store.examples import ChatMessage, NewExample, add_examples
 from store.projects import Project
@@ -57,15 +65,22 @@ class FreeAnswer:
     done: set[str] = field(default_factory=set)
     errors: dict[str, str] = field(default_factory=dict)
     status: str = "Waiting for the model server…"
+    voted: bool = False
+    """Whether a blind vote on these answers was recorded (one per prompt)."""
 
 
-def preference_summary(items: Sequence[StoredEvalItem]) -> str:
-    """``you preferred tuned 3 · base 1 · tie 0 (4 of 20)``, or nothing before the first vote."""
+def preference_summary(items: Sequence[StoredEvalItem], typed: Mapping[str, int]) -> str:
+    """``you preferred tuned 3 · base 1 · tie 0 (4 of 20)``, then the votes on typed prompts
+    (``typed: tuned 2 · base 0 · tie 1``); nothing before the first vote."""
     votes = [item.preference for item in items if item.preference is not None]
-    if not votes:
-        return ""
-    counts = " · ".join(f"{side} {votes.count(side)}" for side in ("tuned", "base", "tie"))
-    return f"you preferred {counts} ({len(votes)} of {len(items)})"
+    parts = []
+    if votes:
+        counts = " · ".join(f"{side} {votes.count(side)}" for side in ("tuned", "base", "tie"))
+        parts.append(f"you preferred {counts} ({len(votes)} of {len(items)})")
+    if any(typed.values()):
+        counts = " · ".join(f"{side} {typed.get(side, 0)}" for side in ("tuned", "base", "tie"))
+        parts.append(f"typed: {counts}")
+    return " · ".join(parts)
 
 
 class CompareScreen(AreaScreen):
@@ -113,12 +128,26 @@ class CompareScreen(AreaScreen):
     class EvaluationRead(Message):
         """The items of a run's latest evaluation were read."""
 
-        def __init__(self, run_id: int, items: Sequence[StoredEvalItem]) -> None:
+        def __init__(
+            self, run_id: int, items: Sequence[StoredEvalItem], typed: dict[str, int]
+        ) -> None:
             super().__init__()
             self.run_id = run_id
             """The run evaluated."""
             self.items = tuple(items)
             """Its eval items, in the order answered."""
+            self.typed = typed
+            """Blind votes on typed prompts for this run, by preference."""
+
+    class PromptVoteSaved(Message):
+        """A blind vote on the answers to a typed prompt was recorded."""
+
+        def __init__(self, run_id: int, preference: str, typed: dict[str, int]) -> None:
+            super().__init__()
+            self.run_id = run_id
+            self.preference = preference
+            self.typed = typed
+            """The run's votes on typed prompts, this one included."""
 
     class PreferenceSaved(Message):
         """A blind vote was recorded on an eval item."""
@@ -142,6 +171,7 @@ class CompareScreen(AreaScreen):
         super().__init__(database)
         self._evaluations: dict[int, Evaluation | None] = {}
         self._items: tuple[StoredEvalItem, ...] = ()
+        self._typed_votes: dict[str, int] = {}
         self._free: FreeAnswer | None = None
         self._showing_free = False
         self._requests = 0
@@ -218,6 +248,7 @@ class CompareScreen(AreaScreen):
 
     def watch_run_id(self, run_id: int | None) -> None:
         self._items = ()
+        self._typed_votes = {}
         self._show_runs()
         evaluation = self._evaluations.get(run_id) if run_id is not None else None
         if evaluation is not None:
@@ -230,13 +261,15 @@ class CompareScreen(AreaScreen):
     def _read_items(self, run_id: int, eval_id: int) -> None:
         with services(self).database() as database:
             items = read_eval_items(database, eval_id)
-        self.post_message(self.EvaluationRead(run_id, items))
+            typed = prompt_vote_counts(database, run_id)
+        self.post_message(self.EvaluationRead(run_id, items, typed))
 
     @on(EvaluationRead)
     def _evaluation_read(self, message: EvaluationRead) -> None:
         if message.run_id != self.run_id:
             return
         self._items = message.items
+        self._typed_votes = message.typed
         self._show_summary()
         self._show_items()
         self.refresh_bindings()
@@ -281,7 +314,7 @@ class CompareScreen(AreaScreen):
         base, tuned = evaluation.base.get(metric), evaluation.tuned.get(metric)
         label = "JSON equal" if metric == "json_equal" else "exact match"
         parts = [f"{label} {base or 0:.0%} → {tuned or 0:.0%} on {evaluation.n} held-out rows"]
-        preferences = preference_summary(self._items)
+        preferences = preference_summary(self._items, self._typed_votes)
         if preferences:
             parts.append(preferences)
         summary.update(" · ".join(parts))
@@ -449,6 +482,7 @@ class CompareScreen(AreaScreen):
         free.texts[message.side] = message.text
         if message.done:
             free.done.add(message.side)
+            self.refresh_bindings()
         self._show_panes()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -466,7 +500,9 @@ class CompareScreen(AreaScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         prompt_focused = self.query_one(PromptBox).has_focus
         if action == "vote":
-            return self.blind and not prompt_focused and self._shown_item() is not None
+            # The vote goes to what the panes show: a typed prompt's answers, else the eval row.
+            shown = self._votable_free() if self._showing_free else self._shown_item()
+            return self.blind and not prompt_focused and shown is not None
         if action == "blind":
             return bool(self._items) and not prompt_focused
         if action == "sort":
@@ -499,22 +535,56 @@ class CompareScreen(AreaScreen):
         self.query_one(EvalTable).move_cursor(row=0)
         self.notify(f"Eval rows: {self.sort}.", timeout=2, markup=False)
 
+    def _votable_free(self) -> FreeAnswer | None:
+        """The typed prompt's answers, when both are complete and not voted on yet."""
+        free = self._free
+        if free is None or free.voted or free.errors or self.run_id is None:
+            return None
+        return free if free.done >= set(SIDES) else None
+
     def action_vote(self, choice: str) -> None:
-        """Record which answer of the highlighted eval row is better (a, b or tie)."""
+        """Record which answer shown is better (a, b or tie): a typed prompt's, else the
+        highlighted eval row's."""
+        if self._showing_free:
+            free = self._votable_free()
+            if free is not None and self.project is not None and self.run_id is not None:
+                free.voted = True
+                self.refresh_bindings()
+                vote = PromptVote(
+                    project_id=self.project.id,
+                    run_id=self.run_id,
+                    prompt=free.prompt,
+                    base_output=free.texts.get("base", ""),
+                    tuned_output=free.texts.get("tuned", ""),
+                    preference=_preference(choice, tuned_is_a=free.tuned_is_a),
+                )
+                self._save_prompt_vote(vote)
+            return
         shown = self._shown_item()
         if shown is None:
             return
-        if choice == "tie":
-            preference = "tie"
-        else:
-            preference = "tuned" if (choice == "a") == shown.tuned_is_a else "base"
-        self._save_preference(shown.stored.id, preference)
+        self._save_preference(shown.stored.id, _preference(choice, tuned_is_a=shown.tuned_is_a))
 
     @work(thread=True, exit_on_error=False, group="compare-vote")
     def _save_preference(self, item_id: int, preference: str) -> None:
         with services(self).database() as database:
             set_preference(database, item_id, preference)
         self.post_message(self.PreferenceSaved(item_id, preference))
+
+    @work(thread=True, exit_on_error=False, group="compare-vote")
+    def _save_prompt_vote(self, vote: PromptVote) -> None:
+        with services(self).database() as database:
+            add_prompt_vote(database, vote)
+            typed = prompt_vote_counts(database, vote.run_id)
+        self.post_message(self.PromptVoteSaved(vote.run_id, vote.preference, typed))
+
+    @on(PromptVoteSaved)
+    def _prompt_vote_saved(self, message: PromptVoteSaved) -> None:
+        if message.run_id == self.run_id:
+            self._typed_votes = message.typed
+            self._show_summary()
+        voted = "a tie" if message.preference == "tie" else f"the {message.preference} answer"
+        self.notify(f"Recorded: you preferred {voted}.", timeout=2, markup=False)
 
     @on(PreferenceSaved)
     def _preference_saved(self, message: PreferenceSaved) -> None:
@@ -584,3 +654,10 @@ class CompareScreen(AreaScreen):
             self.notify("Added to the dataset as a train example (Dataset, 2).", markup=False)
         else:
             self.notify("The dataset already has exactly this example.", markup=False)
+
+
+def _preference(choice: str, *, tuned_is_a: bool) -> str:
+    """What a blind vote (``a``, ``b`` or ``tie``) says was better: base, tuned or tie."""
+    if choice == "tie":
+        return "tie"
+    return "tuned" if (choice == "a") == tuned_is_a else "base"
