@@ -255,3 +255,42 @@ async def test_runs_training_from_before_are_picked_up_and_their_end_announced(
         assert options["severity"] == "error" and options["title"] == "Training failed"
         assert bells == [True]
         await wait_until(pilot, lambda: "failed" in shown(app.screen, "#run-title"), "failed")
+
+
+async def test_a_completed_run_whose_process_still_runs_shows_it_is_evaluating(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    db_path = tmp_path / "t.db"
+    project = demo_project(db_path)
+    run = finished_run(db_path, project)
+    # Stands in for the run's process evaluating after saving the adapter: a live process
+    # whose command line names trainer.run, as the liveness check reads it.
+    evaluator = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "-m", "trainer.run"]
+    )
+    try:
+        db = open_database(db_path)
+        db.execute("UPDATE runs SET pid = ? WHERE id = ?", [evaluator.pid, run.id])
+        db.close()
+        app = TunesmithApp(db_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await choose(pilot, "reviews")
+            await pilot.press("3")
+            await settle(pilot)
+            table = app.screen.query_one(RunsTable)
+            assert [cell.plain for cell in table.get_row_at(0)][1:] == ["completed", "evaluating…"]
+            evaluator.kill()
+            evaluator.wait()
+            evaluate(db_path, run)
+            await wait_until(
+                pilot,
+                lambda: [cell.plain for cell in table.get_row_at(0)][2] != "evaluating…",
+                "the evaluation",
+            )
+            assert "→" in [cell.plain for cell in table.get_row_at(0)][2]
+    finally:
+        evaluator.kill()
+        evaluator.wait()

@@ -17,7 +17,14 @@ from store.evals import Evaluation, latest_evaluation
 from store.projects import Project
 from store.runs import RESUMABLE_STATUSES, Run, RunMetric, list_runs, metrics
 from trainer.distributed import Launch
-from trainer.jobs import approved_rows, plan_for_project, refresh_runs, resume_run, start_run
+from trainer.jobs import (
+    approved_rows,
+    is_run_process_alive,
+    plan_for_project,
+    refresh_runs,
+    resume_run,
+    start_run,
+)
 from trainer.jobs import stop_run as request_stop
 from tui.screens.area import AreaScreen
 from tui.screens.new_run import NewRunScreen
@@ -78,6 +85,7 @@ class TrainScreen(AreaScreen):
             new_metrics: Sequence[tuple[int, RunMetric]],
             log_tail: Sequence[str],
             approved: tuple[int, int],
+            evaluating: frozenset[int],
         ) -> None:
             super().__init__()
             self.project = project
@@ -96,6 +104,8 @@ class TrainScreen(AreaScreen):
             """The last lines of ``run_id``'s log."""
             self.approved = approved
             """Approved (train, eval) examples, read when there is no run yet."""
+            self.evaluating = evaluating
+            """Completed runs whose process still runs: it evaluates them."""
 
     class ApprovedRowsCounted(Message):
         """The approved rows were counted, so the new-run form can open."""
@@ -204,6 +214,15 @@ class TrainScreen(AreaScreen):
                 for run in runs
                 if run.status == "completed" and run.id not in known
             }
+            # A run is completed once its adapter is saved; its process then evaluates it.
+            evaluating = frozenset(
+                run.id
+                for run in runs
+                if run.id in evaluations
+                and evaluations[run.id] is None
+                and run.pid is not None
+                and is_run_process_alive(run.pid)
+            )
             if run_id is None and runs:
                 run_id = runs[-1].id
             new_metrics = metrics(database, run_id, after_id=after_row) if run_id else []
@@ -215,7 +234,15 @@ class TrainScreen(AreaScreen):
         tail = read_log_tail(run.log_path, LOG_LINES) if run is not None else ()
         self.post_message(
             self.RunsRead(
-                project, runs, evaluations, run_id, after_row, new_metrics, tail, approved
+                project,
+                runs,
+                evaluations,
+                run_id,
+                after_row,
+                new_metrics,
+                tail,
+                approved,
+                evaluating,
             )
         )
 
@@ -226,7 +253,7 @@ class TrainScreen(AreaScreen):
         self._evaluations.update(message.evaluations)
         self._approved = message.approved
         self.runs = message.runs
-        self.query_one(RunsTable).show_runs(message.runs, self._evaluations)
+        self.query_one(RunsTable).show_runs(message.runs, self._evaluations, message.evaluating)
         if self.selected_run_id is None and message.run_id is not None:
             self.selected_run_id = message.run_id
             self.query_one(RunsTable).select_run(message.run_id)

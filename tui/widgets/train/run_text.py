@@ -49,15 +49,16 @@ def primary_metric(evaluation: Evaluation) -> str:
     return "exact_match"
 
 
-def result_cell(run: Run, evaluation: Evaluation | None) -> str:
-    """The history table's summary of a run: ``0%→95%`` once evaluated, else its steps."""
+def result_cell(run: Run, evaluation: Evaluation | None, *, evaluating: bool = False) -> str:
+    """The history table's summary of a run: ``0%→95%`` once evaluated, ``evaluating…`` while
+    its process evaluates it, else its steps."""
     if evaluation is not None:
         metric = primary_metric(evaluation)
         base, tuned = evaluation.base.get(metric), evaluation.tuned.get(metric)
         if base is not None and tuned is not None:
             return f"{base:.0%}→{tuned:.0%}"
     if run.status == "completed":
-        return "no eval"
+        return "evaluating…" if evaluating else "no eval"
     return f"{run.current_step}/{run.max_steps or '?'}"
 
 

@@ -24,10 +24,20 @@ class RunsTable(KeyTable):
         self.add_column("status", key="status")
         self.add_column("result", key="result")
 
-    def show_runs(self, runs: Sequence[Run], evaluations: Mapping[int, Evaluation | None]) -> None:
-        """Show ``runs`` (oldest first, as the store lists them), keeping the cursor's run."""
+    def show_runs(
+        self,
+        runs: Sequence[Run],
+        evaluations: Mapping[int, Evaluation | None],
+        evaluating: frozenset[int] = frozenset(),
+    ) -> None:
+        """Show ``runs`` (oldest first, as the store lists them), keeping the cursor's run;
+        ``evaluating`` holds the completed runs still being evaluated."""
         rows = tuple(
-            (run.id, run.status, result_cell(run, evaluations.get(run.id)))
+            (
+                run.id,
+                run.status,
+                result_cell(run, evaluations.get(run.id), evaluating=run.id in evaluating),
+            )
             for run in reversed(runs)
         )
         if rows == self._shown:
