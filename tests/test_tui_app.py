@@ -7,14 +7,13 @@ from typing import Any
 
 import pytest
 from rich.text import Text
-from textual.pilot import Pilot
-from textual.widgets import Input, Markdown, Static, TextArea
-from textual.worker import WorkerState
+from textual.widgets import Input, Markdown, TextArea
 
 from store.database import open_database
 from store.errors import TunesmithError
 from store.examples import NewExample, add_examples, list_examples, prompt_response
 from store.projects import create_project, get_project
+from tests.tui_pilot import choose, settle, shown
 from tui.app import TunesmithApp, run_app
 from tui.screens.chat import ChatScreen
 from tui.screens.compare import CompareScreen
@@ -84,35 +83,6 @@ def empty_db_path(tmp_path: Path) -> Path:
     return path
 
 
-async def settle(pilot: Pilot[Any]) -> None:
-    """Wait until no worker is pending or running and what they posted has been handled."""
-    for _ in range(20):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
-        if not any(
-            worker.state in (WorkerState.PENDING, WorkerState.RUNNING)
-            for worker in pilot.app.workers
-        ):
-            return
-    raise AssertionError("workers kept starting")
-
-
-async def choose(pilot: Pilot[Any], name: str = "reviews") -> None:
-    """Open ``name`` from the picker shown at start."""
-    await settle(pilot)
-    picker = pilot.app.screen
-    assert isinstance(picker, ProjectPickerScreen)
-    table = picker.query_one("#picker-projects", KeyTable)
-    table.move_cursor(row=table.get_row_index(name))
-    await pilot.press("enter")
-    await settle(pilot)
-
-
-def static_text(screen: Any, selector: str) -> str:
-    """The text a Static shows, as a person reads it."""
-    return str(screen.query_one(selector, Static).render())
-
-
 def row_texts(table: ExamplesTable) -> list[list[str]]:
     """The plain text of every cell, row by row."""
     rows = []
@@ -146,7 +116,7 @@ async def test_choosing_a_project_shows_its_examples_and_counts(db_path: Path) -
         assert app.current_mode == "dataset"
         assert app.current_project is not None and app.current_project.name == "reviews"
         assert app.screen.project == app.current_project
-        summary = static_text(app.screen, "#dataset-summary")
+        summary = shown(app.screen, "#dataset-summary")
         assert "5 examples" in summary
         assert "pending 1  approved 4  rejected 0" in summary
         assert "train 4  eval 1" in summary
@@ -180,14 +150,14 @@ async def test_the_highlighted_example_is_previewed_in_full(db_path: Path) -> No
     async with app.run_test(size=SIZE) as pilot:
         await choose(pilot)
         preview = app.screen.query_one(ExamplePreview)
-        assert static_text(preview, "#preview-prompt") == (
+        assert shown(preview, "#preview-prompt") == (
             "Great phone, the battery lasts two days.\nSecond line."
         )
         await pilot.press("j")
-        assert static_text(preview, "#preview-prompt") == CLICK_PROMPT
-        assert static_text(preview, "#preview-response") == "[@click=app.quit]y[/]"
+        assert shown(preview, "#preview-prompt") == CLICK_PROMPT
+        assert shown(preview, "#preview-response") == "[@click=app.quit]y[/]"
         await pilot.press("j", "j")
-        assert static_text(preview, "#preview-prompt") == "[31mred[0m and a bell"
+        assert shown(preview, "#preview-prompt") == "[31mred[0m and a bell"
         assert app.is_running
 
 
@@ -269,17 +239,17 @@ async def test_placeholders_before_a_project_is_chosen(db_path: Path) -> None:
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, DatasetScreen)
-        assert "press p" in static_text(app.screen, "#dataset-summary")
+        assert "press p" in shown(app.screen, "#dataset-summary")
         await pilot.press("3")
         await pilot.pause()
-        assert "press p" in static_text(app.screen, "#run-message")
+        assert "press p" in shown(app.screen, "#run-message")
         await pilot.press("p")
         await settle(pilot)
         assert isinstance(app.screen, ProjectPickerScreen)
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, TrainScreen)
-        assert "Press n to fine-tune on the 4 approved train examples" in static_text(
+        assert "Press n to fine-tune on the 4 approved train examples" in shown(
             app.screen, "#run-message"
         )
 
@@ -345,7 +315,7 @@ async def test_empty_database_invites_creating_a_project(empty_db_path: Path) ->
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         assert isinstance(app.screen, ProjectPickerScreen)
-        status = static_text(app.screen, "#picker-status")
+        status = shown(app.screen, "#picker-status")
         assert "No projects yet" in status
         assert "tunesmith examples import NAME FILE" in status
         assert not app.screen.query_one("#picker-projects").display
@@ -368,8 +338,8 @@ async def test_creating_a_project_from_the_picker_opens_it(
         assert "What should the model do?" in opening.source
         await pilot.press("f3")
         await settle(pilot)
-        assert "No examples in fresh-1p yet" in static_text(app.screen, "#dataset-summary")
-        assert "press i to import a file" in static_text(app.screen, "#dataset-summary")
+        assert "No examples in fresh-1p yet" in shown(app.screen, "#dataset-summary")
+        assert "press i to import a file" in shown(app.screen, "#dataset-summary")
     db = open_database(empty_db_path)
     assert get_project(db, "fresh-1p").base_model == "SmolLM2-135M-Instruct"
     db.close()
@@ -391,11 +361,11 @@ async def test_a_refused_name_shows_inline(db_path: Path, typed: str, expected: 
         await pilot.press("tab", *typed, "enter")
         await settle(pilot)
         assert isinstance(app.screen, ProjectPickerScreen)
-        assert expected in static_text(app.screen, "#picker-error")
+        assert expected in shown(app.screen, "#picker-error")
         assert app.is_running
         await pilot.press("x")
         await pilot.pause()
-        assert static_text(app.screen, "#picker-error") == ""
+        assert shown(app.screen, "#picker-error") == ""
 
 
 async def test_the_picker_reopens_on_the_current_project(db_path: Path) -> None:

@@ -14,13 +14,12 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
-from textual.worker import WorkerState
 
 from store.database import open_database
 from store.errors import ModelError, TunesmithError
 from store.examples import NewExample, add_examples, prompt_response
 from store.projects import Project, create_project, get_project
-from tests.tui_pilot import evaluate, finished_run
+from tests.tui_pilot import evaluate, finished_run, settle
 from trainer.launch import ServerHandle
 from tui.app import TunesmithApp
 from tui.widgets.compare.prompt_box import PromptBox
@@ -69,19 +68,6 @@ def demo_db(tmp_path: Path) -> Path:
     add_examples(db, reviews.id, demo[4:], source="drafted", split_mode="train", status="pending")
     db.close()
     return path
-
-
-async def settle(pilot: Pilot[Any]) -> None:
-    """Wait until no worker is pending or running and what they posted has been handled."""
-    for _ in range(20):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
-        if not any(
-            worker.state in (WorkerState.PENDING, WorkerState.RUNNING)
-            for worker in pilot.app.workers
-        ):
-            return
-    raise AssertionError("workers kept starting")
 
 
 def open_then(*keys: str, project: str = "reviews") -> Callable[[Pilot[Any]], Any]:

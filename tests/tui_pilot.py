@@ -39,7 +39,7 @@ ANSI_TEXT = "\x1b[31mred\x1b[0m and a bell\x07"
 
 async def settle(pilot: Pilot[Any]) -> None:
     """Wait until no worker is pending or running and what they posted has been handled."""
-    for _ in range(40):
+    for _ in range(20):
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
         if not any(
@@ -50,7 +50,7 @@ async def settle(pilot: Pilot[Any]) -> None:
     raise AssertionError("workers kept starting")
 
 
-async def choose(pilot: Pilot[Any], name: str) -> None:
+async def choose(pilot: Pilot[Any], name: str = "reviews") -> None:
     """Open project ``name`` from the picker shown at start."""
     await settle(pilot)
     picker = pilot.app.screen
