@@ -373,14 +373,8 @@ class AtomicCheckpointTrainer(FastSFTTrainer):
             if zero:
                 write_checkpoint_marker(written, run_id=self._run_id, step=step)
         except Exception as error:
-            full = is_disk_full(error) or _nearly_full(root)
-            shutil.rmtree(staging, ignore_errors=True)
-            if full:
-                raise TrainingFailed(
-                    f"the disk is full: the checkpoint at step {step} could not be saved in"
-                    f" {root}; {_last_checkpoint_note(root)}. Free some space, then resume:"
-                    f" tunesmith train --resume {self._run_id}"
-                ) from error
+            what = f"the checkpoint at step {step}"
+            _drop_staging(error, staging, what, folder=root, checkpoints=root, run_id=self._run_id)
             raise
         finally:
             self._staging = False
@@ -468,6 +462,22 @@ def _remove_checkpoint(folder: Path) -> None:
     """Delete a checkpoint, its marker first, so a kill midway never leaves a marked husk."""
     (folder / CHECKPOINT_MARKER).unlink(missing_ok=True)
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def _drop_staging(
+    error: Exception, staging: Path, what: str, *, folder: Path, checkpoints: Path, run_id: int
+) -> None:
+    """After a failed save of ``what`` into ``folder``, remove its half-written ``staging``;
+    a full disk becomes a TrainingFailed that names the last checkpoint and how to go on,
+    anything else is the caller's to re-raise."""
+    full = is_disk_full(error) or _nearly_full(folder)
+    shutil.rmtree(staging, ignore_errors=True)
+    if full:
+        raise TrainingFailed(
+            f"the disk is full: {what} could not be saved in {folder};"
+            f" {_last_checkpoint_note(checkpoints)}. Free some space, then resume:"
+            f" tunesmith train --resume {run_id}"
+        ) from error
 
 
 def _nearly_full(folder: Path) -> bool:
@@ -844,14 +854,15 @@ def save_final(
         trainer.save_model(str(staging))
         tokenizer.save_pretrained(str(staging))
     except Exception as error:
-        full = is_disk_full(error) or _nearly_full(run_dir)
-        shutil.rmtree(staging, ignore_errors=True)
-        if full:
-            raise TrainingFailed(
-                f"the disk is full: the trained adapter could not be saved in {run_dir};"
-                f" {_last_checkpoint_note(run_dir / 'checkpoints')}. Free some space, then"
-                f" resume: tunesmith train --resume {run_id}"
-            ) from error
+        checkpoints = run_dir / "checkpoints"
+        _drop_staging(
+            error,
+            staging,
+            "the trained adapter",
+            folder=run_dir,
+            checkpoints=checkpoints,
+            run_id=run_id,
+        )
         raise
     # The Trainer pickles its arguments next to the weights; an adapter folder holds only
     # safetensors and JSON, so nothing in it can run code when loaded.
