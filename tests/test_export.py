@@ -17,7 +17,8 @@ from store.projects import create_project
 from store.runs import create_run, finish_run, get_run
 from tests.conftest import TinyRun
 from trainer import export
-from trainer.export import EXPORT_SUFFIXES, check_target, export_run
+from trainer.adapter_files import SAFE_ADAPTER_SUFFIXES
+from trainer.export import check_target, export_run
 from tui.cli import cli
 
 ADAPTER_FILES = {"README.md", "adapter_config.json", "adapter_model.safetensors"}
@@ -62,7 +63,7 @@ def with_adapter(tiny_model_dir: Path, folder: Path) -> Any:
 def assert_only_safe_files(folder: Path) -> None:
     files = [path for path in folder.rglob("*") if not path.is_dir()]
     assert files
-    assert all(path.name.endswith(EXPORT_SUFFIXES) for path in files), files
+    assert all(path.name.endswith(SAFE_ADAPTER_SUFFIXES) for path in files), files
     assert not [p for p in files if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".pickle")]
 
 

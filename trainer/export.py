@@ -24,11 +24,9 @@ from store.errors import InputError, ModelError, TunesmithError, is_disk_full
 from store.evals import Evaluation, latest_evaluation
 from store.projects import DEFAULT_BASE_MODEL, Project, get_project_by_id
 from store.runs import Run, get_run
+from trainer.adapter_files import SAFE_ADAPTER_SUFFIXES, check_adapter_folder
 from trainer.scoring import compared_metrics
 from trainer.snapshot import EVAL_FILE, read_snapshot_rows
-
-EXPORT_SUFFIXES = (".safetensors", ".json", ".jinja", ".md", ".txt", ".model")
-"""The only file types an export holds: weights as safetensors, configs, tokenizers and text."""
 
 MODEL_CARD = "README.md"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -142,7 +140,7 @@ def copy_model_files(source: Path, staging: Path) -> None:
     for child in sorted(source.iterdir()):
         if child.name == MODEL_CARD or child.is_symlink() or not child.is_file():
             continue
-        if child.name.endswith(EXPORT_SUFFIXES):
+        if child.name.endswith(SAFE_ADAPTER_SUFFIXES):
             shutil.copyfile(child, staging / child.name, follow_symlinks=False)
 
 
@@ -154,7 +152,6 @@ def write_merged_model(
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from trainer.inference import check_adapter_folder
     from trainer.models import load_base_model
 
     check_adapter_folder(adapter)
@@ -180,7 +177,7 @@ def check_export_files(staging: Path) -> list[str]:
             if path.is_symlink():
                 raise ModelError(f"{relative}: an export must not contain links")
             if path.is_file():
-                if not name.endswith(EXPORT_SUFFIXES):
+                if not name.endswith(SAFE_ADAPTER_SUFFIXES):
                     raise ModelError(f"{relative}: refusing to export a file of this type")
                 names.append(relative)
     return sorted(names)

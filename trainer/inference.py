@@ -21,25 +21,11 @@ from transformers import (
 )
 
 from store.errors import InputError, ModelError, NotFoundError
+from trainer.adapter_files import check_adapter_folder
 
 # Model names are part of the HTTP protocol, so they live with the torch-free launcher.
 from trainer.launch import BASE_MODEL_NAME as BASE_MODEL_NAME
 from trainer.launch import run_model_name as run_model_name
-
-SAFE_ADAPTER_SUFFIXES = (".safetensors", ".json", ".jinja", ".md", ".txt", ".model")
-"""File types an adapter folder may hold; anything else (a pickle) is refused before loading."""
-
-
-def check_adapter_folder(path: Path) -> None:
-    """Refuse an adapter folder holding files that could run code when loaded (pickles)."""
-    if not path.is_dir():
-        raise NotFoundError(f"{path}: adapter folder not found")
-    for child in path.iterdir():
-        if child.is_symlink():
-            raise ModelError(f"{child}: links are not allowed in an adapter folder")
-        if child.is_file() and not child.name.endswith(SAFE_ADAPTER_SUFFIXES):
-            raise ModelError(f"{child}: refusing to load (only safetensors and JSON are loaded)")
-
 
 REUSED_PREFIXES = 4
 """Conversations whose keys and values are kept (one per model name, the latest used)."""

@@ -26,8 +26,8 @@ from store.projects import create_project
 from store.runs import create_run, finish_run
 from tests.conftest import TinyRun
 from tests.reliability.scorecard import Scorecard
+from trainer.adapter_files import check_adapter_folder
 from trainer.export import export_run
-from trainer.inference import check_adapter_folder
 from trainer.jobs import plan_for_project, prepare_run
 from trainer.launch import ServerHandle, is_loopback
 from trainer.models import load_base_model
