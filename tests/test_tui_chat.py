@@ -90,6 +90,9 @@ async def test_describing_a_task_fills_the_spec_and_stores_the_examples(
             ' "order_id": "B-2231", "issue": "not delivered"}',
         )
         panel = str(screen.query_one("#spec-text", Static).render())
+        # After each answer the status line says again which mode the agent is in, and why.
+        status = str(screen.query_one("#chat-status", Static).render())
+        assert status == "Guided mode: set TUNESMITH_AGENT_MODEL for a model to lead"
         assert "turn support emails into JSON" in panel
         assert "the body of one customer email" in panel
         assert "keys name, order_id, issue" in panel

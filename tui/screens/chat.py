@@ -25,7 +25,13 @@ from store.errors import InputError, TunesmithError
 from store.examples import list_examples
 from store.messages import list_messages
 from store.projects import Project, get_project_by_id
-from tui.agent_sources import AGENT_MAX_TOKENS, endpoint_source, served_source, teacher_source
+from tui.agent_sources import (
+    AGENT_MAX_TOKENS,
+    TEACHER_MAX_TOKENS,
+    endpoint_source,
+    served_source,
+    teacher_source,
+)
 from tui.screens.area import AreaScreen
 from tui.services import AppServices, completed_run_ids, services
 from tui.widgets.chat.spec_panel import SpecPanel, spec_summary
@@ -143,6 +149,7 @@ class ChatScreen(AreaScreen):
         self._turn_target: Target = AGENT
         self._requests = 0
         self._openings = 0
+        self._notice = ""
 
     def compose_area(self) -> Iterable[Widget]:
         with Horizontal(id="chat-top"):
@@ -251,7 +258,8 @@ class ChatScreen(AreaScreen):
         try:
             return teacher_source(None, local)
         except InputError:
-            return local(AGENT_MAX_TOKENS)
+            # A half-done endpoint setting is reported by the agent's notice; drafts go local.
+            return local(TEACHER_MAX_TOKENS)
 
     def _summary(self, interview: Interview) -> Text:
         """The spec panel's text (call with ``_connection_lock`` held)."""
@@ -275,6 +283,7 @@ class ChatScreen(AreaScreen):
         log.mount_all(widgets)
         log.scroll_end(animate=False)
         self.query_one(SpecPanel).show(message.summary)
+        self._notice = message.notice
         self._set_status(message.notice)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat-runs")
@@ -387,9 +396,7 @@ class ChatScreen(AreaScreen):
         if busy:
             self._set_status("The agent is thinking…")
         elif self._interview is not None:
-            self._set_status(
-                "Model mode" if self._interview.mode == "model" else "Guided mode (no model needed)"
-            )
+            self._set_status(self._notice)
 
     @on(AgentReplied)
     def _agent_replied(self, message: AgentReplied) -> None:
