@@ -26,11 +26,21 @@ TINY_MODEL_CONTEXT = 512
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Give every test its own empty tunesmith home and keep the Hugging Face hub offline."""
+    """Give every test its own empty tunesmith home, no agent model, and the Hugging Face hub
+    offline."""
     home = tmp_path / "tunesmith-home"
     monkeypatch.setenv("TUNESMITH_HOME", str(home))
     monkeypatch.delenv("TUNESMITH_DB", raising=False)
     monkeypatch.delenv("TUNESMITH_API_KEY", raising=False)
+    # The agent runs guided unless a test configures a model: a developer's own settings
+    # must not turn the app's and the CLI's tests to model mode.
+    for name in (
+        "TUNESMITH_AGENT_MODEL",
+        "TUNESMITH_AGENT_BASE_URL",
+        "TUNESMITH_AGENT_API_KEY",
+        "OPENAI_API_KEY",
+    ):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     yield home
 
