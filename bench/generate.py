@@ -2,7 +2,7 @@
 token of a chat's next turn, and the memory of serving base + tuned vs loading one model.
 
 Both sides answer the same demo prompts greedily with the embedded model, in turn. The server
-side streams through ``trainer.client`` over loopback HTTP with a LoRA adapter attached
+side streams through ``trainer.control.client`` over loopback HTTP with a LoRA adapter attached
 (answering as ``base``, adapters disabled); the baseline is ``generate`` in this process.
 Memory is the peak resident size (VmHWM) of the server process vs a child that loads the
 model once and answers the same prompt. The first token of each next turn of a growing
@@ -67,7 +67,7 @@ def first_tokens(base_url: str, api_key: str | None, prompts: list[str]) -> tupl
 
     import torch
 
-    from trainer.client import stream_chat
+    from trainer.control.client import stream_chat
     from trainer.models import DEFAULT_BASE_MODEL, load_base_model
 
     model, tokenizer = load_base_model(DEFAULT_BASE_MODEL, on_status=lambda message: None)
@@ -101,8 +101,8 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from trainer.client import stream_chat
-    from trainer.launch import start_server
+    from trainer.control.client import stream_chat
+    from trainer.control.launch import start_server
     from trainer.models import DEFAULT_BASE_MODEL, load_base_model
 
     rows = [json.loads(line) for line in DEMO.read_text(encoding="utf-8").splitlines()]

@@ -20,7 +20,7 @@ from pathlib import Path
 from trainer.models import ensure_embedded_model
 
 REPO = Path(__file__).resolve().parent.parent
-TUNESMITH = [sys.executable, "-c", "from tui.cli import main; main()"]
+TUNESMITH = [sys.executable, "-c", "from tui.cli.main import main; main()"]
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 Both train the same LoRA (r=16, all linear layers) on the same demo rows with the same seed
 and learning rate, in this one process, alternating A/B rounds so machine load hits both
 alike. Plain TRL means `SFTConfig` defaults (gradient checkpointing on, bf16 when available,
-batch 8). Ours is `FastSFTTrainer` with the speedups `trainer.run` picks for this machine.
+batch 8). Ours is `FastSFTTrainer` with the speedups `trainer.training.run` picks for this machine.
 Prints `train: ours X tok/s, baseline Y tok/s, ratio R` as its last line.
 
     python bench/train_throughput.py [--steps N] [--rounds K]
@@ -25,10 +25,10 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
-from trainer.config import plan_run
-from trainer.hardware import Speedups, choose_precision, choose_speedups, choose_threads
+from trainer.control.config import plan_run
 from trainer.models import DEFAULT_BASE_MODEL, load_base_model
-from trainer.run import (
+from trainer.training.hardware import Speedups, choose_precision, choose_speedups, choose_threads
+from trainer.training.run import (
     LENGTH_MARGIN,
     FastSFTTrainer,
     longest_row,
@@ -37,7 +37,7 @@ from trainer.run import (
     recompute_activations,
     to_prompt_completion,
 )
-from trainer.run import training_arguments as tunesmith_arguments
+from trainer.training.run import training_arguments as tunesmith_arguments
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "support_emails.jsonl"
 

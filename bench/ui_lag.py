@@ -79,7 +79,7 @@ async def measure(home: Path, model_dir: Path) -> None:
     from store.examples import add_examples, prompt_response
     from store.projects import create_project
     from store.runs import get_run
-    from trainer.jobs import plan_for_project, refresh_runs, start_run, stop_run
+    from trainer.control.jobs import plan_for_project, refresh_runs, start_run, stop_run
     from tui.app import TunesmithApp
     from tui.screens.train import TrainScreen
     from tui.widgets.dataset.examples_table import ExamplesTable

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.repo import REPO
+
 DEMO = REPO / "examples" / "support_emails.jsonl"
-TUNESMITH = [sys.executable, "-c", "from tui.cli import main; main()"]
+TUNESMITH = [sys.executable, "-c", "from tui.cli.main import main; main()"]
 """The ``tunesmith`` command, run from this checkout."""
 
 

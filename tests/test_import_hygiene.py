@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tests.repo import REPO
+
 FORBIDDEN = ("torch", "transformers", "trl", "peft", "datasets", "accelerate")
 """Top-level packages that only the trainer's processes may import."""
 
@@ -33,13 +34,13 @@ def probe(modules: list[str], home: Path, extra_path: Path | None = None) -> dic
     """Import ``modules`` (where they exist) in a new interpreter; list forbidden ones loaded."""
     env = {**os.environ, "TUNESMITH_HOME": str(home)}
     env.pop("TUNESMITH_DB", None)
-    python_path = [str(REPO_ROOT)] + ([str(extra_path)] if extra_path else [])
+    python_path = [str(REPO)] + ([str(extra_path)] if extra_path else [])
     env["PYTHONPATH"] = os.pathsep.join(python_path)
     completed = subprocess.run(
         [sys.executable, "-c", PROBE.format(forbidden=FORBIDDEN, modules=modules)],
         capture_output=True,
         text=True,
-        cwd=REPO_ROOT,
+        cwd=REPO,
         env=env,
         timeout=120,
         check=False,
@@ -51,7 +52,7 @@ def probe(modules: list[str], home: Path, extra_path: Path | None = None) -> dic
 
 def test_the_app_and_the_cli_import_no_ml_stack(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    result = probe(["tui.app", "tui.cli"], home)
+    result = probe(["tui.app", "tui.cli.main"], home)
     assert "tui.app" in result["imported"]
     assert result["loaded"] == []
     # Importing opens no database and creates no folder.

@@ -1,5 +1,8 @@
-"""Everything that touches torch: the model server, training runs, evaluation, export.
+"""Training runs, the model server, evaluation and export.
 
-This package's ``__init__`` and its ``client``/``launch`` modules stay free of torch so the
-TUI process can start servers and talk to them without loading the ML stack.
+``trainer.control`` is the torch-free part that the CLI and the app import: run settings and
+their defaults, jobs, snapshots, scoring, the launch settings of several processes, the server's
+launcher and client. Everything else here loads torch and runs only in child processes:
+``trainer.training`` (a run), ``trainer.serving`` (the model server), ``trainer.evaluation``,
+``trainer.export`` and ``trainer.models`` (loading base models).
 """

@@ -16,10 +16,10 @@ from store.errors import InputError, TunesmithError
 from store.evals import EvalItem, Evaluation, save_evaluation
 from store.projects import get_project_by_id
 from store.runs import get_run
-from trainer.inference import BASE_MODEL_NAME, ModelPool, run_model_name
+from trainer.control.scoring import mean_scores, score
+from trainer.control.snapshot import EVAL_FILE, read_snapshot_rows, with_system_prompt
 from trainer.models import load_base_model
-from trainer.scoring import mean_scores, score
-from trainer.snapshot import EVAL_FILE, read_snapshot_rows, with_system_prompt
+from trainer.serving.inference import BASE_MODEL_NAME, ModelPool, run_model_name
 
 BATCH_SIZE = 8
 MAX_NEW_TOKENS_CAP = 512

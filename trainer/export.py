@@ -24,9 +24,9 @@ from store.errors import InputError, ModelError, TunesmithError, is_disk_full
 from store.evals import Evaluation, latest_evaluation
 from store.projects import DEFAULT_BASE_MODEL, Project, get_project_by_id
 from store.runs import Run, get_run
-from trainer.adapter_files import SAFE_ADAPTER_SUFFIXES, check_adapter_folder
-from trainer.scoring import compared_metrics
-from trainer.snapshot import EVAL_FILE, read_snapshot_rows
+from trainer.control.adapter_files import SAFE_ADAPTER_SUFFIXES, check_adapter_folder
+from trainer.control.scoring import compared_metrics
+from trainer.control.snapshot import EVAL_FILE, read_snapshot_rows
 
 MODEL_CARD = "README.md"
 ADAPTER_CONFIG = "adapter_config.json"

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
     from agent.models import ChatModelSource
-    from trainer.launch import ServerHandle
+    from trainer.control.launch import ServerHandle
 
 AGENT_MAX_TOKENS = 512
 """Longest answer the agent's model may give in one interview turn."""
@@ -62,7 +62,7 @@ def served_source(
 def served_chat_model(handle: ServerHandle, max_tokens: int) -> BaseChatModel:
     """A chat model talking to the base model of a running model server."""
     from agent.models import Endpoint, openai_chat_model
-    from trainer.launch import BASE_MODEL_NAME
+    from trainer.control.launch import BASE_MODEL_NAME
 
     endpoint = Endpoint(
         model=BASE_MODEL_NAME, base_url=f"{handle.base_url}/v1", api_key=handle.api_key

@@ -21,14 +21,15 @@ from store.errors import TunesmithError
 from store.examples import list_examples
 from store.projects import Project, get_project, get_project_by_id, list_projects
 from store.runs import ACTIVE_STATUSES, Run, get_run, list_runs
-from trainer.jobs import refresh_runs
+from trainer.control.jobs import refresh_runs
+from tui.dialogs.help import HelpScreen
+from tui.dialogs.project_picker import ProjectPickerScreen
+from tui.run_text import run_outcome
 from tui.safe_text import terminal_safe
 from tui.screens.area import AREAS, AreaScreen
 from tui.screens.chat import ChatScreen
 from tui.screens.compare import CompareScreen
 from tui.screens.dataset import DatasetScreen
-from tui.screens.help import HelpScreen
-from tui.screens.project_picker import ProjectPickerScreen
 from tui.screens.train import TrainScreen
 from tui.services import (
     AppServices,
@@ -37,7 +38,6 @@ from tui.services import (
     ServerStarter,
     start_project_server,
 )
-from tui.widgets.train.run_text import run_outcome
 
 if TYPE_CHECKING:
     import sqlite_utils

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from store.errors import ModelError
 from store.projects import Project
 from store.runs import list_runs
-from trainer.launch import ServerHandle, start_server
+from trainer.control.launch import ServerHandle, start_server
 
 if TYPE_CHECKING:
     import sqlite_utils

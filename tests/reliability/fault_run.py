@@ -1,8 +1,8 @@
-"""A training run with one real fault: ``python -m tests.reliability.fault_run FAULT trainer.run
---db PATH --run-id N [--resume]``.
+"""A training run with one real fault.
 
-It patches one library call inside the run, then hands over to ``trainer.run.main``; the product
-code knows nothing of it. FAULT is ``KIND:STEP``:
+``python -m tests.reliability.fault_run FAULT trainer.training.run --db PATH --run-id N [--resume]``
+patches one library call inside the run, then hands over to ``trainer.training.run.main``; the
+product code knows nothing of it. FAULT is ``KIND:STEP``:
 
 - ``kill-mid-save``: SIGKILL while ``optimizer.pt`` of the checkpoint at STEP is half written;
 - ``kill-before-rename``: SIGKILL once that checkpoint is complete and marked in staging;
@@ -25,8 +25,8 @@ from unittest import mock
 import torch
 
 import store.runs
-import trainer.run
-from trainer.run import AtomicCheckpointTrainer
+import trainer.training.run
+from trainer.training.run import AtomicCheckpointTrainer
 
 FAULTS = (
     "kill-mid-save",
@@ -67,7 +67,7 @@ def _half_written_optimizer(step: int, then: str) -> None:
 
 def _kill_after_marker(step: int) -> None:
     """SIGKILL right after the checkpoint at ``step`` is marked, before it is renamed."""
-    original_marker = trainer.run.write_checkpoint_marker
+    original_marker = trainer.training.run.write_checkpoint_marker
 
     def write_marker(folder: Path, *, run_id: int, step: int) -> None:
         original_marker(folder, run_id=run_id, step=step)
@@ -75,7 +75,7 @@ def _kill_after_marker(step: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
     target_step = step
-    mock.patch.object(trainer.run, "write_checkpoint_marker", write_marker).start()
+    mock.patch.object(trainer.training.run, "write_checkpoint_marker", write_marker).start()
 
 
 def _pause_after_checkpoint(step: int) -> None:
@@ -86,7 +86,7 @@ def _pause_after_checkpoint(step: int) -> None:
         if saved_step == step:
             os.kill(os.getpid(), signal.SIGSTOP)
 
-    mock.patch.object(trainer.run, "set_checkpoint", set_checkpoint).start()
+    mock.patch.object(trainer.training.run, "set_checkpoint", set_checkpoint).start()
 
 
 def _nan_loss(step: int) -> None:
@@ -118,11 +118,13 @@ def _nan_loss(step: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Install the fault named by ``argv[0]``, then run ``trainer.run`` with ``argv[2:]``."""
+    """Install the fault named by ``argv[0]``, then run ``trainer.training.run`` with argv[2:]."""
     fault, wrapped, *run_arguments = argv
     kind, _, step_text = fault.partition(":")
-    if kind not in FAULTS or not step_text.isdigit() or wrapped != "trainer.run":
-        raise SystemExit(f"usage: fault_run {{{','.join(FAULTS)}}}:STEP trainer.run ARGS...")
+    if kind not in FAULTS or not step_text.isdigit() or wrapped != "trainer.training.run":
+        raise SystemExit(
+            f"usage: fault_run {{{','.join(FAULTS)}}}:STEP trainer.training.run ARGS..."
+        )
     step = int(step_text)
     if kind == "kill-mid-save":
         _half_written_optimizer(step, then="kill")
@@ -135,7 +137,7 @@ def main(argv: list[str]) -> int:
     else:
         _nan_loss(step)
     print(f"Fault installed: {fault}", flush=True)
-    return trainer.run.main(run_arguments)
+    return trainer.training.run.main(run_arguments)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ from store.examples import add_examples
 from store.projects import Project, create_project
 from store.runs import Run, get_run, set_launched
 from tests.conftest import tiny_task_rows
-from trainer.jobs import refresh_runs
+from tests.repo import REPO
+from trainer.control.jobs import refresh_runs
 
-REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_SECONDS = 120.0
 """Longest wait for a tiny run to reach a state (it takes seconds)."""
 
@@ -39,9 +39,9 @@ def tiny_project(
 def launch_run(
     db: sqlite_utils.Database, db_path: Path, run: Run, *, fault: str, resume: bool = False
 ) -> subprocess.Popen[bytes]:
-    """Start ``run`` detached, as ``trainer.jobs`` does, through the fault wrapper."""
+    """Start ``run`` detached, as ``trainer.control.jobs`` does, through the fault wrapper."""
     assert run.run_dir is not None and run.log_path is not None
-    command = [sys.executable, "-m", "tests.reliability.fault_run", fault, "trainer.run"]
+    command = [sys.executable, "-m", "tests.reliability.fault_run", fault, "trainer.training.run"]
     command += ["--db", str(db_path), "--run-id", str(run.id)] + (["--resume"] if resume else [])
     log_fd = os.open(run.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:

@@ -29,7 +29,7 @@ from store.exports import export_examples
 from store.imports import RejectedRow, read_examples
 from store.projects import create_project
 from tests.reliability.scorecard import Scorecard
-from tui.cli import cli
+from tui.cli.main import cli
 
 Refusal = Literal["file", "any"]
 """``file``: the whole file is refused in one line; ``any``: nothing in it is valid (binary)."""

@@ -15,7 +15,7 @@ from tests.conftest import TinyRun
 from tests.reliability.harness import fill_disk, integrity_ok, small_disk
 from tests.reliability.scorecard import Scorecard
 from trainer import export
-from tui.cli import cli
+from tui.cli.main import cli
 
 
 def folder_bytes(folder: Path) -> dict[str, bytes]:

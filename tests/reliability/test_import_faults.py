@@ -20,15 +20,15 @@ from store.examples import add_examples, list_examples, prompt_response
 from store.projects import create_project
 from tests.reliability.harness import integrity_ok, kill_if_running
 from tests.reliability.scorecard import Scorecard
-from tui import cli_state
-from tui.cli import cli
+from tui.cli import state as cli_state
+from tui.cli.main import cli
 
 ROWS_PER_FILE = 30_000
 """Rows of each imported file: enough that parsing and writing take about a second."""
 KILLS = 8
 EARLIER_ROWS = 200
 SEED = 20_240_601
-TUNESMITH = [sys.executable, "-c", "from tui.cli import main; main()"]
+TUNESMITH = [sys.executable, "-c", "from tui.cli.main import main; main()"]
 
 
 def big_file(folder: Path, attempt: int) -> Path:

@@ -26,7 +26,7 @@ from tests.reliability.harness import (
     wait_until_paused,
 )
 from tests.reliability.scorecard import Scorecard
-from trainer.jobs import (
+from trainer.control.jobs import (
     plan_for_project,
     prepare_run,
     refresh_runs,
@@ -34,7 +34,7 @@ from trainer.jobs import (
     start_run,
     stop_run,
 )
-from trainer.run import CHECKPOINT_MARKER, complete_checkpoints, resumable_checkpoint
+from trainer.training.run import CHECKPOINT_MARKER, complete_checkpoints, resumable_checkpoint
 
 SECRET = "sk-reliability-0123456789abcdef"
 """An API key in the run's environment that must never reach its log, files or the database."""

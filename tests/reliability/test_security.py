@@ -26,14 +26,14 @@ from store.projects import create_project
 from store.runs import create_run, finish_run
 from tests.conftest import TinyRun
 from tests.reliability.scorecard import Scorecard
-from trainer.adapter_files import check_adapter_folder
+from trainer.control.adapter_files import check_adapter_folder
+from trainer.control.jobs import plan_for_project, prepare_run
+from trainer.control.launch import ServerHandle, is_loopback
 from trainer.export import export_run
-from trainer.jobs import plan_for_project, prepare_run
-from trainer.launch import ServerHandle, is_loopback
 from trainer.models import load_base_model
-from trainer.run import CHECKPOINT_MARKER, resumable_checkpoint, write_checkpoint_marker
-from tui import cli_models
-from tui.cli import cli
+from trainer.training.run import CHECKPOINT_MARKER, resumable_checkpoint, write_checkpoint_marker
+from tui.cli import models as cli_models
+from tui.cli.main import cli
 from tui.safe_text import json_text, one_line, terminal_safe
 from tui.text import plain
 
@@ -418,7 +418,7 @@ def test_exports_do_not_write_through_links(tmp_path: Path, scorecard: Scorecard
 def test_the_server_refuses_to_listen_beyond_loopback_without_a_key(
     host: str, tmp_path: Path, scorecard: Scorecard, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from trainer.serve import main as serve_main
+    from trainer.serving.serve import main as serve_main
 
     db_path = tmp_path / "t.db"
     invoke(db_path, "project", "new", "p")
@@ -438,7 +438,7 @@ def test_the_server_refuses_to_listen_beyond_loopback_without_a_key(
 def test_loopback_is_the_default_everywhere() -> None:
     import inspect
 
-    from trainer.launch import start_server
+    from trainer.control.launch import start_server
 
     assert inspect.signature(start_server).parameters["host"].default == "127.0.0.1"
     assert inspect.signature(start_server).parameters["trust_remote_code"].default is False

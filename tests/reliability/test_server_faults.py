@@ -14,8 +14,8 @@ import pytest
 from store.errors import ModelError
 from tests.conftest import TinyRun
 from tests.reliability.scorecard import Scorecard
-from trainer.client import list_models, stream_chat
-from trainer.launch import BASE_MODEL_NAME, start_server
+from trainer.control.client import list_models, stream_chat
+from trainer.control.launch import BASE_MODEL_NAME, start_server
 
 SECRET = "tunesmith-reliability-server-key-0123456789"
 LONG_ANSWER = [{"role": "user", "content": "Tell me a long story about colours."}]

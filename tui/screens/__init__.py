@@ -1,1 +1,1 @@
-"""Screens: the four areas (Textual modes) and the dialogs shown over them."""
+"""The four areas of the app (Textual modes) and the screen they share."""

@@ -34,18 +34,18 @@ from tui.agent_sources import (
 )
 from tui.screens.area import AreaScreen
 from tui.services import AppServices, completed_run_ids, services
+from tui.streaming import AnswerStreamed, ServerStatusChanged, stream_to
 from tui.widgets.chat.spec_panel import SpecPanel, spec_summary
 from tui.widgets.chat.targets import AGENT, Exchange, Target, conversation, targets_for
 from tui.widgets.chat.transcript import AgentMessage, ModelTurn, PersonMessage, message_widgets
 from tui.widgets.compare.prompt_box import PromptBox
-from tui.widgets.compare.streaming import AnswerStreamed, ServerStatusChanged, stream_to
 
 if TYPE_CHECKING:
     import sqlite_utils
 
     from agent.interview import Interview, Reply
     from agent.models import ChatModelSource
-    from trainer.launch import ServerHandle
+    from trainer.control.launch import ServerHandle
 
 SHOWN_MESSAGES = 60
 """Earlier messages of the interview shown when a project opens (all stay stored)."""

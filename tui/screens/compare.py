@@ -31,16 +31,16 @@ from store.evals import stored_evaluation_items as read_eval_items
 from store.examples import ChatMessage, NewExample, add_examples
 from store.projects import Project
 from store.runs import Run, list_runs
-from trainer.launch import BASE_MODEL_NAME, run_model_name
+from trainer.control.launch import BASE_MODEL_NAME, run_model_name
+from tui.dialogs.edit_example import EditedExample, EditExampleScreen
+from tui.run_text import primary_metric, result_cell
 from tui.screens.area import AreaScreen
-from tui.screens.edit_example import EditedExample, EditExampleScreen
 from tui.services import services
+from tui.streaming import AnswerStreamed, ServerStatusChanged, stream_to
 from tui.text import plain
 from tui.widgets.compare.answer_pane import AnswerPane
 from tui.widgets.compare.eval_table import SORTS, EvalTable, ShownItem, sort_items
 from tui.widgets.compare.prompt_box import PromptBox
-from tui.widgets.compare.streaming import AnswerStreamed, ServerStatusChanged, stream_to
-from tui.widgets.train.run_text import primary_metric, result_cell
 
 if TYPE_CHECKING:
     import sqlite_utils

@@ -26,18 +26,18 @@ from store.examples import (
     update_examples,
 )
 from store.projects import Project
-from tui.screens.area import AreaScreen
-from tui.screens.edit_example import EditedExample, EditExampleScreen
-from tui.screens.import_file import ImportFileScreen, ImportOutcome
-from tui.services import services
-from tui.text import plain
-from tui.widgets.dataset.checks import (
+from tui.dataset_checks import (
     NO_CHECKS,
     DatasetChecks,
     TokenCounter,
     check_examples,
     token_counter_for,
 )
+from tui.dialogs.edit_example import EditedExample, EditExampleScreen
+from tui.dialogs.import_file import ImportFileScreen, ImportOutcome
+from tui.screens.area import AreaScreen
+from tui.services import services
+from tui.text import plain
 from tui.widgets.dataset.example_preview import ExamplePreview
 from tui.widgets.dataset.examples_table import ExamplesTable
 from tui.widgets.dataset.summary import counts_line, flags_line

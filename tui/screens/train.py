@@ -16,8 +16,8 @@ from textual.widgets import DataTable, Static
 from store.evals import Evaluation, latest_evaluation
 from store.projects import Project
 from store.runs import RESUMABLE_STATUSES, Run, RunMetric, list_runs, metrics
-from trainer.distributed import Launch
-from trainer.jobs import (
+from trainer.control.distributed import Launch
+from trainer.control.jobs import (
     approved_rows,
     is_run_process_alive,
     plan_for_project,
@@ -25,11 +25,11 @@ from trainer.jobs import (
     resume_run,
     start_run,
 )
-from trainer.jobs import stop_run as request_stop
+from trainer.control.jobs import stop_run as request_stop
+from tui.dialogs.new_run import NewRunScreen
+from tui.run_text import read_log_tail
 from tui.screens.area import AreaScreen
-from tui.screens.new_run import NewRunScreen
 from tui.services import services
-from tui.widgets.train.run_text import read_log_tail
 from tui.widgets.train.run_view import LOG_LINES, RunView
 from tui.widgets.train.runs_table import RunsTable
 

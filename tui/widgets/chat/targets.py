@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from trainer.launch import BASE_MODEL_NAME, run_model_name
+from trainer.control.launch import BASE_MODEL_NAME, run_model_name
 
 MODEL_MEMORY = 6
 """Earlier exchanges sent with a prompt: enough to go on, short of the model's context."""

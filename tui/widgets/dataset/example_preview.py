@@ -10,8 +10,8 @@ from textual.reactive import reactive
 from textual.widgets import Label, Static
 
 from store.examples import Example
+from tui.dataset_checks import ExampleCheck
 from tui.text import plain
-from tui.widgets.dataset.checks import ExampleCheck
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult

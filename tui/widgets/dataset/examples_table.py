@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from store.examples import Example
+from tui.dataset_checks import NO_CHECKS, DatasetChecks, ExampleCheck
 from tui.text import plain
-from tui.widgets.dataset.checks import NO_CHECKS, DatasetChecks, ExampleCheck
 from tui.widgets.key_table import KeyTable
 from tui.widgets.theme_colors import theme_color
 

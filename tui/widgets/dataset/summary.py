@@ -9,8 +9,8 @@ from rich.text import Text
 
 from store.examples import Example
 from store.schema import EXAMPLE_SPLITS, EXAMPLE_STATUSES
+from tui.dataset_checks import DatasetChecks
 from tui.text import plain
-from tui.widgets.dataset.checks import DatasetChecks
 
 
 def counts_line(examples: Sequence[Example]) -> Text:

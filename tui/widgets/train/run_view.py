@@ -13,9 +13,9 @@ from textual.widgets import ProgressBar, Static
 
 from store.evals import Evaluation
 from store.runs import Run, RunMetric
+from tui.run_text import evaluation_lines, stats_line, status_style
 from tui.text import plain
 from tui.widgets.train.loss_chart import LossChart
-from tui.widgets.train.run_text import evaluation_lines, stats_line, status_style
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult

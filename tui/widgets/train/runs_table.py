@@ -8,8 +8,8 @@ from rich.text import Text
 
 from store.evals import Evaluation
 from store.runs import Run
+from tui.run_text import result_cell, status_style
 from tui.widgets.key_table import KeyTable
-from tui.widgets.train.run_text import result_cell, status_style
 
 
 class RunsTable(KeyTable):

@@ -1,0 +1,1 @@
+"""Tests of the agent package, one module per module or journey."""

@@ -1,0 +1,1 @@
+"""Tests of the store package, one module per module or journey."""

@@ -1,0 +1,1 @@
+"""Tests of the trainer package, one module per module or journey."""

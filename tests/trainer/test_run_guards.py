@@ -1,0 +1,100 @@
+"""The run's guards: a non-finite loss fails the run at its step; the end-of-turn token must be
+trained; the step count and checkpoints follow the plan."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from datasets import Dataset
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    TrainerControl,
+    TrainerState,
+)
+from trl import SFTConfig, SFTTrainer
+
+from store.database import open_database
+from store.examples import messages_to_json
+from store.projects import create_project
+from store.runs import create_run, metrics
+from tests.conftest import tiny_task_rows
+from trainer.control.config import plan_run
+from trainer.training.run import (
+    StopRequest,
+    StoreProgress,
+    TrainingFailed,
+    check_end_of_turn_is_trained,
+    to_prompt_completion,
+)
+
+
+@pytest.mark.parametrize("bad_loss", [math.nan, math.inf])
+def test_non_finite_loss_fails_the_run_at_that_step(tmp_path: Path, bad_loss: float) -> None:
+    db_path = tmp_path / "t.db"
+    db = open_database(db_path)
+    project = create_project(db, "p")
+    run = create_run(
+        db, project.id, config={}, dataset_hash="x", dataset_size=1, runs_root=tmp_path
+    )
+    progress = StoreProgress(db_path, run.id, plan_run(8, 0).config, StopRequest())
+    state = TrainerState(max_steps=10)
+    control = TrainerControl()
+    state.global_step = 3
+    progress.on_log(None, state, control, logs={"loss": 0.5})  # type: ignore[arg-type]
+    state.global_step = 4
+    with pytest.raises(TrainingFailed, match=f"the loss became {bad_loss} at step 4"):
+        progress.on_log(None, state, control, logs={"loss": bad_loss})  # type: ignore[arg-type]
+    assert [m.step for _, m in metrics(db, run.id)] == [3]
+
+
+def _trainer(model_dir: Path, tokenizer: PreTrainedTokenizerBase, tmp_path: Path) -> SFTTrainer:
+    rows = [{"messages": messages_to_json(e.messages)} for e in tiny_task_rows(4)]
+    return SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(model_dir),
+        args=SFTConfig(
+            output_dir=str(tmp_path / "out"),
+            per_device_train_batch_size=4,
+            report_to=[],
+            use_cpu=True,
+            completion_only_loss=True,
+        ),
+        train_dataset=Dataset.from_list(to_prompt_completion(rows, "Answer in one word.")),
+        processing_class=tokenizer,
+    )
+
+
+def test_end_of_turn_token_is_trained(tiny_model_dir: Path, tmp_path: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    # pad == eos here: the classic trap this check guards against.
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id
+    check_end_of_turn_is_trained(_trainer(tiny_model_dir, tokenizer, tmp_path), tokenizer)
+
+
+def test_untrained_end_of_turn_token_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    # An eos the chat template never writes: no row would teach the model to stop.
+    tokenizer.eos_token = "<|endoftext|>"
+    trainer = _trainer(tiny_model_dir, tokenizer, tmp_path)
+    with pytest.raises(TrainingFailed, match="not in the trained labels"):
+        check_end_of_turn_is_trained(trainer, tokenizer)
+
+
+def test_system_prompt_is_added_only_where_missing() -> None:
+    rows = [
+        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
+        {
+            "messages": [
+                {"role": "system", "content": "own"},
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": "a"},
+            ]
+        },
+    ]
+    converted = to_prompt_completion(rows, "project prompt")
+    assert converted[0]["prompt"][0] == {"role": "system", "content": "project prompt"}
+    assert converted[1]["prompt"][0] == {"role": "system", "content": "own"}
+    assert all(row["completion"] == [{"role": "assistant", "content": "a"}] for row in converted)

@@ -1,0 +1,239 @@
+"""Training speedups: the completion-only LM head matches TRL's, bf16 base weights keep LoRA in
+fp32, and which speedups a machine gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import SFTConfig, SFTTrainer
+from trl.kernels import ChunkedLogProbFunction
+
+import trainer.training.run
+from store.examples import messages_to_json
+from tests.conftest import tiny_task_rows
+from trainer.control.config import plan_run
+from trainer.training.hardware import Speedups, activations_fit, choose_speedups
+from trainer.training.run import (
+    FastSFTTrainer,
+    lora_config,
+    prepare_model,
+    to_prompt_completion,
+    training_arguments,
+)
+
+CPU_SPEED = Speedups(
+    bf16_weights=False,
+    completion_head=True,
+    fused_optimizer=False,
+    flash_attention=False,
+    liger=False,
+)
+
+
+def _rows() -> list[dict[str, Any]]:
+    rows = [{"messages": messages_to_json(e.messages)} for e in tiny_task_rows(8)]
+    return to_prompt_completion(rows, None)
+
+
+def _trainer(model_dir: Path, tmp_path: Path, speed: Speedups | None, bf16: bool) -> SFTTrainer:
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    arguments = SFTConfig(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=8,
+        completion_only_loss=True,
+        bf16=bf16,
+        use_cpu=True,
+        report_to=[],
+        activation_checkpointing=False,
+    )
+    common: dict[str, Any] = {
+        "model": model,
+        "args": arguments,
+        "train_dataset": Dataset.from_list(_rows()),
+        "processing_class": AutoTokenizer.from_pretrained(model_dir),
+        "peft_config": lora_config(plan_run(8, 0).config),
+    }
+    # The same seed gives both trainers the same LoRA initialisation.
+    torch.manual_seed(0)
+    if speed is None:
+        return SFTTrainer(**common)
+    prepare_model(model, speed)
+    return FastSFTTrainer(**common, speed=speed)
+
+
+def _loss_and_grads(
+    sft: Any, batch: dict[str, torch.Tensor]
+) -> tuple[float, dict[str, torch.Tensor], dict[str, float]]:
+    sft.model.train()
+    loss = sft.compute_loss(sft.model, dict(batch))
+    loss.backward()
+    grads = {
+        name: param.grad.clone()
+        for name, param in sft.model.named_parameters()
+        if param.requires_grad and param.grad is not None
+    }
+    metrics = {name: values[-1] for name, values in sft._metrics["train"].items()}
+    return loss.item(), grads, metrics
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["plain autograd", "chunked kernel"])
+def test_completion_head_gives_trls_loss_gradients_and_metrics(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plain: bool
+) -> None:
+    projected: list[int] = []
+    kernel: Any = ChunkedLogProbFunction
+    scores = trainer.training.run.plain_head_scores
+
+    class Recording:
+        @staticmethod
+        def apply(hidden: torch.Tensor, *args: Any) -> Any:
+            projected.append(hidden.shape[0])
+            return kernel.apply(hidden, *args)
+
+    def recording_scores(rows: torch.Tensor, *args: Any) -> Any:
+        projected.append(rows.shape[0])
+        return scores(rows, *args)
+
+    if plain:
+        monkeypatch.setattr(trainer.training.run, "plain_head_scores", recording_scores)
+    else:
+        # Past the size plain autograd takes, TRL's chunked kernel scores the rows.
+        monkeypatch.setattr(trainer.training.run, "PLAIN_HEAD_ELEMENTS", 0)
+        monkeypatch.setattr(trainer.training.run, "ChunkedLogProbFunction", Recording)
+    reference = _trainer(tiny_model_dir, tmp_path, None, bf16=False)
+    fast = _trainer(tiny_model_dir, tmp_path, CPU_SPEED, bf16=False)
+    batch = next(iter(reference.get_train_dataloader()))
+
+    loss, grads, metrics = _loss_and_grads(reference, batch)
+    fast_loss, fast_grads, fast_metrics = _loss_and_grads(fast, batch)
+
+    trained = int((batch["labels"][:, 1:] != -100).sum())
+    assert projected == [trained]
+    assert trained < batch["labels"][:, 1:].numel() / 2
+    assert fast_loss == pytest.approx(loss, rel=1e-5)
+    assert grads.keys() == fast_grads.keys() and grads
+    for name, grad in grads.items():
+        torch.testing.assert_close(fast_grads[name], grad, rtol=1e-4, atol=1e-6)
+    assert fast_metrics.keys() == metrics.keys() >= {"num_tokens", "mean_token_accuracy", "entropy"}
+    for name, value in metrics.items():
+        assert fast_metrics[name] == pytest.approx(value, rel=1e-4), name
+
+
+def test_bf16_base_weights_keep_lora_in_fp32(tiny_model_dir: Path, tmp_path: Path) -> None:
+    speed = Speedups(
+        bf16_weights=True,
+        completion_head=True,
+        fused_optimizer=False,
+        flash_attention=False,
+        liger=False,
+    )
+    fast: Any = _trainer(tiny_model_dir, tmp_path, speed, bf16=True)
+    dtypes = {(p.requires_grad, p.dtype) for p in fast.model.parameters()}
+    assert dtypes == {(True, torch.float32), (False, torch.bfloat16)}
+    batch = next(iter(fast.get_train_dataloader()))
+    with fast.compute_loss_context_manager(), fast.autocast_smart_context_manager():
+        loss = fast.compute_loss(fast.model, dict(batch))
+    assert torch.isfinite(loss)
+
+
+def test_cpu_gets_bf16_weights_and_the_completion_head_only() -> None:
+    def everything(package: str) -> bool:
+        return True
+
+    speed = choose_speedups(
+        "cpu",
+        bf16=True,
+        lora=True,
+        quantized=False,
+        target_modules="all-linear",
+        installed=everything,
+    )
+    assert speed == Speedups(
+        bf16_weights=True,
+        completion_head=True,
+        fused_optimizer=False,
+        flash_attention=False,
+        liger=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("lora", "quantized", "bf16"), [(False, False, True), (True, True, True), (True, False, False)]
+)
+def test_base_weights_stay_as_loaded_unless_a_lora_trains_in_bf16(
+    lora: bool, quantized: bool, bf16: bool
+) -> None:
+    speed = choose_speedups(
+        "cuda", bf16=bf16, lora=lora, quantized=quantized, target_modules="all-linear"
+    )
+    assert not speed.bf16_weights
+    # FlashAttention takes only bf16 tensors.
+    assert not speed.flash_attention
+
+
+def test_cuda_gets_fused_optimizer_flash_attention_and_liger_where_installed() -> None:
+    def cuda(installed: set[str], target_modules: str = "all-linear") -> Speedups:
+        return choose_speedups(
+            "cuda",
+            bf16=True,
+            lora=True,
+            quantized=False,
+            target_modules=target_modules,
+            installed=installed.__contains__,
+        )
+
+    bare = cuda(set())
+    assert bare.fused_optimizer and bare.bf16_weights
+    assert not (bare.completion_head or bare.flash_attention or bare.liger)
+    full = cuda({"flash_attn", "liger_kernel"})
+    assert full.flash_attention and full.liger
+    assert not cuda({"liger_kernel"}, target_modules="q_proj,lm_head").liger
+
+
+def test_activations_fit_a_small_model_but_not_a_large_one_on_a_small_gpu() -> None:
+    gib = 2**30
+    small = {"parameters": 135_000_000, "layers": 30, "hidden": 576, "intermediate": 1536}
+    large = {"parameters": 7_000_000_000, "layers": 32, "hidden": 4096, "intermediate": 11008}
+    assert activations_fit(**small, tokens=8 * 2048, memory_bytes=24 * gib)
+    assert not activations_fit(**large, tokens=8 * 2048, memory_bytes=24 * gib)
+    assert activations_fit(**large, tokens=8 * 2048, memory_bytes=141 * gib)
+
+
+def test_training_arguments_turn_the_speedups_on(tmp_path: Path) -> None:
+    speed = Speedups(
+        bf16_weights=True,
+        completion_head=False,
+        fused_optimizer=True,
+        flash_attention=True,
+        liger=False,
+    )
+    config = plan_run(60, 0).config
+    arguments = training_arguments(
+        config,
+        output_dir=tmp_path,
+        max_length=300,
+        bf16=False,
+        device="cpu",
+        evaluate=False,
+        speed=speed,
+        recompute_activations=True,
+    )
+    assert arguments.optim == "adamw_torch_fused"
+    assert arguments.padding_free and arguments.max_length is None
+    assert arguments.activation_checkpointing
+    plain = training_arguments(
+        config,
+        output_dir=tmp_path,
+        max_length=300,
+        bf16=False,
+        device="cpu",
+        evaluate=False,
+        speed=CPU_SPEED,
+    )
+    assert plain.optim == "adamw_torch" and not plain.padding_free
+    assert plain.max_length == 300 and not plain.activation_checkpointing

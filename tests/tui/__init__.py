@@ -1,0 +1,1 @@
+"""Tests of the tui package, one module per module or journey."""

@@ -1,0 +1,222 @@
+"""Helpers of the app's Pilot tests: wait for workers, open a project, poll with a deadline."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.widgets import Static
+from textual.worker import WorkerState
+
+from store.database import open_database
+from store.evals import EvalItem, save_evaluation
+from store.examples import NewExample, add_examples, prompt_response
+from store.paths import ensure_private_dir
+from store.projects import Project, create_project
+from store.runs import (
+    Run,
+    RunMetric,
+    create_run,
+    finish_run,
+    get_run,
+    mark_started,
+    record_step,
+    set_checkpoint,
+    set_max_steps,
+)
+from tui.dialogs.project_picker import ProjectPickerScreen
+from tui.widgets.key_table import KeyTable
+
+CLICK_TEXT = "[@click=app.quit]x[/]"
+"""Markup that would quit the app if it were parsed."""
+ANSI_TEXT = "\x1b[31mred\x1b[0m and a bell\x07"
+"""Control characters that would colour the terminal and ring it if they got through."""
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    """Wait until no worker is pending or running and what they posted has been handled."""
+    for _ in range(20):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        if not any(
+            worker.state in (WorkerState.PENDING, WorkerState.RUNNING)
+            for worker in pilot.app.workers
+        ):
+            return
+    raise AssertionError("workers kept starting")
+
+
+async def choose(pilot: Pilot[Any], name: str = "reviews") -> None:
+    """Open project ``name`` from the picker shown at start."""
+    await settle(pilot)
+    picker = pilot.app.screen
+    assert isinstance(picker, ProjectPickerScreen)
+    table = picker.query_one("#picker-projects", KeyTable)
+    table.move_cursor(row=table.get_row_index(name))
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+async def wait_until(
+    pilot: Pilot[Any], condition: Callable[[], bool], what: str, timeout: float = 60.0
+) -> None:
+    """Let the app run until ``condition`` holds, for at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.1)
+
+
+def shown(screen: Any, selector: str) -> str:
+    """The text a Static shows, as a person reads it."""
+    return str(screen.query_one(selector, Static).render())
+
+
+def copy_database(source: Path, target: Path) -> Path:
+    """A copy of a live SQLite database (its WAL included), to change without touching it."""
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    target.chmod(0o600)
+    return target
+
+
+def demo_project(db_path: Path, name: str = "reviews") -> Project:
+    """A project with four approved train rows, one eval row and a pending hostile row."""
+    db = open_database(db_path)
+    project = create_project(db, name)
+    add_examples(
+        db,
+        project.id,
+        [
+            NewExample(
+                messages=prompt_response("Great phone, the battery lasts.", "positive").messages,
+                tags=("battery",),
+            ),
+            prompt_response("Screen cracked in a week.", "negative"),
+            prompt_response("Arrived on time.", "neutral"),
+            prompt_response("Camera is superb.", "positive"),
+        ],
+        source="imported",
+        split_mode="train",
+    )
+    add_examples(
+        db, project.id, [prompt_response("Meh.", "neutral")], source="typed", split_mode="eval"
+    )
+    add_examples(
+        db,
+        project.id,
+        [prompt_response(CLICK_TEXT, ANSI_TEXT)],
+        source="drafted",
+        split_mode="train",
+        status="pending",
+    )
+    db.close()
+    return project
+
+
+def finished_run(
+    db_path: Path, project: Project, *, status: str = "completed", error: str | None = None
+) -> Run:
+    """A run recorded as trained (six logged steps, eval loss twice) without any training."""
+    db = open_database(db_path)
+    run = create_run(
+        db,
+        project.id,
+        config={"max_steps": 6},
+        dataset_hash="0" * 64,
+        dataset_size=4,
+        runs_root=ensure_private_dir(db_path.parent / "runs"),
+    )
+    assert run.run_dir is not None and run.log_path is not None
+    ensure_private_dir(Path(run.run_dir))
+    Path(run.log_path).write_text(
+        "Config: {...}\nstep 5 [@click=app.quit]done[/]\nCheckpoint saved at step 6\n"
+    )
+    mark_started(db, run.id, pid=1)
+    set_max_steps(db, run.id, 6)
+    for step in range(1, 7):
+        record_step(
+            db,
+            RunMetric(
+                run.id,
+                step,
+                step / 3,
+                2.0 / step,
+                None,
+                1e-3,
+                1.0,
+                100 * step,
+                250.0,
+                float(6 - step),
+                "2025-01-01T10:00:00+00:00",
+            ),
+        )
+        if step % 3 == 0:
+            record_step(
+                db,
+                RunMetric(
+                    run.id,
+                    step,
+                    step / 3,
+                    None,
+                    2.5 / step,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    "2025-01-01T10:00:00+00:00",
+                ),
+            )
+            set_checkpoint(db, run.id, step)
+    adapter = str(Path(run.run_dir) / "adapter") if status == "completed" else None
+    finish_run(db, run.id, status, error=error, adapter_path=adapter)
+    db.close()
+    return get_run(open_database(db_path), run.id)
+
+
+def evaluate(db_path: Path, run: Run) -> None:
+    """Store an evaluation of ``run``: three items, the tuned answer ahead on two of them."""
+    items = [
+        EvalItem(
+            1,
+            "Meh.",
+            "neutral",
+            "positive",
+            "neutral",
+            {"exact_match": 0.0, "token_f1": 0.0},
+            {"exact_match": 1.0, "token_f1": 1.0},
+        ),
+        EvalItem(
+            2,
+            "So good!",
+            "positive",
+            "positive",
+            "negative",
+            {"exact_match": 1.0, "token_f1": 1.0},
+            {"exact_match": 0.0, "token_f1": 0.0},
+        ),
+        EvalItem(
+            3,
+            CLICK_TEXT,
+            "[/] negative",
+            ANSI_TEXT,
+            "[/] negative",
+            {"exact_match": 0.0, "token_f1": 0.5},
+            {"exact_match": 1.0, "token_f1": 1.0},
+        ),
+    ]
+    db = open_database(db_path)
+    save_evaluation(
+        db,
+        run.id,
+        items,
+        {"exact_match": 1 / 3, "token_f1": 0.5},
+        {"exact_match": 2 / 3, "token_f1": 2 / 3},
+    )
+    db.close()

@@ -1,0 +1,296 @@
+"""The Train area's journeys: the new-run form, a real tiny run followed live to the end, the
+history with results, and stop and resume, driven with Pilot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.widgets import Button, Input, ProgressBar
+
+from store.database import open_database
+from store.examples import add_examples
+from store.projects import create_project
+from store.runs import Run, finish_run, get_run, list_runs
+from tests.conftest import tiny_task_rows
+from tests.tui.pilot import choose, demo_project, evaluate, finished_run, settle, shown, wait_until
+from tui.app import TunesmithApp
+from tui.dialogs.new_run import NewRunScreen, parse_value, shown_value
+from tui.screens.train import TrainScreen
+from tui.widgets.train.loss_chart import LossChart
+from tui.widgets.train.runs_table import RunsTable
+
+SIZE = (80, 24)
+
+
+def capture_notes(app: TunesmithApp) -> list[tuple[str, dict[str, Any]]]:
+    """Record the app's notifications instead of showing them."""
+    notes: list[tuple[str, dict[str, Any]]] = []
+    app.notify = lambda message, **kwargs: notes.append((message, kwargs))  # type: ignore[method-assign]
+    return notes
+
+
+def run_of(db_path: Path, run_id: int) -> Run:
+    db = open_database(db_path)
+    run = get_run(db, run_id)
+    db.close()
+    return run
+
+
+async def test_a_real_tiny_run_is_followed_live_to_its_end(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    db_path = tmp_path / "t.db"
+    db = open_database(db_path)
+    project = create_project(db, "colours", base_model=str(tiny_model_dir))
+    add_examples(db, project.id, tiny_task_rows(12), source="imported", split_mode="train")
+    add_examples(db, project.id, tiny_task_rows(14)[12:], source="imported", split_mode="eval")
+    db.close()
+    app = TunesmithApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        notes = capture_notes(app)
+        await choose(pilot, "colours")
+        await pilot.press("3")
+        await settle(pilot)
+        assert "Press n to fine-tune on the 12 approved train examples and 2 eval" in shown(
+            app.screen, "#run-message"
+        )
+        await pilot.press("n")
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, NewRunScreen)
+        form.query_one("#field-max_steps", Input).value = "3"
+        form.query_one("#field-batch_size", Input).value = "4"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TrainScreen)
+        run_id = screen.selected_run_id
+        assert run_id is not None
+        assert (
+            notes[0][0] == f"Run {run_id} started. It trains in the background, even if you quit."
+        )
+
+        # Progress shows while the run trains in its own process, then the end is announced.
+        bar = screen.query_one("#run-progress", ProgressBar)
+        await wait_until(pilot, lambda: (bar.progress or 0) >= 1, "a step in the progress bar")
+        await wait_until(
+            pilot,
+            lambda: any("completed" in note for note, _ in notes),
+            "the notification that the run completed",
+            timeout=90,
+        )
+        assert run_of(db_path, run_id).status == "completed"
+        await wait_until(
+            pilot, lambda: screen.query_one("#run-results").display, "the eval results"
+        )
+        assert "Held-out eval on 2 rows" in shown(screen, "#run-results")
+        assert bar.progress == bar.total == 3
+        assert "loss" in shown(screen, "#run-stats")
+        assert "completed" in shown(screen, "#run-title")
+        table = screen.query_one(RunsTable)
+        assert [cell.plain for cell in table.get_row_at(0)][:2] == [str(run_id), "completed"]
+        chart = screen.query_one(LossChart)
+        assert "train" in chart.plt.build()
+        assert "c: compare" in shown(screen, "#run-hint")
+
+
+async def test_the_form_shows_the_picked_settings_and_why(tmp_path: Path) -> None:
+    db_path = tmp_path / "t.db"
+    demo_project(db_path)
+    app = TunesmithApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose(pilot, "reviews")
+        await pilot.press("3")
+        await settle(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, NewRunScreen)
+        # Four approved train rows: batch 1 (a quarter), 8 epochs, 32 steps.
+        assert form.query_one("#field-batch_size", Input).value == "1"
+        assert form.query_one("#field-max_steps", Input).value == "32"
+        assert form.query_one("#field-learning_rate", Input).value == "1e-3"
+        assert "8 passes" in shown(form, "#why-epochs")
+        # Fewer epochs: the steps follow; the changed field says it was set by hand.
+        form.query_one("#field-epochs", Input).value = "2"
+        await pilot.pause()
+        assert form.query_one("#field-max_steps", Input).value == "8"
+        assert shown(form, "#why-epochs") == "set by you"
+        assert form.overrides() == {"epochs": 2}
+        form.query_one("#field-learning_rate", Input).value = "fast"
+        await pilot.pause()
+        assert shown(form, "#why-learning_rate") == "Use a number such as 1e-3."
+        assert form.query_one("#new-run-start", Button).disabled
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, TrainScreen)
+    db = open_database(db_path)
+    assert list_runs(db, 1) == []
+    db.close()
+
+
+async def test_history_lists_runs_with_results_and_errors(tmp_path: Path) -> None:
+    db_path = tmp_path / "t.db"
+    project = demo_project(db_path)
+    completed = finished_run(db_path, project)
+    evaluate(db_path, completed)
+    failed = finished_run(
+        db_path, project, status="failed", error="loss became NaN at step 4 [red]x[/]"
+    )
+    app = TunesmithApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose(pilot, "reviews")
+        await pilot.press("3")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TrainScreen)
+        table = screen.query_one(RunsTable)
+        assert [[cell.plain for cell in table.get_row_at(row)] for row in range(2)] == [
+            [str(failed.id), "failed", "6/6"],
+            [str(completed.id), "completed", "33%→67%"],
+        ]
+        assert "failed: loss became NaN at step 4 [red]x[/]" in shown(screen, "#run-error")
+        assert "r: resume from step 6" in shown(screen, "#run-hint")
+        await pilot.press("j")
+        await settle(pilot)
+        assert screen.selected_run_id == completed.id
+        results = shown(screen, "#run-results")
+        assert "exact match" in results and "33.3% → 66.7%  (+33.3 pts)" in results
+        assert "loss 0.3333 · eval loss 0.4167 · 250 tok/s · ETA 0s" in shown(screen, "#run-stats")
+
+
+async def test_stop_and_resume_ask_the_trainer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db_path = tmp_path / "t.db"
+    project = demo_project(db_path)
+    stopped = finished_run(db_path, project, status="stopped")
+    calls: list[tuple[str, int]] = []
+
+    def fake_resume(db: Any, path: Path, run_id: int) -> Run:
+        calls.append(("resume", run_id))
+        return get_run(db, run_id)
+
+    def fake_stop(db: Any, run_id: int) -> Run:
+        calls.append(("stop", run_id))
+        return get_run(db, run_id)
+
+    monkeypatch.setattr("tui.screens.train.resume_run", fake_resume)
+    monkeypatch.setattr("tui.screens.train.request_stop", fake_stop)
+    app = TunesmithApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        notes = capture_notes(app)
+        await choose(pilot, "reviews")
+        await pilot.press("3")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TrainScreen)
+        assert screen.check_action("stop_run", ()) is False
+        await pilot.press("r")
+        await settle(pilot)
+        assert calls == [("resume", stopped.id)]
+        assert notes[-1][0].startswith(f"Run {stopped.id} resumes from step 6.")
+        db = open_database(db_path)
+        db.execute("UPDATE runs SET status = 'running' WHERE id = ?", [stopped.id])
+        db.close()
+        monkeypatch.setattr("tui.screens.train.refresh_runs", lambda db: [])
+        await pilot.pause(0.6)
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot)
+        assert calls[-1] == ("stop", stopped.id)
+        assert notes[-1][0] == f"Asked run {stopped.id} to stop; it saves a checkpoint first."
+
+
+def test_form_values_are_checked_and_shown_plainly() -> None:
+    from tui.dialogs.new_run import FIELDS
+
+    epochs, learning_rate = FIELDS[0], FIELDS[1]
+    assert parse_value(epochs, " 3 ") == 3
+    assert parse_value(learning_rate, "2e-4") == 2e-4
+    for bad in ("0", "-1", "1.5", "x"):
+        with pytest.raises(ValueError, match="whole number"):
+            parse_value(epochs, bad)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        parse_value(learning_rate, "3")
+    assert [shown_value(v) for v in (1e-3, 5e-5, 0.25, 16)] == ["1e-3", "5e-5", "0.25", "16"]
+
+
+async def test_runs_training_from_before_are_picked_up_and_their_end_announced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db_path = tmp_path / "t.db"
+    project = demo_project(db_path)
+    run = finished_run(db_path, project, status="stopped")
+    db = open_database(db_path)
+    db.execute("UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?", [run.id])
+    db.close()
+    # The run's process is a stand-in: no pid to check, so nothing marks it interrupted.
+    monkeypatch.setattr("tui.app.refresh_runs", lambda db: [])
+    monkeypatch.setattr("tui.screens.train.refresh_runs", lambda db: [])
+    monkeypatch.setattr("tui.app.RUN_WATCH_SECONDS", 0.2)
+    app = TunesmithApp(db_path)
+    bells: list[bool] = []
+    # Before the app starts: its first look at the runs comes right after it mounts.
+    notes = capture_notes(app)
+    app.bell = lambda: bells.append(True)  # type: ignore[method-assign]
+    async with app.run_test(size=SIZE) as pilot:
+        await choose(pilot, "reviews")
+        await wait_until(pilot, lambda: bool(notes), "the picked-up notice")
+        assert notes[0][0] == (
+            f"Still training from before: run {run.id}. The Train area (3) follows it."
+        )
+        await pilot.press("3")
+        await settle(pilot)
+        assert "running" in shown(app.screen, "#run-title")
+        db = open_database(db_path)
+        finish_run(db, run.id, "failed", error="out of memory")
+        db.close()
+        await wait_until(pilot, lambda: len(notes) > 1, "the notice that the run ended")
+        message, options = notes[1]
+        assert message == f"Run {run.id} of reviews failed: out of memory"
+        assert options["severity"] == "error" and options["title"] == "Training failed"
+        assert bells == [True]
+        await wait_until(pilot, lambda: "failed" in shown(app.screen, "#run-title"), "failed")
+
+
+async def test_a_completed_run_whose_process_still_runs_shows_it_is_evaluating(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    db_path = tmp_path / "t.db"
+    project = demo_project(db_path)
+    run = finished_run(db_path, project)
+    # Stands in for the run's process evaluating after saving the adapter: a live process
+    # whose command line names trainer.training.run, as the liveness check reads it.
+    evaluator = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "-m", "trainer.training.run"]
+    )
+    try:
+        db = open_database(db_path)
+        db.execute("UPDATE runs SET pid = ? WHERE id = ?", [evaluator.pid, run.id])
+        db.close()
+        app = TunesmithApp(db_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await choose(pilot, "reviews")
+            await pilot.press("3")
+            await settle(pilot)
+            table = app.screen.query_one(RunsTable)
+            assert [cell.plain for cell in table.get_row_at(0)][1:] == ["completed", "evaluating…"]
+            evaluator.kill()
+            evaluator.wait()
+            evaluate(db_path, run)
+            await wait_until(
+                pilot,
+                lambda: [cell.plain for cell in table.get_row_at(0)][2] != "evaluating…",
+                "the evaluation",
+            )
+            assert "→" in [cell.plain for cell in table.get_row_at(0)][2]
+    finally:
+        evaluator.kill()
+        evaluator.wait()

@@ -1,0 +1,403 @@
+"""Answers from a base model and any number of run adapters, on one copy of the base weights."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import PeftModel
+from transformers import (
+    AutoModelForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TextIteratorStreamer,
+)
+
+from store.errors import InputError, ModelError, NotFoundError
+from trainer.control.adapter_files import check_adapter_folder
+
+# Model names are part of the HTTP protocol, so they live with the torch-free launcher.
+from trainer.control.launch import BASE_MODEL_NAME as BASE_MODEL_NAME
+from trainer.control.launch import run_model_name as run_model_name
+
+REUSED_PREFIXES = 4
+"""Conversations whose keys and values are kept (one per model name, the latest used)."""
+
+MIN_REUSED_TOKENS = 32
+"""Fewest shared leading tokens worth copying a kept cache for."""
+
+
+@dataclass(frozen=True)
+class _Prefix:
+    """The keys and values of a model's last conversation, and the tokens they cover."""
+
+    token_ids: torch.Tensor
+    cache: Any
+
+
+def shared_prefix(kept: torch.Tensor, new: torch.Tensor) -> int:
+    """How many leading tokens two 1-D token id tensors have in common."""
+    length = min(kept.shape[0], new.shape[0])
+    differ = (kept[:length] != new[:length]).nonzero()
+    return int(differ[0, 0]) if differ.numel() else length
+
+
+class UnknownModelError(NotFoundError):
+    """A model name this pool does not answer to."""
+
+
+class PromptTooLongError(InputError):
+    """A conversation that leaves the model no room to answer."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One conversation, chat-templated and tokenized, with the room left to answer in."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    max_new_tokens: int
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Number of prompt tokens."""
+        return int(self.input_ids.shape[1])
+
+
+class _StopWhenSet(StoppingCriteria):
+    """Stops generation once an event is set (the answer is no longer wanted)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self._event = event
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor | None, **kwargs: object
+    ) -> torch.BoolTensor:
+        stop = torch.full(
+            (input_ids.shape[0],), self._event.is_set(), dtype=torch.bool, device=input_ids.device
+        )
+        return stop  # type: ignore[return-value]
+
+
+class Generation:
+    """One answer being generated on a worker thread: iterate for its text, cancel to stop it.
+
+    After iteration ends, ``completion_tokens`` and ``finish_reason`` describe the answer.
+    """
+
+    def __init__(
+        self, pool: ModelPool, name: str, prompt: Prompt, sampling: dict[str, Any]
+    ) -> None:
+        self.prompt = prompt
+        self.completion_tokens = 0
+        """Tokens generated, counted once the answer is complete."""
+        self.finish_reason = "stop"
+        """``stop`` (end of answer or cancelled) or ``length`` (ran out of tokens)."""
+        self._pool = pool
+        self._streamer = TextIteratorStreamer(
+            pool.tokenizer, skip_prompt=True, skip_special_tokens=True
+        )
+        self._cancelled = threading.Event()
+        self._sequences: torch.Tensor | None = None
+        self._failure: BaseException | None = None
+        self._done = False
+        self._worker = threading.Thread(
+            target=self._produce, args=(name, sampling), name=f"generate-{name}", daemon=True
+        )
+        self._worker.start()
+
+    def cancel(self) -> None:
+        """Stop generating after the current token; safe to call from any thread, any time."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the answer was cancelled."""
+        return self._cancelled.is_set()
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        """The next non-empty piece of text; blocks until the model produces it."""
+        if not self._done:
+            for piece in self._streamer:
+                if piece:
+                    return str(piece)
+            self._done = True
+            self._finish()
+        raise StopIteration
+
+    def _produce(self, name: str, sampling: dict[str, Any]) -> None:
+        # The streamer is ended on every path, or the reading thread would wait forever.
+        try:
+            self._sequences = self._pool.run_generate(
+                name,
+                {"input_ids": self.prompt.input_ids, "attention_mask": self.prompt.attention_mask},
+                max_new_tokens=self.prompt.max_new_tokens,
+                cancelled=self._cancelled,
+                streamer=self._streamer,
+                **sampling,
+            )
+        except BaseException as error:
+            self._failure = error
+            self._streamer.end()
+            return
+        if self._sequences is None:
+            self._streamer.end()
+
+    def _finish(self) -> None:
+        self._worker.join()
+        if self._failure is not None:
+            raise ModelError(f"generation failed: {_first_line(self._failure)}")
+        if self._sequences is None:
+            return
+        completion_ids = self._sequences[0, self.prompt.prompt_tokens :].tolist()
+        self.completion_tokens = len(completion_ids)
+        ended_on_eos = bool(completion_ids) and completion_ids[-1] in self._pool.eos_token_ids
+        if self.completion_tokens >= self.prompt.max_new_tokens and not ended_on_eos:
+            self.finish_reason = "length"
+
+
+class ModelPool:
+    """One base model with named adapters; generation is serialized by a lock."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        reuse_prefixes: bool = True,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.reuse_prefixes = reuse_prefixes
+        """Whether a conversation that goes on from the last one of its model starts from the
+        keys and values already computed for it, instead of reading it all again."""
+        self._prefixes: dict[str, _Prefix] = {}
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self._base = model.eval()
+        self._peft: PeftModel | None = None
+        self._full_models: dict[str, PreTrainedModel] = {}
+        self.lock = threading.Lock()
+        # A fast tokenizer's padding settings are shared mutable state in Rust; concurrent
+        # encodes that change them fail with "Already borrowed".
+        self._encode_lock = threading.Lock()
+        eos = model.generation_config.eos_token_id
+        self.eos_token_ids: frozenset[int] = frozenset(
+            eos if isinstance(eos, list) else [] if eos is None else [eos]
+        )
+        """Token ids that end an answer."""
+
+    @property
+    def names(self) -> list[str]:
+        """Every model name this pool answers to."""
+        adapters = list(self._peft.peft_config) if self._peft is not None else []
+        return [BASE_MODEL_NAME, *adapters, *self._full_models]
+
+    def attach(self, name: str, folder: Path) -> None:
+        """Make the adapter (or full fine-tuned model) in ``folder`` answer as ``name``."""
+        if name in self.names:
+            return
+        check_adapter_folder(folder)
+        try:
+            if not (folder / "adapter_config.json").is_file():
+                # A full fine-tune: its own weights, loaded from safetensors only.
+                self._full_models[name] = AutoModelForCausalLM.from_pretrained(
+                    folder, dtype=torch.float32, use_safetensors=True
+                ).eval()
+                return
+            with self.lock:
+                if self._peft is None:
+                    self._peft = PeftModel.from_pretrained(
+                        self._base, str(folder), adapter_name=name, is_trainable=False
+                    ).eval()
+                else:
+                    self._peft.load_adapter(str(folder), adapter_name=name, is_trainable=False)
+        # peft and transformers report a broken adapter with many unrelated exception types.
+        except Exception as error:
+            raise ModelError(f"cannot load {name} from {folder}: {_first_line(error)}") from error
+
+    def check_name(self, name: str) -> None:
+        """Raise UnknownModelError unless this pool answers to ``name``."""
+        if name not in self.names:
+            raise UnknownModelError(f"no model named {name!r} (models: {', '.join(self.names)})")
+
+    @contextlib.contextmanager
+    def selected(self, name: str) -> Iterator[Any]:
+        """The model that answers as ``name``; hold ``lock`` around this."""
+        self.check_name(name)
+        if name in self._full_models:
+            yield self._full_models[name]
+        elif self._peft is None:
+            yield self._base
+        elif name == BASE_MODEL_NAME:
+            with self._peft.disable_adapter():
+                yield self._peft
+        else:
+            self._peft.set_adapter(name)
+            yield self._peft
+
+    def encode(self, conversations: list[list[dict[str, str]]]) -> dict[str, torch.Tensor]:
+        """Chat-templated, left-padded inputs ready for ``generate``."""
+        texts = [
+            self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            for messages in conversations
+        ]
+        with self._encode_lock:
+            self.tokenizer.padding_side = "left"
+            encoded: dict[str, torch.Tensor] = self.tokenizer(
+                texts, return_tensors="pt", padding=True, add_special_tokens=False
+            )
+        return encoded
+
+    def prepare(self, messages: list[dict[str, str]], max_new_tokens: int) -> Prompt:
+        """Tokenize one conversation and fit the answer's length into the model's context."""
+        try:
+            inputs = self.encode([messages])
+        # The chat template is Jinja code shipped with the model; it raises what it likes.
+        except Exception as error:
+            raise InputError(
+                f"the model's chat template rejected the messages: {_first_line(error)}"
+            ) from error
+        prompt = Prompt(inputs["input_ids"], inputs["attention_mask"], max_new_tokens)
+        context_length = getattr(self._base.config, "max_position_embeddings", None)
+        if isinstance(context_length, int):
+            if prompt.prompt_tokens >= context_length:
+                raise PromptTooLongError(
+                    f"the prompt has {prompt.prompt_tokens} tokens; "
+                    f"the model's context holds {context_length}"
+                )
+            room = context_length - prompt.prompt_tokens
+            prompt = Prompt(prompt.input_ids, prompt.attention_mask, min(max_new_tokens, room))
+        return prompt
+
+    def start(
+        self, name: str, prompt: Prompt, *, temperature: float = 0.0, top_p: float | None = None
+    ) -> Generation:
+        """Start answering ``prompt`` as ``name`` on a worker thread; iterate the result."""
+        self.check_name(name)
+        return Generation(self, name, prompt, _sampling(temperature, top_p))
+
+    def stream(
+        self,
+        name: str,
+        messages: list[dict[str, str]],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+    ) -> Iterator[str]:
+        """Text pieces of one answer as they are generated; closing early stops generation."""
+        generation = self.start(
+            name, self.prepare(messages, max_new_tokens), temperature=temperature
+        )
+        try:
+            yield from generation
+        finally:
+            generation.cancel()
+
+    def generate(
+        self,
+        name: str,
+        conversations: list[list[dict[str, str]]],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+    ) -> list[str]:
+        """Answers to several conversations at once, greedy unless ``temperature`` > 0."""
+        inputs = self.encode(conversations)
+        output = self.run_generate(
+            name, inputs, max_new_tokens=max_new_tokens, **_sampling(temperature, None)
+        )
+        assert output is not None
+        prompt_length = inputs["input_ids"].shape[1]
+        return [
+            str(self.tokenizer.decode(row[prompt_length:], skip_special_tokens=True)).strip()
+            for row in output
+        ]
+
+    def run_generate(
+        self,
+        name: str,
+        inputs: dict[str, torch.Tensor],
+        *,
+        max_new_tokens: int,
+        cancelled: threading.Event | None = None,
+        **options: Any,
+    ) -> torch.Tensor | None:
+        """The one call of ``generate``, as ``name``; None when cancelled before it began."""
+        with self.lock:
+            if cancelled is not None:
+                if cancelled.is_set():
+                    return None
+                options["stopping_criteria"] = StoppingCriteriaList([_StopWhenSet(cancelled)])
+            reusable = self.reuse_prefixes and bool(inputs["attention_mask"].all())
+            reusable = reusable and inputs["input_ids"].shape[0] == 1
+            if reusable:
+                self._start_from_prefix(name, inputs["input_ids"][0], options)
+            with self.selected(name) as model, torch.inference_mode():
+                result = model.generate(
+                    input_ids=inputs["input_ids"].to(model.device),
+                    attention_mask=inputs["attention_mask"].to(model.device),
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    return_dict_in_generate=True,
+                    **options,
+                )
+            output: torch.Tensor = result.sequences
+            if reusable:
+                self._keep_prefix(name, output[0], result.past_key_values)
+        return output
+
+    def _start_from_prefix(self, name: str, token_ids: torch.Tensor, options: Any) -> None:
+        """Hand ``generate`` the kept cache of ``name`` cut to what ``token_ids`` shares with it
+        (hold ``lock``). A chat's next turn then reads only its new tokens.
+
+        The cache is taken, not copied: ``generate`` extends it in place, and what it returns
+        is kept in its stead, so a model holds one conversation's keys and values at a time.
+        """
+        kept = self._prefixes.pop(name, None)
+        if kept is None:
+            return
+        # The last prompt token is always read again: its logits give the first answer token.
+        shared = min(shared_prefix(kept.token_ids, token_ids.cpu()), token_ids.shape[0] - 1)
+        if shared >= MIN_REUSED_TOKENS:
+            surplus = kept.token_ids.shape[0] - shared
+            if surplus:
+                # A negative count removes that many tokens from the end.
+                kept.cache.crop(-surplus)
+            options["past_key_values"] = kept.cache
+
+    def _keep_prefix(self, name: str, sequence: torch.Tensor, cache: Any) -> None:
+        """Keep the cache ``generate`` built for ``sequence`` as the latest of ``name``."""
+        # Only a cache that can be cut back to a shared prefix is of use (not a sliding one).
+        if cache is None or not hasattr(cache, "crop"):
+            return
+        length = int(cache.get_seq_length())
+        self._prefixes[name] = _Prefix(sequence[:length].cpu(), cache)
+        while len(self._prefixes) > REUSED_PREFIXES:
+            del self._prefixes[next(iter(self._prefixes))]
+
+
+def _sampling(temperature: float, top_p: float | None) -> dict[str, Any]:
+    if temperature <= 0:
+        return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    sampling: dict[str, Any] = {"do_sample": True, "temperature": temperature}
+    if top_p is not None:
+        sampling["top_p"] = top_p
+    return sampling
+
+
+def _first_line(error: BaseException) -> str:
+    """The first non-empty line of an exception's message."""
+    for line in str(error).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(error).__name__

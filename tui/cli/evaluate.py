@@ -1,0 +1,250 @@
+"""The command line's evaluation and export commands; their torch work runs in a child process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import sqlite_utils
+
+from store.errors import InputError, TunesmithError
+from store.evals import EvalItem, Evaluation, evaluation_items, latest_evaluation
+from store.projects import Project, get_project, get_project_by_id
+from store.runs import Run, get_run, latest_completed_run
+from trainer.control.jobs import is_run_process_alive
+from trainer.control.scoring import METRICS, compared_metrics
+from trainer.control.snapshot import EVAL_FILE, read_snapshot_rows
+from tui.cli.state import CliState, pass_state
+from tui.safe_text import json_text, one_line, terminal_safe
+
+WAIT_POLL_SECONDS = 0.5
+"""How often to look whether a just-completed run has finished evaluating itself."""
+
+ITEM_WIDTH = 72
+"""Characters of each prompt, reference and answer shown by ``eval --items``."""
+
+
+def run_to_evaluate(db: sqlite_utils.Database, project: Project, run_id: int | None) -> Run:
+    """Run ``run_id`` of ``project``, or its latest completed run; it must be completed."""
+    if run_id is None:
+        latest = latest_completed_run(db, project.id)
+        if latest is None:
+            raise InputError(
+                f"project {project.name!r} has no completed run; train one: "
+                f"tunesmith train {project.name}"
+            )
+        return latest
+    run = get_run(db, run_id)
+    if run.project_id != project.id:
+        owner = get_project_by_id(db, run.project_id)
+        raise InputError(f"run {run.id} belongs to project {owner.name!r}, not {project.name!r}")
+    if run.status != "completed":
+        raise InputError(f"run {run.id} is {run.status}; only completed runs are evaluated")
+    return run
+
+
+def evaluation_record(evaluation: Evaluation) -> dict[str, Any]:
+    """An evaluation as the JSON that ``eval --json`` prints: every metric, None where unused."""
+    return {
+        "run": evaluation.run_id,
+        "n": evaluation.n,
+        "base": {metric: evaluation.base.get(metric) for metric in METRICS},
+        "tuned": {metric: evaluation.tuned.get(metric) for metric in METRICS},
+    }
+
+
+def evaluation_table(evaluation: Evaluation) -> list[str]:
+    """Base against tuned for each metric that applies, with the change, as aligned lines."""
+    lines = [f"{'metric':<18} {'base':>7} {'tuned':>7} {'change':>12}"]
+    for label, base, tuned in compared_metrics(evaluation.base, evaluation.tuned):
+        change = f"{(tuned - base) * 100:+.1f} pts"
+        lines.append(f"{label:<18} {base:>7.1%} {tuned:>7.1%} {change:>12}")
+    return lines
+
+
+def item_lines(number: int, item: EvalItem) -> list[str]:
+    """One eval row: the prompt, the reference and both answers, each on one safe line."""
+    return [
+        f"[{number}] {one_line(item.prompt, ITEM_WIDTH)}",
+        f"    reference  {one_line(item.reference, ITEM_WIDTH)}",
+        f"    base       {one_line(item.base_output, ITEM_WIDTH)}",
+        f"    tuned      {one_line(item.tuned_output, ITEM_WIDTH)}",
+    ]
+
+
+def run_trainer_module(module: str, arguments: list[str]) -> None:
+    """Run ``python -m module``; its output is progress on stderr, its failure one error."""
+    command = [sys.executable, "-m", module, *arguments]
+    environment = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "TQDM_DISABLE": "1",
+    }
+    # Warnings and tracebacks go to a file: only the child's one-line error is shown.
+    with tempfile.TemporaryFile() as error_log:
+        with subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=error_log,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=environment,
+        ) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                click.echo(terminal_safe(line.rstrip("\n")), err=True)
+        if process.returncode != 0:
+            error_log.seek(0)
+            errors = error_log.read().decode("utf-8", errors="replace")
+            raise TunesmithError(_failure_message(module, errors, process.returncode))
+
+
+def _failure_message(module: str, errors: str, returncode: int) -> str:
+    lines = [line.strip() for line in errors.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("error: "):
+            return terminal_safe(line.removeprefix("error: "))
+    if returncode < 0:
+        return f"{module} was killed by signal {-returncode}"
+    last = one_line(lines[-1], 200) if lines else "no message"
+    return f"{module} failed (exit status {returncode}): {last}"
+
+
+@click.command("eval")
+@click.argument("name")
+@click.option(
+    "--run", "run_id", type=int, help="Run to evaluate (default: the latest completed run)."
+)
+@click.option("--again", is_flag=True, help="Evaluate afresh even when a result is stored.")
+@click.option("--items", "show_items", is_flag=True, help="Also show every eval row's answers.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def eval_command(
+    state: CliState,
+    name: str,
+    run_id: int | None,
+    again: bool,
+    show_items: bool,
+    as_json: bool,
+) -> None:
+    """Score base and tuned answers to the eval rows of project NAME.
+
+    A completed run evaluates itself, so its stored result is shown at once; without one
+    (or with --again) the eval rows are answered now, greedily, by both models.
+    """
+    db = state.db()
+    project = get_project(db, name)
+    run = run_to_evaluate(db, project, run_id)
+    evaluation = None if again else latest_evaluation(db, run.id)
+    if evaluation is None:
+        evaluation = _evaluate(db, state.db_path, run, again=again)
+    if as_json:
+        record = evaluation_record(evaluation)
+        if show_items:
+            record["items"] = [
+                {
+                    "example_id": item.example_id,
+                    "prompt": item.prompt,
+                    "reference": item.reference,
+                    "base": item.base_output,
+                    "tuned": item.tuned_output,
+                    "base_scores": item.base_scores,
+                    "tuned_scores": item.tuned_scores,
+                }
+                for item in evaluation_items(db, evaluation.id)
+            ]
+        click.echo(json_text(record))
+        return
+    click.echo(
+        f"Run {run.id} of {project.name!r}: {evaluation.n} eval rows, greedy answers"
+        f" (evaluated {evaluation.created_at[:16].replace('T', ' ')} UTC)"
+    )
+    for line in evaluation_table(evaluation):
+        click.echo(line)
+    if show_items:
+        for number, item in enumerate(evaluation_items(db, evaluation.id), start=1):
+            click.echo()
+            for line in item_lines(number, item):
+                click.echo(line)
+    else:
+        click.echo(f"Every row's answers: tunesmith eval {project.name} --run {run.id} --items")
+
+
+def _evaluate(db: sqlite_utils.Database, db_path: Path, run: Run, *, again: bool) -> Evaluation:
+    """Wait for the run's own evaluation or make a new one; return the stored result."""
+    assert run.run_dir is not None
+    eval_rows = read_snapshot_rows(Path(run.run_dir) / EVAL_FILE)
+    if not eval_rows:
+        raise InputError(
+            f"run {run.id} has no eval rows to score; give some examples the eval split "
+            "(tunesmith examples import NAME FILE --split eval) and train again"
+        )
+    previous = latest_evaluation(db, run.id)
+    if not again and run.pid is not None and is_run_process_alive(run.pid):
+        click.echo(
+            f"Run {run.id} is evaluating itself; waiting (Ctrl-C stops waiting)...", err=True
+        )
+        while is_run_process_alive(run.pid):
+            time.sleep(WAIT_POLL_SECONDS)
+        finished = latest_evaluation(db, run.id)
+        if finished is not None:
+            return finished
+    click.echo(f"Evaluating run {run.id}: {len(eval_rows)} eval rows, base and tuned...", err=True)
+    run_trainer_module("trainer.evaluation", ["--db", str(db_path), "--run-id", str(run.id)])
+    evaluation = latest_evaluation(db, run.id)
+    if evaluation is None or (previous is not None and evaluation.id == previous.id):
+        raise TunesmithError(f"the evaluation of run {run.id} ended without storing a result")
+    return evaluation
+
+
+@click.command("export")
+@click.argument("run_id", type=int)
+@click.argument("directory", metavar="DIR", type=click.Path(path_type=Path))
+@click.option(
+    "--merged",
+    is_flag=True,
+    help="Merge the adapter into the base weights: a full model transformers loads alone.",
+)
+@click.option("--force", is_flag=True, help="Replace DIR even when it is not empty.")
+@pass_state
+def export_command(
+    state: CliState, run_id: int, directory: Path, merged: bool, force: bool
+) -> None:
+    """Write run RUN_ID's adapter, tokenizer and a model card (README.md) to DIR.
+
+    Only safetensors, JSON and text are written, into a new folder renamed into place when
+    complete. A full fine-tuned run exports its whole model.
+    """
+    run = get_run(state.db(), run_id)
+    if run.status != "completed":
+        raise InputError(f"run {run.id} is {run.status}; only completed runs are exported")
+    target = directory.expanduser().absolute()
+    arguments = ["--db", str(state.db_path), "--run-id", str(run.id), "--dir", str(target)]
+    arguments += (["--merged"] if merged else []) + (["--force"] if force else [])
+    run_trainer_module("trainer.export", arguments)
+    files = sorted(path.name for path in target.iterdir() if path.is_file())
+    what = "LoRA adapter" if "adapter_config.json" in files else "full model"
+    click.echo(f"Exported run {run.id} ({what}) to {terminal_safe(str(target))}:")
+    for name in files:
+        size = (target / name).stat().st_size
+        click.echo(f"  {terminal_safe(name):<28} {_size(size):>9}")
+    click.echo(f"How to load it: {terminal_safe(str(target / 'README.md'))}")
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"

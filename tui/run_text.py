@@ -1,0 +1,129 @@
+"""How runs and their results read in the Train area and in notifications."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+
+from store.evals import Evaluation
+from store.runs import Run, RunMetric
+from trainer.control.scoring import METRIC_LABELS, compared_metrics
+from tui.widgets.theme_colors import theme_color
+
+STATUS_STYLES = {
+    "queued": "text-secondary",
+    "running": "text-primary",
+    "completed": "text-success",
+    "failed": "text-error",
+    "stopped": "text-warning",
+    "interrupted": "text-warning",
+}
+"""Theme variable that colours each run status (each a plain colour in every theme)."""
+
+
+def status_style(variables: dict[str, str], status: str) -> str:
+    """The Rich style of ``status`` in the app's theme (none where Rich cannot use it)."""
+    return theme_color(variables, STATUS_STYLES.get(status, ""))
+
+
+LOG_TAIL_BYTES = 8192
+"""How much of the end of a run's log is read for its last lines."""
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``1m05s`` style durations; ``?`` when unknown."""
+    if seconds is None:
+        return "?"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def primary_metric(evaluation: Evaluation) -> str:
+    """The metric a run is summed up by: JSON equality for JSON tasks, else exact match."""
+    if evaluation.tuned.get("json_equal") is not None:
+        return "json_equal"
+    return "exact_match"
+
+
+def result_cell(run: Run, evaluation: Evaluation | None, *, evaluating: bool = False) -> str:
+    """The history table's summary of a run: ``0%→95%`` once evaluated, ``evaluating…`` while
+    its process evaluates it, else its steps."""
+    if evaluation is not None:
+        metric = primary_metric(evaluation)
+        base, tuned = evaluation.base.get(metric), evaluation.tuned.get(metric)
+        if base is not None and tuned is not None:
+            return f"{base:.0%}→{tuned:.0%}"
+    if run.status == "completed":
+        return "evaluating…" if evaluating else "no eval"
+    return f"{run.current_step}/{run.max_steps or '?'}"
+
+
+def evaluation_lines(evaluation: Evaluation) -> list[Text]:
+    """Base against tuned for each metric that applies, e.g. ``exact match  0% → 95%``."""
+    lines = [Text(f"Held-out eval on {evaluation.n} rows, base → tuned:", style="bold")]
+    width = max(len(label) for label in METRIC_LABELS.values())
+    for label, base, tuned in compared_metrics(evaluation.base, evaluation.tuned):
+        change = (tuned - base) * 100
+        lines.append(
+            Text.assemble(
+                f"  {label:<{width}}  {base:>6.1%} → ",
+                (f"{tuned:.1%}", "bold"),
+                f"  ({change:+.1f} pts)",
+            )
+        )
+    return lines
+
+
+def stats_line(metrics: list[RunMetric]) -> str:
+    """The latest loss, eval loss, speed and ETA, e.g. ``loss 1.23 · 950 tok/s · ETA 1m05s``."""
+    last_loss = next((m for m in reversed(metrics) if m.loss is not None), None)
+    last_eval = next((m for m in reversed(metrics) if m.eval_loss is not None), None)
+    parts = []
+    if last_loss is not None and last_loss.loss is not None:
+        parts.append(f"loss {last_loss.loss:.4f}")
+    if last_eval is not None and last_eval.eval_loss is not None:
+        parts.append(f"eval loss {last_eval.eval_loss:.4f}")
+    if last_loss is not None and last_loss.tokens_per_second is not None:
+        parts.append(f"{last_loss.tokens_per_second:,.0f} tok/s")
+    if last_loss is not None and last_loss.eta_seconds is not None:
+        parts.append(f"ETA {format_seconds(last_loss.eta_seconds)}")
+    return " · ".join(parts) if parts else "no step logged yet"
+
+
+def run_outcome(run: Run, project_name: str) -> tuple[str, str, bool]:
+    """(title, line, failed) announcing that ``run`` ended."""
+    where = f"Run {run.id} of {project_name}"
+    if run.status == "completed":
+        return "Training finished", f"{where} completed. Compare it in area 4.", False
+    if run.status == "stopped":
+        return (
+            "Training stopped",
+            f"{where} stopped at step {run.current_step}; r in Train resumes it.",
+            False,
+        )
+    reason = f": {run.error}" if run.error else ""
+    return f"Training {run.status}", f"{where} {run.status}{reason}", True
+
+
+def read_log_tail(log_path: str | None, lines: int) -> tuple[str, ...]:
+    """The last ``lines`` lines of a run's log (what a carriage return overwrote left out)."""
+    if not log_path:
+        return ()
+    try:
+        with Path(log_path).open("rb") as log:
+            log.seek(0, 2)
+            size = log.tell()
+            log.seek(max(0, size - LOG_TAIL_BYTES))
+            data = log.read()
+    except OSError:
+        return ()
+    text = data.decode("utf-8", errors="replace")
+    kept = [line.rsplit("\r", 1)[-1] for line in text.splitlines() if line.strip()]
+    if size > LOG_TAIL_BYTES and kept:
+        # The first line read is probably cut in the middle.
+        kept = kept[1:]
+    return tuple(kept[-lines:])
