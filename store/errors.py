@@ -54,3 +54,14 @@ def is_disk_full(error: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def one_line_reason(error: BaseException, limit: int = 300) -> str:
+    """An exception as one short line: a tunesmith error's message, else the type and the first
+    line of its text (a traceback is for a bug report; this line is what a person reads)."""
+    if isinstance(error, TunesmithError):
+        text = " ".join(error.message.split())
+    else:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

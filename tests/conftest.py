@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from store.config import CONFIG_FILE_ENV, SETTINGS
 from store.database import open_database
 from store.examples import NewExample, add_examples, prompt_response
 from store.projects import create_project
-from trainer.jobs import plan_for_project, prepare_run
+from trainer.control.jobs import plan_for_project, prepare_run
 
 # Set before any test module imports huggingface_hub, which reads it once at import time.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -26,8 +27,8 @@ TINY_MODEL_CONTEXT = 512
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Give every test its own empty tunesmith home, no agent model, and the Hugging Face hub
-    offline."""
+    """Give every test its own empty tunesmith home, no config file or agent model, and the
+    Hugging Face hub offline."""
     home = tmp_path / "tunesmith-home"
     monkeypatch.setenv("TUNESMITH_HOME", str(home))
     monkeypatch.delenv("TUNESMITH_DB", raising=False)
@@ -35,12 +36,12 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     # The agent runs guided unless a test configures a model: a developer's own settings
     # must not turn the app's and the CLI's tests to model mode.
     for name in (
-        "TUNESMITH_AGENT_MODEL",
-        "TUNESMITH_AGENT_BASE_URL",
         "TUNESMITH_AGENT_API_KEY",
         "OPENAI_API_KEY",
+        *(variable for keys in SETTINGS.values() for variable in keys.values()),
     ):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(CONFIG_FILE_ENV, str(tmp_path / "config.toml"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     yield home
 
@@ -126,7 +127,15 @@ def completed_tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir:
         plan = plan_for_project(db, project, {"max_steps": 6, "batch_size": 4})
         run = prepare_run(db, project, plan)
         subprocess.run(
-            [sys.executable, "-m", "trainer.run", "--db", str(db_path), "--run-id", str(run.id)],
+            [
+                sys.executable,
+                "-m",
+                "trainer.training.run",
+                "--db",
+                str(db_path),
+                "--run-id",
+                str(run.id),
+            ],
             check=True,
             capture_output=True,
             env={**os.environ, "TUNESMITH_HOME": str(home)},
