@@ -31,8 +31,8 @@ def atomic_text_file(path: Path, *, mode: int = 0o600) -> Iterator[IO[str]]:
     """A text handle whose contents replace ``path`` whole when the block ends without error."""
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        os.fchmod(descriptor, mode)
         with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as handle:
+            os.fchmod(handle.fileno(), mode)
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

@@ -10,7 +10,8 @@ import sqlite_utils
 
 from store.clock import now_iso
 from store.database import write_transaction
-from store.errors import InputError, NotFoundError
+from store.errors import NotFoundError
+from store.vocabulary import PREFERENCES, Preference, check_choice
 
 
 @dataclass(frozen=True)
@@ -103,10 +104,6 @@ def evaluation_items(db: sqlite_utils.Database, eval_id: int) -> list[EvalItem]:
     return [stored.item for stored in stored_evaluation_items(db, eval_id)]
 
 
-PREFERENCES = ("base", "tuned", "tie")
-"""What a person may prefer in a blind A/B comparison of one eval item."""
-
-
 @dataclass(frozen=True)
 class StoredEvalItem:
     """An eval item as stored: its row id and the person's recorded preference, if any."""
@@ -114,7 +111,7 @@ class StoredEvalItem:
     id: int
     eval_id: int
     item: EvalItem
-    preference: str | None
+    preference: Preference | None
 
 
 def stored_evaluation_items(db: sqlite_utils.Database, eval_id: int) -> list[StoredEvalItem]:
@@ -138,7 +135,7 @@ def stored_evaluation_items(db: sqlite_utils.Database, eval_id: int) -> list[Sto
     ]
 
 
-def set_preference(db: sqlite_utils.Database, item_id: int, preference: str | None) -> None:
+def set_preference(db: sqlite_utils.Database, item_id: int, preference: Preference | None) -> None:
     """Record which answer a person preferred for an eval item (None clears it)."""
     if preference is not None:
         _check_preference(preference)
@@ -156,7 +153,7 @@ class PromptVote:
     prompt: str
     base_output: str
     tuned_output: str
-    preference: str
+    preference: Preference
 
 
 def add_prompt_vote(db: sqlite_utils.Database, vote: PromptVote) -> int:
@@ -180,7 +177,7 @@ def add_prompt_vote(db: sqlite_utils.Database, vote: PromptVote) -> int:
 
 def prompt_vote_counts(db: sqlite_utils.Database, run_id: int) -> dict[str, int]:
     """How often each answer of run ``run_id`` was preferred on typed prompts."""
-    counts = dict.fromkeys(PREFERENCES, 0)
+    counts: dict[str, int] = dict.fromkeys(PREFERENCES, 0)
     rows = db.query(
         "SELECT preference, COUNT(*) AS n FROM prompt_votes WHERE run_id = ? GROUP BY preference",
         [run_id],
@@ -191,5 +188,4 @@ def prompt_vote_counts(db: sqlite_utils.Database, run_id: int) -> dict[str, int]
 
 
 def _check_preference(preference: str) -> None:
-    if preference not in PREFERENCES:
-        raise InputError(f"preference: {preference!r} is not one of {', '.join(PREFERENCES)}")
+    check_choice("preference", preference, PREFERENCES)

@@ -5,15 +5,23 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
 
 import sqlite_utils
 
 from store.clock import now_iso
 from store.database import write_transaction
 from store.errors import InputError, NotFoundError
-from store.schema import EXAMPLE_SOURCES, EXAMPLE_SPLITS, EXAMPLE_STATUSES
+from store.vocabulary import (
+    EXAMPLE_SOURCES,
+    EXAMPLE_SPLITS,
+    EXAMPLE_STATUSES,
+    ExampleSource,
+    ExampleSplit,
+    ExampleStatus,
+    check_choice,
+)
 
 ROLES = ("system", "user", "assistant")
 MAX_CONTENT_CHARS = 100_000
@@ -22,6 +30,8 @@ EVAL_PERCENT = 15
 """Share of rows that ``--split auto`` holds out for evaluation."""
 
 SplitMode = Literal["train", "eval", "auto"]
+"""Where ``add_examples`` puts rows: one split, or ``auto`` (the file's, else a stable one)."""
+SPLIT_MODES: tuple[SplitMode, ...] = get_args(SplitMode)
 
 
 @dataclass(frozen=True)
@@ -38,8 +48,8 @@ class NewExample:
 
     messages: tuple[ChatMessage, ...]
     tags: tuple[str, ...] = ()
-    split: str | None = None
-    status: str | None = None
+    split: ExampleSplit | None = None
+    status: ExampleStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -50,9 +60,9 @@ class Example:
     project_id: int
     messages: tuple[ChatMessage, ...]
     content_hash: str
-    source: str
-    status: str
-    split: str
+    source: ExampleSource
+    status: ExampleStatus
+    split: ExampleSplit
     tags: tuple[str, ...]
     version: int
     created_at: str
@@ -77,8 +87,8 @@ class ExampleVersion:
     example_id: int
     version: int
     messages: tuple[ChatMessage, ...]
-    status: str
-    split: str
+    status: ExampleStatus
+    split: ExampleSplit
     tags: tuple[str, ...]
     recorded_at: str
 
@@ -164,7 +174,7 @@ def content_hash(messages: Sequence[ChatMessage]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def auto_split(digest: str) -> str:
+def auto_split(digest: str) -> ExampleSplit:
     """The split ``--split auto`` gives a row: a stable ~15% of hashes go to eval."""
     return "eval" if int(digest[:8], 16) % 100 < EVAL_PERCENT else "train"
 
@@ -174,18 +184,18 @@ def add_examples(
     project_id: int,
     new_examples: Iterable[NewExample],
     *,
-    source: str,
+    source: ExampleSource,
     split_mode: SplitMode = "auto",
-    status: str = "approved",
+    status: ExampleStatus = "approved",
 ) -> AddResult:
     """Insert examples in one transaction, skipping any already present in the project.
 
     With ``split_mode="auto"`` a row keeps the split its file gave it, else gets a stable one.
     A status given by the file (as in an export) wins over ``status``.
     """
-    _check_choice("source", source, EXAMPLE_SOURCES)
-    _check_choice("status", status, EXAMPLE_STATUSES)
-    _check_choice("split", split_mode, (*EXAMPLE_SPLITS, "auto"))
+    check_choice("source", source, EXAMPLE_SOURCES)
+    check_choice("status", status, EXAMPLE_STATUSES)
+    check_choice("split", split_mode, SPLIT_MODES)
     counts = {"added": 0, "duplicates": 0, "train": 0, "eval": 0}
     timestamp = now_iso()
     with write_transaction(db):
@@ -195,8 +205,8 @@ def add_examples(
             if split_mode == "auto":
                 split = example.split or auto_split(digest)
             row_status = example.status or status
-            _check_choice("split", split, EXAMPLE_SPLITS)
-            _check_choice("status", row_status, EXAMPLE_STATUSES)
+            check_choice("split", split, EXAMPLE_SPLITS)
+            check_choice("status", row_status, EXAMPLE_STATUSES)
             cursor = db.execute(
                 "INSERT OR IGNORE INTO examples (project_id, messages, content_hash, source,"
                 " status, split, tags, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -244,20 +254,20 @@ def update_example(
     example_id: int,
     *,
     messages: tuple[ChatMessage, ...] | None = None,
-    status: str | None = None,
-    split: str | None = None,
+    status: ExampleStatus | None = None,
+    split: ExampleSplit | None = None,
     tags: tuple[str, ...] | None = None,
 ) -> Example:
     """Change an example, keeping its previous version in the history."""
     if status is not None:
-        _check_choice("status", status, EXAMPLE_STATUSES)
+        check_choice("status", status, EXAMPLE_STATUSES)
     if split is not None:
-        _check_choice("split", split, EXAMPLE_SPLITS)
+        check_choice("split", split, EXAMPLE_SPLITS)
     if messages is not None:
         messages = validate_messages(messages_to_json(messages))
     with write_transaction(db):
-        current = _live_example(db, example_id)
-        _record_version(db, current)
+        current = live_example(db, example_id)
+        record_version(db, current)
         new_messages = messages if messages is not None else current.messages
         db.execute(
             "UPDATE examples SET messages = ?, content_hash = ?, status = ?, split = ?, tags = ?,"
@@ -278,8 +288,8 @@ def update_example(
 def remove_example(db: sqlite_utils.Database, example_id: int) -> Example:
     """Remove an example from the project; the row and its history stay for undo."""
     with write_transaction(db):
-        current = _live_example(db, example_id)
-        _record_version(db, current)
+        current = live_example(db, example_id)
+        record_version(db, current)
         timestamp = now_iso()
         db.execute(
             "UPDATE examples SET deleted_at = ?, updated_at = ?, version = version + 1"
@@ -296,7 +306,7 @@ def example_history(db: sqlite_utils.Database, example_id: int) -> list[ExampleV
         ExampleVersion(
             example_id=row["example_id"],
             version=row["version"],
-            messages=_messages_from_json(row["messages"]),
+            messages=messages_from_json(row["messages"]),
             status=row["status"],
             split=row["split"],
             tags=tuple(json.loads(row["tags"])),
@@ -308,14 +318,16 @@ def example_history(db: sqlite_utils.Database, example_id: int) -> list[ExampleV
     ]
 
 
-def _live_example(db: sqlite_utils.Database, example_id: int) -> Example:
+def live_example(db: sqlite_utils.Database, example_id: int) -> Example:
+    """The example with id ``example_id``; NotFoundError when it was removed."""
     example = get_example(db, example_id)
     if example.deleted_at is not None:
         raise NotFoundError(f"example {example_id} was removed")
     return example
 
 
-def _record_version(db: sqlite_utils.Database, example: Example) -> None:
+def record_version(db: sqlite_utils.Database, example: Example) -> None:
+    """Keep ``example`` as it is now in its history, before it changes."""
     db.execute(
         "INSERT INTO example_versions (example_id, version, messages, status, split, tags,"
         " recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -335,7 +347,7 @@ def _example_from_row(row: dict[str, Any]) -> Example:
     return Example(
         id=row["id"],
         project_id=row["project_id"],
-        messages=_messages_from_json(row["messages"]),
+        messages=messages_from_json(row["messages"]),
         content_hash=row["content_hash"],
         source=row["source"],
         status=row["status"],
@@ -348,13 +360,9 @@ def _example_from_row(row: dict[str, Any]) -> Example:
     )
 
 
-def _messages_from_json(text: str) -> tuple[ChatMessage, ...]:
+def messages_from_json(text: str) -> tuple[ChatMessage, ...]:
+    """A stored ``messages`` column as typed turns."""
     return tuple(ChatMessage(m["role"], m["content"]) for m in json.loads(text))
-
-
-def _check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise InputError(f"{field}: {value!r} is not one of {', '.join(choices)}")
 
 
 def json_kind(value: object) -> str:
@@ -372,125 +380,3 @@ def json_kind(value: object) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
-
-
-@dataclass(frozen=True)
-class ExampleUpdate:
-    """A change of status and/or split for one example, as a bulk update takes it."""
-
-    example_id: int
-    status: str | None = None
-    split: str | None = None
-
-
-def update_examples(db: sqlite_utils.Database, updates: Iterable[ExampleUpdate]) -> list[Example]:
-    """Change the status and/or split of many examples in one transaction, keeping history."""
-    updates = list(updates)
-    for update in updates:
-        if update.status is not None:
-            _check_choice("status", update.status, EXAMPLE_STATUSES)
-        if update.split is not None:
-            _check_choice("split", update.split, EXAMPLE_SPLITS)
-    timestamp = now_iso()
-    with write_transaction(db):
-        for update in updates:
-            current = _live_example(db, update.example_id)
-            _record_version(db, current)
-            db.execute(
-                "UPDATE examples SET status = ?, split = ?, version = version + 1,"
-                " updated_at = ? WHERE id = ?",
-                [
-                    update.status or current.status,
-                    update.split or current.split,
-                    timestamp,
-                    update.example_id,
-                ],
-            )
-    return [get_example(db, update.example_id) for update in updates]
-
-
-def edit_example(
-    db: sqlite_utils.Database,
-    example_id: int,
-    *,
-    messages: tuple[ChatMessage, ...],
-    tags: tuple[str, ...],
-) -> Example:
-    """Replace an example's conversation and tags; refuse one another live example already has."""
-    messages = validate_messages(messages_to_json(messages))
-    current = _live_example(db, example_id)
-    duplicate = _live_duplicate(db, current.project_id, content_hash(messages), example_id)
-    if duplicate is not None:
-        raise InputError(f"example {duplicate} already has exactly this conversation")
-    return update_example(db, example_id, messages=messages, tags=tags)
-
-
-def remove_examples(db: sqlite_utils.Database, example_ids: Iterable[int]) -> list[Example]:
-    """Remove many examples in one transaction; rows and history stay for undo."""
-    example_ids = list(example_ids)
-    timestamp = now_iso()
-    with write_transaction(db):
-        for example_id in example_ids:
-            _record_version(db, _live_example(db, example_id))
-            db.execute(
-                "UPDATE examples SET deleted_at = ?, updated_at = ?, version = version + 1"
-                " WHERE id = ?",
-                [timestamp, timestamp, example_id],
-            )
-    return [get_example(db, example_id) for example_id in example_ids]
-
-
-def restore_example(db: sqlite_utils.Database, example_id: int) -> Example:
-    """Bring a removed example back as it was when removed."""
-    removed = get_example(db, example_id)
-    if removed.deleted_at is None:
-        raise InputError(f"example {example_id} was not removed")
-    return restore_examples(db, [replace(removed, deleted_at=None)])[0]
-
-
-def restore_examples(db: sqlite_utils.Database, earlier: Iterable[Example]) -> list[Example]:
-    """Put examples back to the given earlier states (content, status, split, tags, removed or
-    not) in one transaction, each change kept in the history: the undo of any edit."""
-    earlier = list(earlier)
-    timestamp = now_iso()
-    with write_transaction(db):
-        for before in earlier:
-            current = get_example(db, before.id)
-            digest = content_hash(before.messages)
-            if before.deleted_at is None:
-                duplicate = _live_duplicate(db, current.project_id, digest, before.id)
-                if duplicate is not None:
-                    raise InputError(
-                        f"cannot bring back example {before.id}: "
-                        f"example {duplicate} now has the same conversation"
-                    )
-            _record_version(db, current)
-            db.execute(
-                "UPDATE examples SET messages = ?, content_hash = ?, status = ?, split = ?,"
-                " tags = ?, deleted_at = ?, version = version + 1, updated_at = ? WHERE id = ?",
-                [
-                    json.dumps(messages_to_json(before.messages), ensure_ascii=False),
-                    digest,
-                    before.status,
-                    before.split,
-                    json.dumps(list(before.tags), ensure_ascii=False),
-                    before.deleted_at,
-                    timestamp,
-                    before.id,
-                ],
-            )
-    return [get_example(db, before.id) for before in earlier]
-
-
-def _live_duplicate(
-    db: sqlite_utils.Database, project_id: int, digest: str, except_id: int
-) -> int | None:
-    """The id of another live example of the project with this content hash, if any."""
-    rows = list(
-        db.query(
-            "SELECT id FROM examples WHERE project_id = ? AND content_hash = ?"
-            " AND deleted_at IS NULL AND id != ? LIMIT 1",
-            [project_id, digest, except_id],
-        )
-    )
-    return int(rows[0]["id"]) if rows else None

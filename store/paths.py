@@ -7,6 +7,8 @@ from pathlib import Path
 
 import platformdirs
 
+from store.projects import DEFAULT_BASE_MODEL
+
 DB_FILENAME = "tunesmith.db"
 
 
@@ -31,6 +33,11 @@ def models_dir() -> Path:
     return home_dir() / "models"
 
 
+def embedded_model_dir() -> Path:
+    """Folder of the embedded base model once converted (it may not exist yet)."""
+    return models_dir() / DEFAULT_BASE_MODEL
+
+
 def runs_dir() -> Path:
     """Folder holding one sub-folder per training run."""
     return home_dir() / "runs"
@@ -40,11 +47,3 @@ def ensure_private_dir(path: Path) -> Path:
     """Create ``path`` (and parents) readable by the owner only, and return it."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path``, created readable by the owner only (run files are the
-    user's data, and a process's umask may be lax)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)

@@ -17,10 +17,12 @@ import sqlite_utils
 from store.clock import now_iso
 from store.database import write_transaction
 from store.errors import InputError, NotFoundError
-from store.schema import RUN_STATUSES
+from store.vocabulary import RUN_STATUSES, RunStatus
 
-ACTIVE_STATUSES = ("queued", "running")
-RESUMABLE_STATUSES = ("stopped", "interrupted", "failed")
+ACTIVE_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
+"""A run in one of these has (or is about to have) a live process."""
+RESUMABLE_STATUSES: tuple[RunStatus, ...] = ("stopped", "interrupted", "failed")
+"""A run in one of these can go on from its last complete checkpoint."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class Run:
 
     id: int
     project_id: int
-    status: str
+    status: RunStatus
     config: dict[str, Any]
     dataset_hash: str | None
     dataset_size: int | None
@@ -203,7 +205,7 @@ def set_checkpoint(db: sqlite_utils.Database, run_id: int, step: int) -> None:
 def finish_run(
     db: sqlite_utils.Database,
     run_id: int,
-    status: str,
+    status: RunStatus,
     *,
     error: str | None = None,
     adapter_path: str | None = None,

@@ -6,15 +6,6 @@ import sqlite_utils
 
 MIGRATIONS = sqlite_utils.Migrations("tunesmith")
 
-EXAMPLE_SOURCES = ("typed", "imported", "drafted", "from-compare")
-EXAMPLE_STATUSES = ("pending", "approved", "rejected")
-EXAMPLE_SPLITS = ("train", "eval")
-RUN_STATUSES = ("queued", "running", "completed", "failed", "stopped", "interrupted")
-
-
-def _choices(values: tuple[str, ...]) -> str:
-    return ", ".join(f"'{value}'" for value in values)
-
 
 def _execute_all(db: sqlite_utils.Database, script: str) -> None:
     """Run each statement of ``script`` inside the migration's transaction.
@@ -28,16 +19,20 @@ def _execute_all(db: sqlite_utils.Database, script: str) -> None:
 
 @MIGRATIONS()
 def m001_initial(db: sqlite_utils.Database) -> None:
-    """Projects, interview messages, examples with history, runs, metrics and evaluations."""
+    """Projects, interview messages, examples with history, runs, metrics and evaluations.
+
+    Its CHECK lists are the words as released, written out: a word added to
+    ``store.vocabulary`` later needs a migration of its own.
+    """
     _execute_all(
         db,
-        f"""
+        """
         CREATE TABLE projects (
             id INTEGER PRIMARY KEY,
             name TEXT NOT NULL UNIQUE,
             base_model TEXT NOT NULL,
             system_prompt TEXT,
-            task_spec TEXT NOT NULL DEFAULT '{{}}',
+            task_spec TEXT NOT NULL DEFAULT '{}',
             created_at TEXT NOT NULL,
             updated_at TEXT NOT NULL
         );
@@ -54,9 +49,9 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
             messages TEXT NOT NULL,
             content_hash TEXT NOT NULL,
-            source TEXT NOT NULL CHECK (source IN ({_choices(EXAMPLE_SOURCES)})),
-            status TEXT NOT NULL CHECK (status IN ({_choices(EXAMPLE_STATUSES)})),
-            split TEXT NOT NULL CHECK (split IN ({_choices(EXAMPLE_SPLITS)})),
+            source TEXT NOT NULL CHECK (source IN ('typed', 'imported', 'drafted', 'from-compare')),
+            status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'rejected')),
+            split TEXT NOT NULL CHECK (split IN ('train', 'eval')),
             tags TEXT NOT NULL DEFAULT '[]',
             version INTEGER NOT NULL DEFAULT 1,
             created_at TEXT NOT NULL,
@@ -82,8 +77,8 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         CREATE TABLE runs (
             id INTEGER PRIMARY KEY,
             project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
-            status TEXT NOT NULL CHECK (status IN ({_choices(RUN_STATUSES)})),
-            config TEXT NOT NULL DEFAULT '{{}}',
+            status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'completed', 'failed', 'stopped', 'interrupted')),
+            config TEXT NOT NULL DEFAULT '{}',
             dataset_hash TEXT,
             dataset_size INTEGER,
             pid INTEGER,
@@ -119,7 +114,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             id INTEGER PRIMARY KEY,
             run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
             item_count INTEGER NOT NULL DEFAULT 0,
-            scores TEXT NOT NULL DEFAULT '{{}}',
+            scores TEXT NOT NULL DEFAULT '{}',
             created_at TEXT NOT NULL
         );
         CREATE TABLE eval_items (
@@ -130,12 +125,12 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             reference TEXT NOT NULL,
             base_output TEXT,
             tuned_output TEXT,
-            base_scores TEXT NOT NULL DEFAULT '{{}}',
-            tuned_scores TEXT NOT NULL DEFAULT '{{}}',
+            base_scores TEXT NOT NULL DEFAULT '{}',
+            tuned_scores TEXT NOT NULL DEFAULT '{}',
             preference TEXT CHECK (preference IN ('base', 'tuned', 'tie'))
         );
         CREATE INDEX eval_items_eval ON eval_items(eval_id, id);
-        """,
+        """,  # noqa: E501 (the released text, byte for byte)
     )
 
 

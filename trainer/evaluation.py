@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 from pathlib import Path
 
 from store.database import open_database
-from store.errors import InputError, TunesmithError
+from store.errors import InputError
 from store.evals import EvalItem, Evaluation, save_evaluation
 from store.projects import get_project_by_id
 from store.runs import get_run
+from trainer.control.launch import BASE_MODEL_NAME, run_model_name
+from trainer.control.process import child_main
 from trainer.control.scoring import mean_scores, score
 from trainer.control.snapshot import EVAL_FILE, read_snapshot_rows, with_system_prompt
 from trainer.models import load_base_model
-from trainer.serving.inference import BASE_MODEL_NAME, ModelPool, run_model_name
+from trainer.serving.inference import ModelPool
 
 BATCH_SIZE = 8
 MAX_NEW_TOKENS_CAP = 512
@@ -80,31 +81,18 @@ def _print(message: str) -> None:
     print(message, flush=True)
 
 
-def _failure_line(error: BaseException) -> str:
-    """An unexpected exception as one short line: its type and the first line of its message."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 def main(argv: list[str] | None = None) -> int:
     """Evaluate one run; errors are one line on stderr and exit status 1."""
     parser = argparse.ArgumentParser(prog="python -m trainer.evaluation")
     parser.add_argument("--db", type=Path, required=True)
     parser.add_argument("--run-id", type=int, required=True)
     args = parser.parse_args(argv)
-    try:
+
+    def work() -> None:
         result = evaluate_run(args.db, args.run_id)
-    except TunesmithError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-        return 1
-    except Exception as error:
-        # The traceback is for a bug report; the last line is what the CLI shows.
-        traceback.print_exc()
-        print(f"error: {_failure_line(error)}", file=sys.stderr)
-        return 1
-    _print(f"Evaluation {result.id} of run {result.run_id}: {result.n} rows")
-    return 0
+        _print(f"Evaluation {result.id} of run {result.run_id}: {result.n} rows")
+
+    return child_main(work)
 
 
 if __name__ == "__main__":

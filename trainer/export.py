@@ -13,18 +13,19 @@ import os
 import shutil
 import sys
 import tempfile
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from store.atomic import publish_folder
 from store.database import open_database
 from store.errors import InputError, ModelError, TunesmithError, is_disk_full
 from store.evals import Evaluation, latest_evaluation
 from store.projects import DEFAULT_BASE_MODEL, Project, get_project_by_id
 from store.runs import Run, get_run
 from trainer.control.adapter_files import SAFE_ADAPTER_SUFFIXES, check_adapter_folder
+from trainer.control.process import child_main
 from trainer.control.scoring import compared_metrics
 from trainer.control.snapshot import EVAL_FILE, read_snapshot_rows
 
@@ -88,7 +89,7 @@ def export_run(
         )
         (staging / MODEL_CARD).write_text(card, encoding="utf-8")
         files = check_export_files(staging)
-        _move_into_place(staging, target)
+        publish_folder(staging, target)
     except Exception as error:
         if is_disk_full(error):
             raise TunesmithError(
@@ -181,22 +182,6 @@ def check_export_files(staging: Path) -> list[str]:
                     raise ModelError(f"{relative}: refusing to export a file of this type")
                 names.append(relative)
     return sorted(names)
-
-
-def _move_into_place(staging: Path, target: Path) -> None:
-    """Rename ``staging`` to ``target``, replacing what was there only once it is complete."""
-    if not target.exists():
-        staging.replace(target)
-        return
-    # The old folder is renamed away, never deleted through: links in it are removed, not followed.
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-    target.replace(old)
-    try:
-        staging.replace(target)
-    except OSError:
-        old.replace(target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _trained_base(source: Path, project: Project) -> str:
@@ -370,22 +355,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merged", action="store_true")
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
-    try:
+
+    def work() -> None:
         result = export_run(
             args.db, args.run_id, args.dir, merged=args.merged, force=args.force, on_status=_print
         )
-    except TunesmithError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-        return 1
-    except Exception as error:
-        # The traceback is for a bug report; the last line is what the CLI shows.
-        traceback.print_exc()
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        detail = f": {lines[0][:300]}" if lines else ""
-        print(f"error: {type(error).__name__}{detail}", file=sys.stderr)
-        return 1
-    _print(f"Exported run {args.run_id} ({result.kind}) to {result.target}")
-    return 0
+        _print(f"Exported run {args.run_id} ({result.kind}) to {result.target}")
+
+    return child_main(work)
 
 
 if __name__ == "__main__":

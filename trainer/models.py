@@ -19,8 +19,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from store.atomic import sync_folder
 from store.errors import ModelError
-from store.paths import ensure_private_dir, home_dir, models_dir
+from store.paths import embedded_model_dir, ensure_private_dir, home_dir, models_dir
 
 # Re-exported: the store names the embedded model (torch-free, for the TUI); this module makes it.
 from store.projects import DEFAULT_BASE_MODEL as DEFAULT_BASE_MODEL
@@ -38,11 +39,6 @@ _STALE_TEMP_AGE_S = 3600.0
 _OFFLINE_VALUES = {"1", "ON", "YES", "TRUE"}
 
 StatusCallback = Callable[[str], None]
-
-
-def embedded_model_dir() -> Path:
-    """Folder that holds the converted embedded model (it may not exist yet)."""
-    return models_dir() / DEFAULT_BASE_MODEL
 
 
 def embedded_gguf_path() -> Path:
@@ -85,12 +81,14 @@ def ensure_embedded_model(on_status: StatusCallback) -> Path:
                 f"Could not convert the embedded base model {DEFAULT_BASE_MODEL}: "
                 f"{_first_line(exc)}"
             ) from exc
+        # A plain rename, not store.atomic.publish_folder: a copy another process finished
+        # first is as good, and may already be loading, so it is kept rather than replaced.
         try:
             staging.replace(target)
         except OSError:
-            # Another process finished the same conversion first; its copy is as good.
             if not (target / "config.json").is_file():
                 raise
+        sync_folder(parent)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

@@ -17,7 +17,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from store.examples import Example
-from store.paths import models_dir
+from store.paths import embedded_model_dir
 from store.projects import DEFAULT_BASE_MODEL
 
 CHARS_PER_TOKEN = 4
@@ -64,7 +64,7 @@ def token_counter_for(base_model: str) -> TokenCounter:
     """A counter for ``base_model``: exact when its folder (or the converted embedded model)
     holds ``tokenizer.json``, estimated otherwise."""
     if base_model == DEFAULT_BASE_MODEL:
-        folder = models_dir() / DEFAULT_BASE_MODEL
+        folder = embedded_model_dir()
         fallback_context: int | None = EMBEDDED_CONTEXT
     else:
         folder = Path(base_model).expanduser()

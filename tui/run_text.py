@@ -32,7 +32,7 @@ LOG_TAIL_BYTES = 8192
 
 
 def format_seconds(seconds: float | None) -> str:
-    """``1m05s`` style durations; ``?`` when unknown."""
+    """``1m05s`` style durations, ``1h15m`` from an hour on; ``?`` when unknown."""
     if seconds is None:
         return "?"
     minutes, secs = divmod(round(seconds), 60)

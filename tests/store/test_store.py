@@ -223,5 +223,5 @@ def test_prompt_votes_count_per_run_and_refuse_other_preferences(tmp_path: Path)
         add_prompt_vote(db, PromptVote(project.id, run.id, "q", "b", "t", preference))
     assert prompt_vote_counts(db, run.id) == {"base": 0, "tuned": 2, "tie": 1}
     with pytest.raises(InputError, match="preference: 'left' is not one of base, tuned, tie"):
-        add_prompt_vote(db, PromptVote(project.id, run.id, "q", "b", "t", "left"))
+        add_prompt_vote(db, PromptVote(project.id, run.id, "q", "b", "t", "left"))  # type: ignore[arg-type]
     assert prompt_vote_counts(db, run.id)["tuned"] == 2

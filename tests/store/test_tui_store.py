@@ -12,19 +12,21 @@ import sqlite_utils
 from store.database import open_database
 from store.errors import InputError, NotFoundError
 from store.evals import EvalItem, save_evaluation, set_preference, stored_evaluation_items
-from store.examples import (
-    ChatMessage,
+from store.example_edits import (
     ExampleUpdate,
-    add_examples,
     edit_example,
-    example_history,
-    get_example,
-    list_examples,
-    prompt_response,
     remove_examples,
     restore_example,
     restore_examples,
     update_examples,
+)
+from store.examples import (
+    ChatMessage,
+    add_examples,
+    example_history,
+    get_example,
+    list_examples,
+    prompt_response,
 )
 from store.paths import ensure_private_dir
 from store.projects import create_project
@@ -56,7 +58,7 @@ def test_bulk_updates_keep_each_earlier_version(db: sqlite_utils.Database) -> No
     ]
     assert [v.status for v in example_history(db, 1)] == ["approved"]
     with pytest.raises(InputError, match="status: 'maybe'"):
-        update_examples(db, [ExampleUpdate(3, status="maybe")])
+        update_examples(db, [ExampleUpdate(3, status="maybe")])  # type: ignore[arg-type]
 
 
 def test_a_failing_bulk_update_changes_nothing(db: sqlite_utils.Database) -> None:
@@ -114,6 +116,6 @@ def test_preferences_are_stored_per_eval_item(db: sqlite_utils.Database, tmp_pat
     set_preference(db, second.id, None)
     assert [s.preference for s in stored_evaluation_items(db, evaluation.id)] == ["tuned", None]
     with pytest.raises(InputError, match="preference: 'both'"):
-        set_preference(db, first.id, "both")
+        set_preference(db, first.id, "both")  # type: ignore[arg-type]
     with pytest.raises(NotFoundError, match="no eval item with id 99"):
         set_preference(db, 99, "base")

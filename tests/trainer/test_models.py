@@ -13,11 +13,11 @@ import pytest
 
 import trainer.models
 from store.errors import ModelError
+from store.paths import embedded_model_dir
 from trainer.models import (
     DEFAULT_BASE_MODEL,
     EMBEDDED_INSTALL_HINT,
     EMBEDDED_PACKAGE,
-    embedded_model_dir,
     ensure_embedded_model,
     load_base_model,
     resolve_base_model,

@@ -16,19 +16,32 @@ STEP_TARGET = 150
 
 @dataclass(frozen=True)
 class RunConfig:
-    """How one run trains; every field has a default chosen from the data."""
+    """How one run trains; every field has a default chosen from the data.
 
-    epochs: int = field(metadata={"help": "Passes over the training rows."})
-    learning_rate: float = field(metadata={"help": "Peak learning rate (cosine decay after it)."})
-    batch_size: int = field(metadata={"help": "Rows per optimizer step."})
-    lora_rank: int = field(default=16, metadata={"help": "LoRA rank r: the adapter's capacity."})
+    A field's metadata holds its ``help`` and, for a setting a person may type, the bounds a
+    typed value must keep: ``min`` (above it, for a number with a fraction) and ``max``.
+    """
+
+    epochs: int = field(metadata={"help": "Passes over the training rows.", "min": 1, "max": 1000})
+    learning_rate: float = field(
+        metadata={"help": "Peak learning rate (cosine decay after it).", "min": 0.0, "max": 1.0}
+    )
+    batch_size: int = field(metadata={"help": "Rows per optimizer step.", "min": 1, "max": 4096})
+    lora_rank: int = field(
+        default=16,
+        metadata={"help": "LoRA rank r: the adapter's capacity.", "min": 1, "max": 1024},
+    )
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)."})
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA inputs."})
     target_modules: str = field(
         default="all-linear", metadata={"help": "Layers that get adapters."}
     )
-    max_steps: int = field(default=0, metadata={"help": "Optimizer steps in all (0: from epochs)."})
-    save_every: int = field(default=0, metadata={"help": "Checkpoint every N steps (0: auto)."})
+    max_steps: int = field(
+        default=0, metadata={"help": "Optimizer steps in all (0: from epochs).", "min": 1}
+    )
+    save_every: int = field(
+        default=0, metadata={"help": "Checkpoint every N steps (0: auto).", "min": 1}
+    )
     eval_every: int = field(default=0, metadata={"help": "Eval loss every N steps (0: auto)."})
     early_stopping_patience: int = field(
         default=2, metadata={"help": "Evaluations without a better eval loss before stopping."}
@@ -50,6 +63,43 @@ class RunConfig:
         return cls(**{key: value for key, value in values.items() if key in known})
 
 
+_FIELDS = {run_field.name: run_field for run_field in fields(RunConfig)}
+
+
+def setting_help(name: str) -> str:
+    """The help of run setting ``name``, with the values it takes where it is bounded."""
+    run_field = _FIELDS[name]
+    text = str(run_field.metadata["help"])
+    if "min" not in run_field.metadata:
+        return text
+    return f"{text.rstrip('.')} ({setting_rule(name)})."
+
+
+def setting_rule(name: str) -> str:
+    """What a typed value of run setting ``name`` must be, e.g. ``a whole number from 1 to 8``."""
+    metadata = _FIELDS[name].metadata
+    low, high = metadata["min"], metadata.get("max")
+    if _FIELDS[name].type == "float":
+        return f"a number between {low:g} and {high:g}"
+    if high is None:
+        return f"a whole number, {low} or more"
+    return f"a whole number from {low} to {high}"
+
+
+def check_setting(name: str, value: object) -> None:
+    """Raise ValueError with the setting's rule when ``value`` is outside its bounds."""
+    metadata = _FIELDS[name].metadata
+    if "min" not in metadata:
+        return
+    low, high = metadata["min"], metadata.get("max")
+    if _FIELDS[name].type == "float":
+        fits = isinstance(value, int | float) and not isinstance(value, bool) and low < value
+    else:
+        fits = isinstance(value, int) and not isinstance(value, bool) and low <= value
+    if not fits or (high is not None and value > high):
+        raise ValueError(setting_rule(name))
+
+
 @dataclass(frozen=True)
 class Plan:
     """A config with the reason for each chosen value, as shown to the user."""
@@ -66,6 +116,14 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
 def plan_run(n_train: int, n_eval: int, overrides: dict[str, Any] | None = None) -> Plan:
     """Choose a config for ``n_train`` training rows; ``overrides`` (from flags) win."""
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
+    unknown = set(overrides) - set(_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown run settings: {', '.join(sorted(unknown))}")
+    for key, value in overrides.items():
+        try:
+            check_setting(key, value)
+        except ValueError as error:
+            raise ValueError(f"{key.replace('_', ' ')}: use {error}") from None
     full = bool(overrides.get("full", False))
     reasons: dict[str, str] = {}
 
@@ -108,10 +166,6 @@ def plan_run(n_train: int, n_eval: int, overrides: dict[str, Any] | None = None)
     warmup_steps = max(0, math.ceil(max_steps * 0.05))
     reasons["warmup_steps"] = f"{warmup_steps}: 5% of the steps warm the rate up"
 
-    known = {f.name for f in fields(RunConfig)}
-    unknown = set(overrides) - known
-    if unknown:
-        raise ValueError(f"unknown run settings: {', '.join(sorted(unknown))}")
     config = RunConfig(
         epochs=epochs,
         learning_rate=learning_rate,

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from store.atomic import write_atomically
 from store.errors import InputError
-from store.paths import write_private
 
 STRATEGIES = ("ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3")
 """How the ranks share the model: DDP copies it whole; FSDP and ZeRO-3 shard the weights."""
@@ -152,10 +152,10 @@ def node_commands(launch: Launch, *, db_path: Path, run_id: int, resume: bool) -
 
 def write_launch(run_dir: Path, launch: Launch) -> None:
     """Keep the launch settings (and a DeepSpeed config) in the run's folder."""
-    write_private(run_dir / LAUNCH_FILE, json.dumps(asdict(launch)).encode())
+    write_atomically(run_dir / LAUNCH_FILE, json.dumps(asdict(launch)))
     if launch.strategy.startswith("deepspeed"):
         config = deepspeed_config(int(launch.strategy.removeprefix("deepspeed-zero")))
-        write_private(run_dir / DEEPSPEED_FILE, json.dumps(config, indent=2).encode())
+        write_atomically(run_dir / DEEPSPEED_FILE, json.dumps(config, indent=2))
 
 
 def read_launch(run_dir: Path) -> Launch:
@@ -253,8 +253,9 @@ def report_rank_failure(message: str) -> None:
         return
     # A layout torch's ProcessFailure reads back, its message a plain string.
     data = {"message": message, "timestamp": str(int(time.time()))}
+    # Whole or absent: the agent reads it once this rank exits, however it exits.
     with contextlib.suppress(OSError):
-        Path(path).write_text(json.dumps(data), encoding="utf-8")
+        write_atomically(Path(path), json.dumps(data))
 
 
 def cpu_threads_per_rank(local_world_size: int) -> int:

@@ -37,7 +37,11 @@ from trainer.control.distributed import (
     read_launch,
     write_launch,
 )
+from trainer.control.process import child_environment
 from trainer.control.snapshot import write_snapshot
+
+RUN_MODULES = ("trainer.training.run", "trainer.training.torchrun")
+"""The modules whose process a run's recorded pid may be."""
 
 JOIN_WAIT_SECONDS = 60.0
 """How long a node other than 0 waits for node 0 to create the run it joins (a scheduler
@@ -212,7 +216,14 @@ def is_run_process_alive(pid: int) -> bool:
         return False
     # A zombie has already exited; a reused pid runs some other program. The command line
     # reads empty for a moment while a just-started process is still exec-ing.
-    return state != "Z" and (not command or b"trainer.training.run" in command)
+    return state != "Z" and (not command or _is_run_command(command))
+
+
+def _is_run_command(command: bytes) -> bool:
+    """Whether a ``/proc`` command line runs a training run: its module, or torchrun's launcher
+    of it (the pid a run under torchrun records)."""
+    arguments = command.split(b"\0")
+    return any(module.encode() in arguments for module in RUN_MODULES)
 
 
 def _same_rendezvous(run: Run, launch: Launch) -> bool:
@@ -247,14 +258,7 @@ def _start_process(run: Run, command: list[str]) -> subprocess.Popen[bytes]:
             start_new_session=True,
             close_fds=True,
             cwd=run.run_dir,
-            env={
-                **os.environ,
-                "PYTHONUNBUFFERED": "1",
-                "TOKENIZERS_PARALLELISM": "false",
-                # Progress bars would fill the log file with carriage-return noise.
-                "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-                "TQDM_DISABLE": "1",
-            },
+            env=child_environment(),
         )
     finally:
         os.close(log_fd)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from store.atomic import write_atomically
 from store.examples import Example, messages_to_json
-from store.paths import write_private
 
 TRAIN_FILE = "train.jsonl"
 EVAL_FILE = "eval.jsonl"
@@ -34,9 +34,9 @@ def write_snapshot(run_dir: Path, train: list[Example], evaluation: list[Example
             )
             + "\n"
             for row in rows
-        ).encode("utf-8")
-        hasher.update(name.encode() + b"\0" + lines)
-        write_private(run_dir / name, lines)
+        )
+        hasher.update(name.encode() + b"\0" + lines.encode("utf-8"))
+        write_atomically(run_dir / name, lines)
     return Snapshot(train_rows=len(train), eval_rows=len(evaluation), digest=hasher.hexdigest())
 
 

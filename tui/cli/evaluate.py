@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +16,7 @@ from store.evals import EvalItem, Evaluation, evaluation_items, latest_evaluatio
 from store.projects import Project, get_project, get_project_by_id
 from store.runs import Run, get_run, latest_completed_run
 from trainer.control.jobs import is_run_process_alive
+from trainer.control.process import child_command, child_environment, failure_message
 from trainer.control.scoring import METRICS, compared_metrics
 from trainer.control.snapshot import EVAL_FILE, read_snapshot_rows
 from tui.cli.state import CliState, pass_state
@@ -80,25 +79,17 @@ def item_lines(number: int, item: EvalItem) -> list[str]:
 
 def run_trainer_module(module: str, arguments: list[str]) -> None:
     """Run ``python -m module``; its output is progress on stderr, its failure one error."""
-    command = [sys.executable, "-m", module, *arguments]
-    environment = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-        "TQDM_DISABLE": "1",
-    }
     # Warnings and tracebacks go to a file: only the child's one-line error is shown.
     with tempfile.TemporaryFile() as error_log:
         with subprocess.Popen(
-            command,
+            child_command(module, arguments),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=error_log,
             text=True,
             encoding="utf-8",
             errors="replace",
-            env=environment,
+            env=child_environment(),
         ) as process:
             assert process.stdout is not None
             for line in process.stdout:
@@ -106,18 +97,7 @@ def run_trainer_module(module: str, arguments: list[str]) -> None:
         if process.returncode != 0:
             error_log.seek(0)
             errors = error_log.read().decode("utf-8", errors="replace")
-            raise TunesmithError(_failure_message(module, errors, process.returncode))
-
-
-def _failure_message(module: str, errors: str, returncode: int) -> str:
-    lines = [line.strip() for line in errors.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if line.startswith("error: "):
-            return terminal_safe(line.removeprefix("error: "))
-    if returncode < 0:
-        return f"{module} was killed by signal {-returncode}"
-    last = one_line(lines[-1], 200) if lines else "no message"
-    return f"{module} failed (exit status {returncode}): {last}"
+            raise TunesmithError(terminal_safe(failure_message(module, errors, process.returncode)))
 
 
 @click.command("eval")

@@ -9,8 +9,10 @@ from typing import Any, NoReturn, cast
 
 import click
 
+from store.config import load_settings
 from store.errors import TunesmithError
 from store.examples import (
+    SPLIT_MODES,
     Example,
     SplitMode,
     add_examples,
@@ -22,7 +24,7 @@ from store.examples import (
 from store.exports import export_examples
 from store.imports import read_examples
 from store.paths import default_db_path
-from store.projects import DEFAULT_BASE_MODEL, create_project, get_project, list_projects
+from store.projects import create_project, get_project, list_projects
 from tui.cli.agent import chat_command, draft_command, spec_command
 from tui.cli.evaluate import eval_command, export_command
 from tui.cli.models import ask, compare, serve
@@ -87,13 +89,24 @@ def project() -> None:
     """Create and list projects (one per task)."""
 
 
+class ConfiguredBaseModelOption(click.Option):
+    """``--base-model``, whose default is the configured one, read when the command runs."""
+
+    def get_default(self, ctx: click.Context, call: bool = True) -> Any:
+        # Read at use, so --help shows the config file's (or $TUNESMITH_BASE_MODEL's) model.
+        return load_settings().base_model
+
+
 @project.command("new")
 @click.argument("name")
 @click.option(
     "--base-model",
-    default=DEFAULT_BASE_MODEL,
+    cls=ConfiguredBaseModelOption,
     show_default=True,
-    help="Hugging Face model id or local folder; the default is embedded and works offline.",
+    help=(
+        "Hugging Face model id or local folder (default: [defaults] base_model in the config"
+        " file or $TUNESMITH_BASE_MODEL); the embedded SmolLM2-135M-Instruct works offline."
+    ),
 )
 @click.option("--system-prompt", default=None, help="System prompt used in training and answers.")
 @pass_state
@@ -146,7 +159,7 @@ def examples() -> None:
 @click.option(
     "--split",
     "split_mode",
-    type=click.Choice(["train", "eval", "auto"]),
+    type=click.Choice(SPLIT_MODES),
     default="auto",
     show_default=True,
     help="auto keeps a row's own split, else holds out a stable ~15% for evaluation.",
@@ -217,7 +230,7 @@ def examples_export(state: CliState, name: str, file: Path) -> None:
 @click.argument("name")
 @click.option("--prompt", required=True, help="What the user says.")
 @click.option("--response", required=True, help="What the tuned model should answer.")
-@click.option("--split", "split_mode", type=click.Choice(["train", "eval", "auto"]), default="auto")
+@click.option("--split", "split_mode", type=click.Choice(SPLIT_MODES), default="auto")
 @pass_state
 def examples_add(state: CliState, name: str, prompt: str, response: str, split_mode: str) -> None:
     """Add one typed example to NAME."""

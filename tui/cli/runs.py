@@ -17,6 +17,8 @@ from rich.progress import BarColumn, Progress, TextColumn
 from store.errors import InputError
 from store.projects import get_project, get_project_by_id
 from store.runs import Run, RunMetric, get_run, list_runs, metrics
+from store.vocabulary import RunStatus
+from trainer.control.config import check_setting, setting_help
 from trainer.control.distributed import DEFAULT_MASTER_PORT, STRATEGIES, Launch, launcher_command
 from trainer.control.jobs import (
     join_run,
@@ -29,10 +31,12 @@ from trainer.control.jobs import (
     stop_run,
 )
 from tui.cli.state import CliState, pass_state
+from tui.run_text import format_seconds
 from tui.safe_text import terminal_safe
 
 FOLLOW_POLL_SECONDS = 0.5
-FINAL_STATUSES = ("completed", "failed", "stopped", "interrupted")
+FINAL_STATUSES: tuple[RunStatus, ...] = ("completed", "failed", "stopped", "interrupted")
+"""A followed run in one of these has ended."""
 
 
 def run_record(run: Run) -> dict[str, Any]:
@@ -53,14 +57,6 @@ def run_line(run: Run) -> str:
     if run.error:
         line += f"  {terminal_safe(run.error)}"
     return line
-
-
-def format_seconds(seconds: float | None) -> str:
-    """``1m05s`` style durations."""
-    if seconds is None:
-        return "?"
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def follow(db: sqlite_utils.Database, run_id: int) -> Run:
@@ -178,15 +174,30 @@ def end_message(run: Run) -> str:
     return f"Run {run.id} {run.status}{reason}. Log: {run.log_path}"
 
 
+def _bounded(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A run setting's flag value, refused with the setting's rule when out of its bounds."""
+    if value is not None and param.name is not None:
+        try:
+            check_setting(param.name, value)
+        except ValueError as error:
+            raise click.BadParameter(f"use {error}", ctx=ctx, param=param) from None
+    return value
+
+
 @click.command()
 @click.argument("name", required=False)
 @click.option("--resume", "resume_id", type=int, help="Continue run RUN_ID from its checkpoint.")
-@click.option("--epochs", type=click.IntRange(1, 1000), help="Passes over the training rows.")
-@click.option("--learning-rate", type=click.FloatRange(1e-8, 1.0, min_open=False))
-@click.option("--lora-rank", type=click.IntRange(1, 1024), help="LoRA rank r (alpha = 2r).")
-@click.option("--batch-size", type=click.IntRange(1, 4096), help="Rows per optimizer step.")
-@click.option("--max-steps", type=click.IntRange(1), help="Stop after this many steps.")
-@click.option("--save-every", type=click.IntRange(1), help="Checkpoint every N steps.")
+@click.option("--epochs", type=int, callback=_bounded, help=setting_help("epochs"))
+@click.option("--learning-rate", type=float, callback=_bounded, help=setting_help("learning_rate"))
+@click.option(
+    "--lora-rank",
+    type=int,
+    callback=_bounded,
+    help=f"{setting_help('lora_rank')} Alpha follows at 2r.",
+)
+@click.option("--batch-size", type=int, callback=_bounded, help=setting_help("batch_size"))
+@click.option("--max-steps", type=int, callback=_bounded, help=setting_help("max_steps"))
+@click.option("--save-every", type=int, callback=_bounded, help=setting_help("save_every"))
 @click.option("--full", is_flag=True, default=None, help="Full fine-tune instead of LoRA.")
 @click.option("--qlora", is_flag=True, default=None, help="4-bit base model (CUDA only).")
 @click.option("--detach", is_flag=True, help="Start the run and return at once.")

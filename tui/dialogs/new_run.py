@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from trainer.control.config import Plan, plan_run
+from trainer.control.config import Plan, check_setting, plan_run, setting_rule
 from trainer.control.distributed import cuda_device_count
 
 if TYPE_CHECKING:
@@ -43,18 +43,20 @@ SHOWN_ONLY = (("eval_every", "eval every"), ("warmup_steps", "warm-up"))
 
 
 def parse_value(field: FormField, typed: str) -> int | float:
-    """The typed value as the config takes it; raises ValueError saying what is wrong."""
+    """The typed value as the config takes it; raises ValueError with the setting's rule (the
+    same the command line gives) when it is not a number within the setting's bounds."""
     text = typed.strip().replace("_", "")
+    value: int | float
     if field.whole:
-        if not text.isdigit() or int(text) < 1:
-            raise ValueError("a whole number, 1 or more")
-        return int(text)
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError("a number such as 1e-3") from None
-    if not 0 < value <= 1:
-        raise ValueError("between 0 and 1, such as 1e-3")
+        if not text.isdigit():
+            raise ValueError(setting_rule(field.key))
+        value = int(text)
+    else:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError("a number such as 1e-3") from None
+    check_setting(field.key, value)
     return value
 
 

@@ -160,3 +160,25 @@ def test_console_script_uses_home_and_db_override(tmp_path: Path) -> None:
     )
     assert listed.stdout.startswith("No projects yet")
     assert other.exists()
+
+
+def test_project_new_takes_its_default_base_model_from_the_settings(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TUNESMITH_BASE_MODEL", "HuggingFaceTB/SmolLM2-360M-Instruct")
+    shown = CliRunner().invoke(cli, ["project", "new", "--help"])
+    assert "[default: HuggingFaceTB/SmolLM2-360M-Instruct]" in " ".join(shown.stdout.split())
+    assert run(db_path, "project", "new", "support").exit_code == 0
+    listed = json.loads(run(db_path, "project", "list", "--json").stdout)
+    assert listed[0]["base_model"] == "HuggingFaceTB/SmolLM2-360M-Instruct"
+
+
+def test_project_new_reads_the_base_model_from_the_config_file(
+    db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[defaults]\nbase_model = "./my-model"\n', encoding="utf-8")
+    monkeypatch.setenv("TUNESMITH_CONFIG", str(config))
+    assert run(db_path, "project", "new", "support").exit_code == 0
+    listed = json.loads(run(db_path, "project", "list", "--json").stdout)
+    assert listed[0]["base_model"] == "./my-model"

@@ -1,0 +1,78 @@
+"""Run settings typed on the command line and in the new-run form follow one set of bounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from store.database import open_database
+from store.runs import RunMetric
+from tests.repo import REPO
+from trainer.control.config import plan_run, setting_rule
+from tui.cli.main import cli
+from tui.cli.runs import _metric_line
+from tui.dialogs.new_run import FIELDS, parse_value
+
+DEMO = REPO / "examples" / "support_emails.jsonl"
+
+
+def _train(db_path: Path, *flags: str) -> str:
+    result = CliRunner().invoke(cli, ["--db", str(db_path), "train", "support", *flags])
+    assert result.exit_code == 2, result.output
+    return result.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "flag", "typed"),
+    [
+        ("epochs", "--epochs", "1001"),
+        ("epochs", "--epochs", "0"),
+        ("learning_rate", "--learning-rate", "3"),
+        ("batch_size", "--batch-size", "5000"),
+        ("lora_rank", "--lora-rank", "2048"),
+        ("max_steps", "--max-steps", "0"),
+    ],
+)
+def test_the_cli_and_the_form_refuse_a_value_with_the_same_reason(
+    tmp_path: Path, key: str, flag: str, typed: str
+) -> None:
+    db_path = tmp_path / "t.db"
+    open_database(db_path)
+    field = next(field for field in FIELDS if field.key == key)
+    with pytest.raises(ValueError) as refused:
+        parse_value(field, typed)
+    reason = str(refused.value)
+    assert reason == setting_rule(key)
+    assert f"use {reason}" in " ".join(_train(db_path, flag, typed).split())
+
+
+def test_plan_run_refuses_an_out_of_bound_override_with_the_rule() -> None:
+    with pytest.raises(ValueError, match="epochs: use a whole number from 1 to 1000"):
+        plan_run(60, 20, {"epochs": 1001})
+    assert plan_run(60, 20, {"epochs": 1000}).config.epochs == 1000
+
+
+def test_train_help_shows_each_setting_with_its_bounds() -> None:
+    result = CliRunner().invoke(cli, ["train", "--help"])
+    text = " ".join(result.stdout.split())
+    assert "Passes over the training rows (a whole number from 1 to 1000)." in text
+    assert "(a number between 0 and 1)" in text
+
+
+def test_followed_runs_show_durations_as_the_app_does() -> None:
+    metric = RunMetric(
+        run_id=1,
+        step=3,
+        epoch=None,
+        loss=None,
+        eval_loss=None,
+        learning_rate=None,
+        grad_norm=None,
+        tokens=None,
+        tokens_per_second=None,
+        eta_seconds=4500.0,
+        recorded_at="",
+    )
+    assert _metric_line(metric, 10) == "step 3/10  ETA 1h15m"
