@@ -17,20 +17,20 @@ import sqlite_utils
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
+from agent.coverage import coverage
 from agent.dedupe import DuplicateIndex
 from agent.jsontext import JsonTextError, loads_lenient, strip_code_fences
-from agent.models import message_text, one_line_reason
+from agent.models import message_text
 from agent.spec import (
     Requirement,
     TaskSpec,
-    coverage,
-    describe_output,
     load_spec,
     match_label,
     output_known,
     output_problem,
 )
-from store.errors import InputError
+from agent.spec_text import describe_output
+from store.errors import InputError, one_line_reason
 from store.examples import (
     ChatMessage,
     Example,

@@ -1,10 +1,17 @@
-"""Reading JSON that people and models write: code fences, trailing commas, prose around it."""
+"""Reading JSON that people and models write, on top of langchain's ``parse_json_markdown``.
+
+Langchain's reader takes one value, bare or in a code fence; this adds what it leaves out:
+trailing commas forgiven, a reason in a few words when the text is not JSON, the fenced blocks
+of several JSONL lines, and an object with prose around it.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 from typing import Any
+
+from langchain_core.utils.json import parse_json_markdown
 
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",(\s*[}\]])")
@@ -23,20 +30,13 @@ def strip_code_fences(text: str) -> str:
 
 
 def loads_lenient(text: str) -> Any:
-    """Decode one JSON value, forgiving trailing commas; raise JsonTextError saying why not."""
-    stripped = text.strip()
-    if not stripped:
+    """Decode one JSON value, bare or fenced, forgiving trailing commas; JsonTextError why not."""
+    if not text.strip():
         raise JsonTextError("empty")
     try:
-        return json.loads(stripped)
-    except json.JSONDecodeError as first_error:
-        repaired = _TRAILING_COMMA.sub(r"\1", stripped).rstrip().rstrip(",")
-        if repaired != stripped:
-            try:
-                return json.loads(repaired)
-            except json.JSONDecodeError:
-                pass
-        raise JsonTextError(describe_json_error(first_error)) from first_error
+        return parse_json_markdown(text, parser=_loads_forgiving_commas)
+    except json.JSONDecodeError as error:
+        raise JsonTextError(describe_json_error(error)) from error
     except RecursionError as error:
         raise JsonTextError("nested too deeply") from error
 
@@ -59,3 +59,18 @@ def describe_json_error(error: json.JSONDecodeError) -> str:
     """A short reason for a decoding error, with its column."""
     joiner = " " if error.msg.endswith(" at") else " at "
     return f"{error.msg}{joiner}line {error.lineno} column {error.colno}"
+
+
+def _loads_forgiving_commas(text: str) -> Any:
+    """``json.loads``, retried without trailing commas; the first error is the one raised."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        repaired = _TRAILING_COMMA.sub(r"\1", text).rstrip().rstrip(",")
+        if repaired == text:
+            raise
+        try:
+            return json.loads(repaired)
+        except json.JSONDecodeError:
+            pass
+        raise

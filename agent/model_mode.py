@@ -16,10 +16,12 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field, ValidationError
 
-from agent.answers import clean_phrase, parse_json_sample, parse_label_list
+from agent.answers import parse_json_sample, parse_label_list
 from agent.jsontext import JsonTextError, find_json_object
 from agent.models import message_text
-from agent.spec import OutputKind, TaskSpec, missing_parts, output_known, with_requirements
+from agent.phrasing import clean_phrase
+from agent.spec import OutputKind, TaskSpec, missing_parts, output_known
+from agent.spec_edits import with_requirements
 from store.errors import ModelError
 from store.messages import TranscriptMessage
 

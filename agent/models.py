@@ -1,6 +1,8 @@
-"""Which chat model the agent and the drafting teacher talk to, configured from the environment.
+"""Which chat model the agent and the drafting teacher talk to, as the config file and the
+environment set them.
 
-Keys come from the environment only: they are never stored in the database or printed.
+Keys come from the environment only: they are never stored in the config file, the database or
+printed.
 """
 
 from __future__ import annotations
@@ -12,17 +14,24 @@ from dataclasses import dataclass, field
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
+from store.config import SETTINGS, Settings, config_path
 from store.errors import InputError
 from store.projects import DEFAULT_BASE_MODEL
 
-AGENT_BASE_URL_ENV = "TUNESMITH_AGENT_BASE_URL"
+AGENT_BASE_URL_ENV = SETTINGS["agent"]["base_url"]
 """OpenAI-compatible endpoint of the agent's model (e.g. ``http://localhost:11434/v1``)."""
 
 AGENT_API_KEY_ENV = "TUNESMITH_AGENT_API_KEY"
 """Key for that endpoint; ``OPENAI_API_KEY`` is used when this is not set."""
 
-AGENT_MODEL_ENV = "TUNESMITH_AGENT_MODEL"
+AGENT_MODEL_ENV = SETTINGS["agent"]["model"]
 """Model name on that endpoint; setting it turns on model mode."""
+
+TEACHER_BASE_URL_ENV = SETTINGS["teacher"]["base_url"]
+"""Endpoint of the drafting teacher, when it is not the agent's."""
+
+TEACHER_MODEL_ENV = SETTINGS["teacher"]["model"]
+"""The drafting teacher's model (``local`` for the project's base model served here)."""
 
 OPENAI_API_KEY_ENV = "OPENAI_API_KEY"
 
@@ -46,27 +55,53 @@ class Endpoint:
         return f"{self.model} at {self.base_url or 'api.openai.com'}"
 
 
-def endpoint_from_env(
-    model: str | None = None, environ: Mapping[str, str] | None = None
+def agent_endpoint(
+    settings: Settings, model: str | None = None, environ: Mapping[str, str] | None = None
 ) -> Endpoint | None:
-    """The endpoint the environment configures (``model`` overrides its model); None if none."""
+    """The agent's configured endpoint (``model`` overrides its model); None if none is."""
     env = os.environ if environ is None else environ
-    base_url = env.get(AGENT_BASE_URL_ENV, "").strip() or None
-    api_key = env.get(AGENT_API_KEY_ENV, "").strip() or env.get(OPENAI_API_KEY_ENV, "").strip()
-    name = (model or env.get(AGENT_MODEL_ENV, "")).strip() or None
+    name = (model or settings.agent.model or "").strip() or None
     if name is None:
-        if base_url is not None:
+        if settings.agent.base_url is not None:
             raise InputError(
-                f"{AGENT_BASE_URL_ENV} is set but names no model: set {AGENT_MODEL_ENV}"
-                " (or pass --model / --teacher)"
+                f"{_where(env, AGENT_BASE_URL_ENV, 'agent.base_url')} is set but names no model:"
+                f" set {AGENT_MODEL_ENV} (or pass --model / --teacher)"
             )
         return None
+    return _endpoint(name, settings.agent.base_url, env)
+
+
+def teacher_endpoint(
+    settings: Settings, name: str | None = None, environ: Mapping[str, str] | None = None
+) -> Endpoint | None:
+    """The drafting teacher's endpoint: ``name``, else the configured teacher, else the agent's
+    model, on the teacher's base URL, else the agent's; None when no model is named."""
+    env = os.environ if environ is None else environ
+    model = (name or settings.teacher.model or settings.agent.model or "").strip() or None
+    base_url = settings.teacher.base_url or settings.agent.base_url
+    if model is None:
+        if settings.teacher.base_url is not None:
+            raise InputError(
+                f"{_where(env, TEACHER_BASE_URL_ENV, 'teacher.base_url')} is set but names no"
+                f" model: set {TEACHER_MODEL_ENV} (or pass --teacher)"
+            )
+        return agent_endpoint(settings, None, env)
+    return _endpoint(model, base_url, env)
+
+
+def _endpoint(model: str, base_url: str | None, env: Mapping[str, str]) -> Endpoint:
+    api_key = env.get(AGENT_API_KEY_ENV, "").strip() or env.get(OPENAI_API_KEY_ENV, "").strip()
     if base_url is None and not api_key:
         raise InputError(
-            f"model {name!r} needs an endpoint: set {OPENAI_API_KEY_ENV} for OpenAI, or"
+            f"model {model!r} needs an endpoint: set {OPENAI_API_KEY_ENV} for OpenAI, or"
             f" {AGENT_BASE_URL_ENV} for another server (http://localhost:11434/v1 for Ollama)"
         )
-    return Endpoint(model=name, base_url=base_url, api_key=api_key or None)
+    return Endpoint(model=model, base_url=base_url, api_key=api_key or None)
+
+
+def _where(env: Mapping[str, str], variable: str, key: str) -> str:
+    """How a half-set endpoint's base URL is named: its variable, or its key in the file."""
+    return variable if env.get(variable, "").strip() else f"{key} in {config_path(env)}"
 
 
 def openai_chat_model(
@@ -160,9 +195,3 @@ def message_text(message: object) -> str:
                 parts.append(part["text"])
         return "".join(parts)
     return ""
-
-
-def one_line_reason(error: BaseException, limit: int = 160) -> str:
-    """An exception as one short line."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"

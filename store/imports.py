@@ -9,9 +9,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from store.errors import InputError, NotFoundError
 from store.examples import (
@@ -23,6 +24,9 @@ from store.examples import (
     validate_tags,
     validate_text,
 )
+from store.vocabulary import EXAMPLE_SPLITS, EXAMPLE_STATUSES, ExampleSplit
+
+ChoiceT = TypeVar("ChoiceT", bound=str)
 
 MAX_FILE_BYTES = 2 * 1024**3
 """Largest file read into memory; bigger ones are refused up front."""
@@ -108,9 +112,17 @@ def record_to_example(record: object) -> NewExample:
     tags = validate_tags(record["tags"]) if record.get("tags") is not None else ()
     for text in (*(message.content for message in example.messages), *tags):
         _check_encodable(text)
-    split = _optional_choice(record, "split", ("train", "eval"))
-    status = _optional_choice(record, "status", ("pending", "approved", "rejected"))
+    split = _optional_choice(record, "split", EXAMPLE_SPLITS)
+    status = _optional_choice(record, "status", EXAMPLE_STATUSES)
     return NewExample(messages=example.messages, tags=tags, split=split, status=status)
+
+
+def parse_jsonl(text: str, origin: str | None = None) -> ParsedFile:
+    """Every row of JSONL text; a row is rejected as ``ORIGIN:LINE`` (``line N`` with no origin)."""
+    parsed = ParsedFile()
+    for line_number, line in enumerate(text.split("\n"), start=1):
+        _add_json_line(parsed, _location(origin, line_number), line)
+    return parsed
 
 
 def _read_jsonl(path: Path, data: bytes) -> ParsedFile:
@@ -130,14 +142,20 @@ def _read_jsonl(path: Path, data: bytes) -> ParsedFile:
                 RejectedRow(location, f"not valid UTF-8 (byte {error.start + 1})")
             )
             continue
-        try:
-            record = json.loads(text)
-        # ValueError too: json refuses integers of more than 4,300 digits with a plain one.
-        except (ValueError, RecursionError) as error:
-            parsed.rejected.append(RejectedRow(location, f"not valid JSON ({_json_reason(error)})"))
-            continue
-        _add_record(parsed, location, record)
+        _add_json_line(parsed, location, text)
     return parsed
+
+
+def _add_json_line(parsed: ParsedFile, location: str, text: str) -> None:
+    if not text.strip():
+        return
+    try:
+        record = json.loads(text)
+    # ValueError too: json refuses integers of more than 4,300 digits with a plain one.
+    except (ValueError, RecursionError) as error:
+        parsed.rejected.append(RejectedRow(location, f"not valid JSON ({_json_reason(error)})"))
+        return
+    _add_record(parsed, location, record)
 
 
 def _read_json_array(path: Path, data: bytes) -> ParsedFile:
@@ -146,13 +164,20 @@ def _read_json_array(path: Path, data: bytes) -> ParsedFile:
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         raise InputError(f"{path}:{line}: not valid UTF-8") from error
+    return parse_json_array(text, str(path))
+
+
+def parse_json_array(text: str, origin: str | None = None) -> ParsedFile:
+    """Every item of a JSON array in ``text``; InputError at the first syntax error, since the
+    items after it cannot be trusted to line up."""
     parsed = ParsedFile()
     decoder = json.JSONDecoder()
     position = text.index("[") + 1
     while True:
         position = _skip_space(text, position)
         if position >= len(text):
-            raise InputError(f"{path}:{text.count(chr(10)) + 1}: the JSON array is not closed")
+            line = text.count("\n") + 1
+            raise InputError(f"{_location(origin, line)}: the JSON array is not closed")
         if text[position] == "]":
             break
         line = text.count("\n", 0, position) + 1
@@ -160,8 +185,9 @@ def _read_json_array(path: Path, data: bytes) -> ParsedFile:
             record, position = decoder.raw_decode(text, position)
         except (ValueError, RecursionError) as error:
             # Past a syntax error the rest of an array cannot be trusted to line up.
-            raise InputError(f"{path}:{line}: not valid JSON ({_json_reason(error)})") from error
-        _add_record(parsed, f"{path}:{line}", record)
+            reason = f"not valid JSON ({_json_reason(error)})"
+            raise InputError(f"{_location(origin, line)}: {reason}") from error
+        _add_record(parsed, _location(origin, line), record)
         position = _skip_space(text, position)
         if position < len(text) and text[position] == ",":
             position += 1
@@ -169,7 +195,7 @@ def _read_json_array(path: Path, data: bytes) -> ParsedFile:
     if after < len(text):
         line = text.count("\n", 0, after) + 1
         parsed.rejected.append(
-            RejectedRow(f"{path}:{line}", "text after the end of the JSON array (not read)")
+            RejectedRow(_location(origin, line), "text after the end of the JSON array (not read)")
         )
     return parsed
 
@@ -179,18 +205,23 @@ def _read_csv(path: Path, data: bytes, *, delimiter: str) -> ParsedFile:
         raise InputError(f"{path}: file is empty")
     # surrogateescape keeps the file readable past a bad byte; rows holding one are rejected.
     text = data.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
+    return parse_csv(text, str(path), delimiter=delimiter)
+
+
+def parse_csv(text: str, origin: str | None = None, *, delimiter: str = ",") -> ParsedFile:
+    """Every row of CSV text under a prompt/response-style header; InputError for the header."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     parsed = ParsedFile()
     try:
-        header = next(reader)
+        header = next(reader, [])
     except csv.Error as error:
-        raise InputError(f"{path}:1: not valid CSV ({error})") from error
+        raise InputError(f"{_location(origin, 1)}: not valid CSV ({error})") from error
     columns = [column.strip().lower() for column in header]
-    if not _has_known_columns(columns):
+    if not has_known_columns(columns):
         found = ", ".join(" ".join(column.split())[:40] for column in header[:10]) or "none"
         raise InputError(
-            f"{path}:1: the header needs prompt/response, prompt/completion, input/output or"
-            f" instruction/output columns (found: {found})"
+            f"{_location(origin, 1)}: the header needs prompt/response, prompt/completion,"
+            f" input/output or instruction/output columns (found: {found})"
         )
     line_number = reader.line_num + 1
     while True:
@@ -202,12 +233,12 @@ def _read_csv(path: Path, data: bytes, *, delimiter: str) -> ParsedFile:
             # Past a broken quote or an over-long field the rows cannot be trusted to line up.
             parsed.rejected.append(
                 RejectedRow(
-                    f"{path}:{line_number}",
+                    _location(origin, line_number),
                     f"not valid CSV ({error}); the rest of the file was not read",
                 )
             )
             break
-        location = f"{path}:{line_number}"
+        location = _location(origin, line_number)
         line_number = reader.line_num + 1
         if not any(cell.strip() for cell in row):
             continue
@@ -238,7 +269,9 @@ def _read_arrow_folder(path: Path) -> ParsedFile:
         if not isinstance(splits, list) or not all(isinstance(name, str) for name in splits):
             raise InputError(f"{dict_file}: 'splits' must be a list of folder names")
         for split_name in splits:
-            split = "eval" if split_name in ("test", "validation", "eval", "valid") else "train"
+            split: ExampleSplit = (
+                "eval" if split_name in ("test", "validation", "eval", "valid") else "train"
+            )
             part = _read_arrow_folder(_inside(path, path / split_name))
             parsed.examples.extend(
                 NewExample(e.messages, e.tags, e.split or split, e.status) for e in part.examples
@@ -309,7 +342,8 @@ def _add_record(parsed: ParsedFile, location: str, record: object) -> None:
         parsed.rejected.append(RejectedRow(location, error.message))
 
 
-def _has_known_columns(columns: list[str]) -> bool:
+def has_known_columns(columns: Iterable[str]) -> bool:
+    """Whether a CSV header (lower-cased names) has the columns of an example."""
     names = set(columns)
     return bool(
         {"prompt", "response"} <= names
@@ -333,13 +367,15 @@ def _optional_text(record: dict[str, Any], name: str) -> str | None:
     return _text_field(record, name)
 
 
-def _optional_choice(record: dict[str, Any], name: str, choices: tuple[str, ...]) -> str | None:
+def _optional_choice(
+    record: dict[str, Any], name: str, choices: tuple[ChoiceT, ...]
+) -> ChoiceT | None:
     value = record.get(name)
     if value is None:
         return None
     if value not in choices:
         raise InputError(f"field '{name}' must be one of {', '.join(choices)}, got {value!r}")
-    return str(value)
+    return choices[choices.index(value)]
 
 
 def _check_encodable(text: str) -> None:
@@ -353,6 +389,10 @@ def _check_encodable(text: str) -> None:
 
 def _has_surrogates(text: str) -> bool:
     return any("\udc80" <= char <= "\udcff" for char in text)
+
+
+def _location(origin: str | None, line: int) -> str:
+    return f"{origin}:{line}" if origin else f"line {line}"
 
 
 def _skip_space(text: str, position: int) -> int:

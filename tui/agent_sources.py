@@ -1,7 +1,8 @@
 """Where the agent's and the teacher's chat models come from, for the CLI and the app alike.
 
-A model named on the configured endpoint (``$TUNESMITH_AGENT_*``, else OpenAI), or the
-project's base model on a loopback model server that the caller starts and owns.
+A model named on the configured endpoint (the config file's ``[agent]`` and ``[teacher]``,
+overridden by ``$TUNESMITH_AGENT_*`` and ``$TUNESMITH_TEACHER_*``; else OpenAI), or the project's
+base model on a loopback model server that the caller starts and owns.
 """
 
 from __future__ import annotations
@@ -26,23 +27,31 @@ LocalSource = Callable[[int], "ChatModelSource"]
 
 
 def endpoint_source(model_name: str | None, max_tokens: int) -> ChatModelSource | None:
-    """``model_name`` (else ``$TUNESMITH_AGENT_MODEL``) on the configured endpoint; None if
+    """``model_name`` (else the configured agent model) on the agent's endpoint; None if
     nothing is configured. Raises InputError for a half-done configuration."""
-    from agent.models import endpoint_from_env
+    from agent.models import agent_endpoint
     from agent.models import endpoint_source as source_for
+    from store.config import load_settings
 
-    endpoint = endpoint_from_env(model_name)
+    endpoint = agent_endpoint(load_settings(), model_name)
     return None if endpoint is None else source_for(endpoint, max_tokens=max_tokens)
 
 
 def teacher_source(name: str | None, local: LocalSource) -> ChatModelSource:
-    """The drafting teacher: ``name`` on the configured endpoint, else the local base model."""
-    from agent.models import LOCAL_MODEL
+    """The drafting teacher: ``name`` (else the configured teacher, else the agent's model) on
+    the configured endpoint, else the local base model."""
+    from agent.models import LOCAL_MODEL, teacher_endpoint
+    from agent.models import endpoint_source as source_for
+    from store.config import load_settings
 
-    if name is not None and name.strip().lower() == LOCAL_MODEL:
+    settings = load_settings()
+    chosen = name or settings.teacher.model
+    if chosen is not None and chosen.strip().lower() == LOCAL_MODEL:
         return local(TEACHER_MAX_TOKENS)
-    source = endpoint_source(name, TEACHER_MAX_TOKENS)
-    return source if source is not None else local(TEACHER_MAX_TOKENS)
+    endpoint = teacher_endpoint(settings, name)
+    if endpoint is None:
+        return local(TEACHER_MAX_TOKENS)
+    return source_for(endpoint, max_tokens=TEACHER_MAX_TOKENS)
 
 
 def served_source(

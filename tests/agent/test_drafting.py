@@ -219,8 +219,9 @@ def test_a_failing_teacher_keeps_what_it_already_wrote(tmp_path: Path) -> None:
     project_id = project_with(db, LABELS, [])
     report = draft_examples(db, project_id, BrokenTeacher(), 15)
     assert report.added == 10
-    assert report.error == "connection refused"
-    assert "The teacher stopped answering: connection refused" in describe_report(report, "task")
+    assert report.error == "ConnectionError: connection refused"
+    text = describe_report(report, "task")
+    assert "The teacher stopped answering: ConnectionError: connection refused" in text
 
 
 def test_drafting_needs_a_goal_and_an_answer_format(tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import sqlite_utils
 
-from agent.interview import Interview, proposed_input
+from agent.answers import proposed_input
+from agent.interview import Interview
 from agent.spec import TaskSpec, load_spec
 from store.database import open_database
 from store.examples import Example, list_examples

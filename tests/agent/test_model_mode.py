@@ -20,7 +20,7 @@ from pydantic import Field
 from agent.interview import Interview
 from agent.model_mode import AgentTurn, SpecUpdate, apply_update, structured_call
 from agent.models import fixed_source
-from agent.spec import TaskSpec, load_spec
+from agent.spec import TaskSpec, load_spec, save_spec
 from store.database import open_database
 from store.errors import ModelError
 from store.examples import list_examples
@@ -208,3 +208,19 @@ def test_model_mode_for_real_on_the_tiny_model(tmp_path: Path, tiny_model_dir: P
     spec = load_spec(get_project(db, "tickets"))
     assert spec.labels == ("billing", "technical", "account", "shipping")
     assert [e.response for e in list_examples(db, get_project(db, "tickets").id)] == ["billing"]
+
+
+def test_a_teacher_that_fails_while_drafting_does_not_show_its_key(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "t.db")
+    project = create_project(db, "t")
+    save_spec(
+        db,
+        project.id,
+        TaskSpec(goal="sort tickets", output_kind="labels", labels=("billing", "bug")),
+    )
+    teacher = fixed_source(UnreachableModel(), "gpt-x at example.org")
+    teacher.secrets = ("sk-secret-123",)
+    chat = Interview(db, get_project(db, "t"), teacher=teacher)
+    reply = chat.handle("/draft 2")
+    assert "key ***" in reply.text
+    assert "sk-secret" not in reply.text

@@ -1,4 +1,4 @@
-"""The task spec, its coverage, the transcript rows, and the recognisers of guided mode."""
+"""The task spec, its edits, its coverage and description, and the transcript rows."""
 
 from __future__ import annotations
 
@@ -7,21 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from agent import answers
+from agent.coverage import coverage
 from agent.spec import (
     Requirement,
     TaskSpec,
-    coverage,
-    describe_spec,
     label_of,
     load_spec,
     missing_parts,
     output_problem,
-    proposed_system_prompt,
     save_spec,
-    spec_record,
-    with_requirements,
 )
+from agent.spec_edits import with_requirements
+from agent.spec_text import describe_spec, proposed_system_prompt, spec_record
 from store.database import open_database
 from store.errors import InputError
 from store.examples import NewExample, add_examples, list_examples, prompt_response
@@ -155,166 +152,3 @@ def test_transcript_rows(tmp_path: Path) -> None:
     assert [m.content for m in list_messages(db, project.id, last=2)] == ["turn 3", "turn 4"]
     with pytest.raises(InputError, match="role"):
         add_message(db, project.id, "system", "nope")
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        (
-            "The labels are billing, technical, account and shipping.",
-            ("billing", "technical", "account", "shipping"),
-        ),
-        ("labels: a1, b2, c3", ("a1", "b2", "c3")),
-        ("Categories should be one of: spam / ham", ("spam", "ham")),
-        ("classify tickets into urgent or not urgent", ("urgent", "not urgent")),
-        ("It answers with one of positive, negative, neutral", ("positive", "negative", "neutral")),
-        ("the labels should be short", None),
-        ("sort emails into folders", None),
-        ("I need a model that classifies customer support tickets.", None),
-    ],
-)
-def test_labels_statement(text: str, expected: tuple[str, ...] | None) -> None:
-    assert answers.labels_statement(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("billing, technical and account", ("billing", "technical", "account")),
-        ("- billing\n- technical\n- account", ("billing", "technical", "account")),
-        ('"yes", "no"', ("yes", "no")),
-        ("a short reply that thanks the customer", None),
-        ("the subject, the body", None),
-        ("one", None),
-    ],
-)
-def test_bare_label_list(text: str, expected: tuple[str, ...] | None) -> None:
-    assert answers.parse_label_list(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "pairs", "problems"),
-    [
-        ("Input: a\nOutput: b", [("a", "b")], 0),
-        ("Input: a Output: b Input: c Output: d", [("a", "b"), ("c", "d")], 0),
-        ("Q: a?\nA: b", [("a?", "b")], 0),
-        ('Input: "quoted"\nLabel: x', [("quoted", "x")], 0),
-        (
-            'Input: one\nline two\n\nOutput: {\n  "k": 1\n}',
-            [("one\nline two", '{\n  "k": 1\n}')],
-            0,
-        ),
-        ("Input: a\nInput: c\nOutput: d", [("c", "d")], 1),
-        ("Input: only an input", [], 1),
-    ],
-)
-def test_parse_pairs(text: str, pairs: list[tuple[str, str]], problems: int) -> None:
-    parsed = answers.parse_pairs(text)
-    assert parsed is not None
-    assert list(parsed.pairs) == pairs
-    assert len(parsed.problems) == problems
-
-
-def test_no_pairs_in_plain_statements() -> None:
-    assert answers.parse_pairs("The input: an email from a customer") is None
-    assert answers.parse_pairs("I have a question: what do you need?") is None
-
-
-@pytest.mark.parametrize(
-    ("text", "junk"),
-    [
-        ("asdf", False),
-        ("%%% ###", True),
-        ("sdfghjk", True),
-        ("aaaaaaa", True),
-        ("", True),
-        ("the text of one email", False),
-        ("SQL queries", False),
-    ],
-)
-def test_junk(text: str, junk: bool) -> None:
-    assert answers.looks_like_junk(text) is junk
-
-
-@pytest.mark.parametrize(
-    ("text", "goal"),
-    [
-        (
-            "I need a model that classifies customer support tickets.",
-            "classify customer support tickets",
-        ),
-        ("Hi! I'd like to build a small classifier that sorts emails", "sort emails"),
-        ("The goal is to summarize meeting notes", "summarize meeting notes"),
-        ("I want to translate menus", "translate menus"),
-        ("Summaries please", None),
-    ],
-)
-def test_goal_statement(text: str, goal: str | None) -> None:
-    assert answers.goal_statement(text) == goal
-
-
-def test_statements_and_small_answers() -> None:
-    assert answers.split_correction("No, the labels are a, b") == (True, "the labels are a, b")
-    assert answers.split_correction("Nobody knows") == (False, "Nobody knows")
-    assert answers.is_skip("skip") and answers.is_skip("None.") and not answers.is_skip("no, x")
-    assert (
-        answers.is_yes("Yes please")
-        and answers.is_yes("looks good!")
-        and not answers.is_yes("yes, but")
-    )
-    assert answers.input_statement("The input is one support email") == "one support email"
-    assert answers.output_statement("It should answer with a JSON object") == "a JSON object"
-    assert answers.json_fields_statement("JSON with the keys name, email and order number") == (
-        "name",
-        "email",
-        "order_number",
-    )
-    assert answers.rules_statement("Never guess. Always be polite.") == [
-        "Never guess",
-        "Always be polite",
-    ]
-    assert answers.rules_statement("use null when unknown") is None
-    assert answers.rules_statement("use null when unknown", imperatives=True) == [
-        "use null when unknown"
-    ]
-    assert answers.cases_statement("cases: angry customers, refunds and returns") == [
-        "angry customers",
-        "refunds and returns",
-    ]
-    assert answers.target_statement("let's aim for 200 examples") == 200
-    assert answers.system_prompt_statement("System prompt: You are terse.") == "You are terse."
-
-
-def test_json_sample_and_pasted_rows() -> None:
-    sample = answers.parse_json_sample('```json\n{"a": 1, "b": [1, 2],}\n```')
-    assert isinstance(sample, answers.JsonSample) and sample.fields == ("a", "b")
-    assert str(answers.parse_json_sample('{"a": ')) == "the JSON object is not closed"
-    assert answers.parse_json_sample("no json here") is None
-    assert answers.parse_json_sample("this {is} prose") is None
-    records = answers.parse_pasted_records('[{"prompt": "a", "response": "b"}, {"x": 1}]')
-    assert records is not None and len(records.examples) == 1
-    assert str(records.rejected[0]).startswith("item 2: no known fields")
-    assert answers.parse_pasted_records('{"name": "Ada"}') is None
-    assert answers.parse_pasted_csv("prompt\tresponse\nhi\thello") is not None
-    assert answers.parse_pasted_csv("a,b\n1,2") is None
-
-
-@pytest.mark.parametrize(
-    ("lines", "unfinished"),
-    [
-        ("Input: a", True),
-        ("Input: a\nOutput:", True),
-        ("Input: a\nOutput: {", True),
-        ("Input: a\nOutput: b", False),
-        ("The input: an email", False),
-        ("```\nx", True),
-        ("{", True),
-        ("line one \\", True),
-        ("plain", False),
-        ("input,output", True),
-        ("input,output\nhi,greeting", True),
-        ("input,output\nhi,greeting\n", False),
-    ],
-)
-def test_needs_more_lines(lines: str, unfinished: bool) -> None:
-    assert answers.needs_more_lines(lines) is unfinished

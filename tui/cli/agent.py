@@ -32,8 +32,9 @@ MAX_DRAFT_COUNT = 200
 
 _TEACHER_HELP = (
     "Model that drafts the examples: a model name on the configured endpoint"
-    " ($TUNESMITH_AGENT_BASE_URL, else OpenAI with $OPENAI_API_KEY), or 'local' for the"
-    " project's base model served here (the default when nothing is configured)."
+    " ($TUNESMITH_TEACHER_BASE_URL or $TUNESMITH_AGENT_BASE_URL, else OpenAI with"
+    " $OPENAI_API_KEY), or 'local' for the project's base model served here; default: the"
+    " config file's [teacher] model, else the agent's, else 'local'."
 )
 
 
@@ -43,7 +44,9 @@ _TEACHER_HELP = (
 @pass_state
 def spec_command(state: CliState, name: str, as_json: bool) -> None:
     """Show the task spec of NAME with its coverage: examples per label and per case."""
-    from agent.spec import coverage, describe_spec, load_spec, spec_record
+    from agent.coverage import coverage
+    from agent.spec import load_spec
+    from agent.spec_text import describe_spec, spec_record
 
     db = state.db()
     project = get_project(db, name)
@@ -64,7 +67,7 @@ def spec_command(state: CliState, name: str, as_json: bool) -> None:
     "model_name",
     default=None,
     help="Let this model lead the interview (on $TUNESMITH_AGENT_BASE_URL, else OpenAI);"
-    " default: $TUNESMITH_AGENT_MODEL, else guided mode.",
+    " default: $TUNESMITH_AGENT_MODEL or the config file's [agent] model, else guided mode.",
 )
 @click.option(
     "--local",
@@ -91,6 +94,7 @@ def chat_command(
     """
     from agent.interview import Interview
     from agent.models import LOCAL_MODEL
+    from store.config import load_settings
 
     if sum([bool(model_name), use_local, guided]) > 1:
         raise InputError("--model, --local and --guided exclude each other; pick one")
@@ -105,10 +109,11 @@ def chat_command(
             agent_model = server.source(AGENT_MAX_TOKENS)
         elif not guided:
             agent_model = endpoint_source(model_name, AGENT_MAX_TOKENS)
-        # The teacher is the agent's model unless named, asked for longer answers.
-        teacher_name = (
-            teacher if teacher is not None else (LOCAL_MODEL if use_local else model_name)
-        )
+        # The teacher is the one named or configured, else the agent's model, asked for
+        # longer answers.
+        teacher_name = teacher
+        if teacher_name is None and load_settings().teacher.model is None:
+            teacher_name = LOCAL_MODEL if use_local else model_name
         try:
             teacher_model = teacher_source(teacher_name, server.source)
         except InputError as error:
@@ -179,7 +184,7 @@ def read_messages(
     until closed; a trailing backslash joins the next line. A slash command always starts a
     new message. ``prompt`` is called with "> " or "... " before each line is read.
     """
-    from agent.answers import needs_more_lines
+    from agent.typed_examples import needs_more_lines
 
     source = iter(lines)
     held: str | None = None

@@ -20,15 +20,18 @@ from agent.models import (
     OPENAI_API_KEY_ENV,
     ChatModelSource,
     Endpoint,
-    endpoint_from_env,
+    agent_endpoint,
     fixed_source,
+    teacher_endpoint,
 )
 from agent.spec import load_spec
+from store.config import EndpointSettings, Settings
 from store.database import open_database
 from store.errors import InputError
 from store.examples import Example, list_examples
 from store.messages import list_messages
 from store.projects import get_project
+from tui.agent_sources import AGENT_MAX_TOKENS, endpoint_source, teacher_source
 from tui.cli import agent as cli_agent
 from tui.cli.agent import read_messages
 from tui.cli.main import cli
@@ -276,22 +279,93 @@ def test_chat_options_and_configuration_errors(
     assert "/draft uses the local model" in guided.stderr
 
 
-def test_endpoint_from_env() -> None:
-    assert endpoint_from_env(environ={}) is None
-    openai = endpoint_from_env(environ={OPENAI_API_KEY_ENV: "sk-1", AGENT_MODEL_ENV: "m"})
+def settings_of(agent: EndpointSettings, teacher: EndpointSettings | None = None) -> Settings:
+    return Settings(agent=agent, teacher=teacher or EndpointSettings(), base_model="m", theme=None)
+
+
+def test_agent_endpoint() -> None:
+    nothing = settings_of(EndpointSettings())
+    assert agent_endpoint(nothing, environ={}) is None
+    openai = agent_endpoint(
+        settings_of(EndpointSettings(model="m")), environ={OPENAI_API_KEY_ENV: "sk-1"}
+    )
     assert openai == Endpoint("m", None, "sk-1")
     assert "sk-1" not in repr(openai)
     assert openai is not None and openai.describe() == "m at api.openai.com"
-    ollama = endpoint_from_env(
-        "llama3.1", environ={AGENT_BASE_URL_ENV: "http://localhost:11434/v1", AGENT_MODEL_ENV: "x"}
-    )
+    local = settings_of(EndpointSettings("http://localhost:11434/v1", "x"))
+    ollama = agent_endpoint(local, "llama3.1", environ={})
     assert ollama == Endpoint("llama3.1", "http://localhost:11434/v1", None)
-    own_key = endpoint_from_env(
-        environ={AGENT_MODEL_ENV: "m", AGENT_API_KEY_ENV: "k2", OPENAI_API_KEY_ENV: "k1"}
+    own_key = agent_endpoint(
+        settings_of(EndpointSettings(model="m")),
+        environ={AGENT_API_KEY_ENV: "k2", OPENAI_API_KEY_ENV: "k1"},
     )
     assert own_key is not None and own_key.api_key == "k2"
     with pytest.raises(InputError, match="needs an endpoint"):
-        endpoint_from_env("m", environ={})
+        agent_endpoint(nothing, "m", environ={})
+    with pytest.raises(InputError, match=f"^{AGENT_BASE_URL_ENV} is set but names no model"):
+        agent_endpoint(
+            settings_of(EndpointSettings("http://h/v1")),
+            environ={AGENT_BASE_URL_ENV: "http://h/v1"},
+        )
+
+
+def test_teacher_endpoint_defaults_to_the_teacher_then_the_agent() -> None:
+    agent = EndpointSettings("http://agent/v1", "agent-model")
+    assert teacher_endpoint(settings_of(agent), environ={}) == Endpoint(
+        "agent-model", "http://agent/v1", None
+    )
+    teacher = EndpointSettings("http://teacher/v1", "teacher-model")
+    both = settings_of(agent, teacher)
+    assert teacher_endpoint(both, environ={}) == Endpoint("teacher-model", "http://teacher/v1")
+    assert teacher_endpoint(both, "named", environ={}) == Endpoint("named", "http://teacher/v1")
+    model_only = settings_of(agent, EndpointSettings(model="bigger"))
+    assert teacher_endpoint(model_only, environ={}) == Endpoint("bigger", "http://agent/v1")
+    assert teacher_endpoint(settings_of(EndpointSettings()), environ={}) is None
+    with pytest.raises(InputError, match=r"teacher\.base_url in .* is set but names no model"):
+        teacher_endpoint(
+            settings_of(EndpointSettings(), EndpointSettings("http://t/v1")), environ={}
+        )
+
+
+def test_the_config_file_sets_the_agent_and_the_teacher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "config.toml").write_text(
+        '[agent]\nbase_url = "http://localhost:11434/v1"\nmodel = "qwen2.5:7b"\n'
+        '[teacher]\nmodel = "llama3.1:70b"\n',
+        encoding="utf-8",
+    )
+    agent = endpoint_source(None, AGENT_MAX_TOKENS)
+    assert agent is not None and agent.name == "qwen2.5:7b at http://localhost:11434/v1"
+
+    def local(max_tokens: int) -> ChatModelSource:
+        return fixed_source(FakeMessagesListChatModel(responses=[]), "local")
+
+    teacher = teacher_source(None, local)
+    assert teacher.name == "llama3.1:70b at http://localhost:11434/v1"
+    assert teacher_source("other", local).name == "other at http://localhost:11434/v1"
+    assert teacher_source("local", local).name == "local"
+    # The environment overrides the file.
+    monkeypatch.setenv(AGENT_MODEL_ENV, "from-env")
+    monkeypatch.setenv("TUNESMITH_TEACHER_MODEL", "local")
+    agent = endpoint_source(None, AGENT_MAX_TOKENS)
+    assert agent is not None and agent.name == "from-env at http://localhost:11434/v1"
+    assert teacher_source(None, local).name == "local"
+
+
+def test_chat_takes_the_configured_agent_and_reports_a_half_set_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[agent]\nbase_url = "http://localhost:9/v1"\n', encoding="utf-8")
+    db_path = tmp_path / "t.db"
+    no_model = run(db_path, "chat", "x", input="")
+    assert no_model.exit_code == 1
+    assert f"agent.base_url in {config} is set but names no model" in no_model.stderr
+    config.write_text(
+        '[agent]\nbase_url = "http://localhost:9/v1"\nmodel = "m"\n', encoding="utf-8"
+    )
+    model_mode = run(db_path, "chat", "x", input="/quit\n")
+    assert model_mode.exit_code == 0, model_mode.output
+    assert "Model mode: m at http://localhost:9/v1." in model_mode.stderr
 
 
 def lines_of(text: str) -> Iterator[str]:
