@@ -27,17 +27,11 @@ from trl import SFTConfig, SFTTrainer
 
 from trainer.control.config import plan_run
 from trainer.models import DEFAULT_BASE_MODEL, load_base_model
+from trainer.training.arguments import lora_config, prepare_model, recompute_activations
+from trainer.training.arguments import training_arguments as tunesmith_arguments
+from trainer.training.completion_head import FastSFTTrainer
+from trainer.training.data import LENGTH_MARGIN, longest_row, to_prompt_completion
 from trainer.training.hardware import Speedups, choose_precision, choose_speedups, choose_threads
-from trainer.training.run import (
-    LENGTH_MARGIN,
-    FastSFTTrainer,
-    longest_row,
-    lora_config,
-    prepare_model,
-    recompute_activations,
-    to_prompt_completion,
-)
-from trainer.training.run import training_arguments as tunesmith_arguments
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "support_emails.jsonl"
 

@@ -25,8 +25,9 @@ from unittest import mock
 import torch
 
 import store.runs
+import trainer.training.checkpoints
 import trainer.training.run
-from trainer.training.run import AtomicCheckpointTrainer
+from trainer.training.checkpoints import AtomicCheckpointTrainer
 
 FAULTS = (
     "kill-mid-save",
@@ -67,7 +68,7 @@ def _half_written_optimizer(step: int, then: str) -> None:
 
 def _kill_after_marker(step: int) -> None:
     """SIGKILL right after the checkpoint at ``step`` is marked, before it is renamed."""
-    original_marker = trainer.training.run.write_checkpoint_marker
+    original_marker = trainer.training.checkpoints.write_checkpoint_marker
 
     def write_marker(folder: Path, *, run_id: int, step: int) -> None:
         original_marker(folder, run_id=run_id, step=step)
@@ -75,7 +76,7 @@ def _kill_after_marker(step: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
     target_step = step
-    mock.patch.object(trainer.training.run, "write_checkpoint_marker", write_marker).start()
+    mock.patch.object(trainer.training.checkpoints, "write_checkpoint_marker", write_marker).start()
 
 
 def _pause_after_checkpoint(step: int) -> None:
@@ -86,7 +87,7 @@ def _pause_after_checkpoint(step: int) -> None:
         if saved_step == step:
             os.kill(os.getpid(), signal.SIGSTOP)
 
-    mock.patch.object(trainer.training.run, "set_checkpoint", set_checkpoint).start()
+    mock.patch.object(trainer.training.checkpoints, "set_checkpoint", set_checkpoint).start()
 
 
 def _nan_loss(step: int) -> None:

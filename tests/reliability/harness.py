@@ -1,4 +1,4 @@
-"""What the fault tests share: a tiny project, runs launched with a fault, waits, a small disk."""
+"""What tests of real runs share: a tiny project, faulted launches, waits, a small disk."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,8 +18,8 @@ from store.examples import add_examples
 from store.projects import Project, create_project
 from store.runs import Run, get_run, set_launched
 from tests.conftest import tiny_task_rows
-from tests.repo import REPO
 from trainer.control.jobs import refresh_runs
+from trainer.control.process import child_command, child_environment
 
 RUN_TIMEOUT_SECONDS = 120.0
 """Longest wait for a tiny run to reach a state (it takes seconds)."""
@@ -41,8 +40,12 @@ def launch_run(
 ) -> subprocess.Popen[bytes]:
     """Start ``run`` detached, as ``trainer.control.jobs`` does, through the fault wrapper."""
     assert run.run_dir is not None and run.log_path is not None
-    command = [sys.executable, "-m", "tests.reliability.fault_run", fault, "trainer.training.run"]
-    command += ["--db", str(db_path), "--run-id", str(run.id)] + (["--resume"] if resume else [])
+    run_arguments = ["--db", str(db_path), "--run-id", str(run.id)] + (
+        ["--resume"] if resume else []
+    )
+    command = child_command(
+        "tests.reliability.fault_run", [fault, "trainer.training.run", *run_arguments]
+    )
     log_fd = os.open(run.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         process = subprocess.Popen(
@@ -52,14 +55,7 @@ def launch_run(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=run.run_dir,
-            env={
-                **os.environ,
-                "PYTHONPATH": str(REPO),
-                "PYTHONUNBUFFERED": "1",
-                "TOKENIZERS_PARALLELISM": "false",
-                "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-                "TQDM_DISABLE": "1",
-            },
+            env=child_environment(),
         )
     finally:
         os.close(log_fd)

@@ -34,7 +34,11 @@ from trainer.control.jobs import (
     start_run,
     stop_run,
 )
-from trainer.training.run import CHECKPOINT_MARKER, complete_checkpoints, resumable_checkpoint
+from trainer.training.checkpoints import (
+    CHECKPOINT_MARKER,
+    complete_checkpoints,
+    resumable_checkpoint,
+)
 
 SECRET = "sk-reliability-0123456789abcdef"
 """An API key in the run's environment that must never reach its log, files or the database."""

@@ -21,10 +21,10 @@ from store.examples import add_examples
 from store.projects import Project, create_project
 from store.runs import get_run, metrics
 from tests.conftest import TinyRun, tiny_task_rows
-from tests.trainer.test_run_lifecycle import wait_for
+from tests.reliability.harness import tiny_project, wait_for
 from trainer.control.distributed import Launch
 from trainer.control.jobs import plan_for_project, resume_run, start_run, stop_run
-from trainer.training.run import complete_checkpoints
+from trainer.training.checkpoints import complete_checkpoints
 
 ADAPTER_FILE = "adapter_model.safetensors"
 TWO = Launch(processes=2)
@@ -87,9 +87,7 @@ def test_two_ranks_stop_together_resume_and_a_dead_rank_fails_the_run(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     db_path = tmp_path / "t.db"
-    db = open_database(db_path)
-    project = create_project(db, "colours", base_model=str(tiny_model_dir))
-    add_examples(db, project.id, tiny_task_rows(16), source="imported", split_mode="train")
+    db, project = tiny_project(db_path, tiny_model_dir)
     plan = plan_for_project(db, project, {"max_steps": 400, "save_every": 5, "batch_size": 4})
     run = start_run(db, db_path, project, plan, TWO)
 

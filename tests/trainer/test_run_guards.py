@@ -23,13 +23,9 @@ from store.projects import create_project
 from store.runs import create_run, metrics
 from tests.conftest import tiny_task_rows
 from trainer.control.config import plan_run
-from trainer.training.run import (
-    StopRequest,
-    StoreProgress,
-    TrainingFailed,
-    check_end_of_turn_is_trained,
-    to_prompt_completion,
-)
+from trainer.training.callbacks import StopRequest, StoreProgress
+from trainer.training.data import check_end_of_turn_is_trained, to_prompt_completion
+from trainer.training.reporting import TrainingFailed
 
 
 @pytest.mark.parametrize("bad_loss", [math.nan, math.inf])

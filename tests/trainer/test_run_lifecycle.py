@@ -5,43 +5,17 @@ from __future__ import annotations
 
 import os
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import sqlite_utils
-
-from store.database import open_database
-from store.examples import add_examples
-from store.projects import create_project
-from store.runs import Run, get_run, metrics
-from tests.conftest import tiny_task_rows
-from trainer.control.jobs import plan_for_project, refresh_runs, resume_run, start_run, stop_run
-from trainer.training.run import complete_checkpoints
-
-TIMEOUT_SECONDS = 120.0
-
-
-def wait_for(
-    db: sqlite_utils.Database, run_id: int, condition: Callable[[Run], bool], what: str
-) -> Run:
-    """Poll the run row until ``condition`` holds (the run is another process)."""
-    deadline = time.monotonic() + TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        refresh_runs(db)
-        run = get_run(db, run_id)
-        if condition(run):
-            return run
-        time.sleep(0.2)
-    log = Path(run.log_path or "").read_text() if run.log_path else ""
-    raise AssertionError(f"timed out waiting for {what}; run is {run}\n{log[-3000:]}")
+from store.runs import metrics
+from tests.reliability.harness import tiny_project, wait_for
+from trainer.control.jobs import plan_for_project, resume_run, start_run, stop_run
+from trainer.training.checkpoints import complete_checkpoints
 
 
 def test_stop_kill_and_resume_continue_the_step_count(tmp_path: Path, tiny_model_dir: Path) -> None:
     db_path = tmp_path / "t.db"
-    db = open_database(db_path)
-    project = create_project(db, "colours", base_model=str(tiny_model_dir))
-    add_examples(db, project.id, tiny_task_rows(16), source="imported", split_mode="train")
+    db, project = tiny_project(db_path, tiny_model_dir)
     plan = plan_for_project(db, project, {"max_steps": 60, "save_every": 5, "batch_size": 4})
     run = start_run(db, db_path, project, plan)
 

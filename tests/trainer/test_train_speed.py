@@ -13,18 +13,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 from trl.kernels import ChunkedLogProbFunction
 
-import trainer.training.run
+import trainer.training.completion_head
 from store.examples import messages_to_json
 from tests.conftest import tiny_task_rows
 from trainer.control.config import plan_run
+from trainer.training.arguments import lora_config, prepare_model, training_arguments
+from trainer.training.completion_head import FastSFTTrainer
+from trainer.training.data import to_prompt_completion
 from trainer.training.hardware import Speedups, activations_fit, choose_speedups
-from trainer.training.run import (
-    FastSFTTrainer,
-    lora_config,
-    prepare_model,
-    to_prompt_completion,
-    training_arguments,
-)
 
 CPU_SPEED = Speedups(
     bf16_weights=False,
@@ -87,7 +83,7 @@ def test_completion_head_gives_trls_loss_gradients_and_metrics(
 ) -> None:
     projected: list[int] = []
     kernel: Any = ChunkedLogProbFunction
-    scores = trainer.training.run.plain_head_scores
+    scores = trainer.training.completion_head.plain_head_scores
 
     class Recording:
         @staticmethod
@@ -100,11 +96,11 @@ def test_completion_head_gives_trls_loss_gradients_and_metrics(
         return scores(rows, *args)
 
     if plain:
-        monkeypatch.setattr(trainer.training.run, "plain_head_scores", recording_scores)
+        monkeypatch.setattr(trainer.training.completion_head, "plain_head_scores", recording_scores)
     else:
         # Past the size plain autograd takes, TRL's chunked kernel scores the rows.
-        monkeypatch.setattr(trainer.training.run, "PLAIN_HEAD_ELEMENTS", 0)
-        monkeypatch.setattr(trainer.training.run, "ChunkedLogProbFunction", Recording)
+        monkeypatch.setattr(trainer.training.completion_head, "PLAIN_HEAD_ELEMENTS", 0)
+        monkeypatch.setattr(trainer.training.completion_head, "ChunkedLogProbFunction", Recording)
     reference = _trainer(tiny_model_dir, tmp_path, None, bf16=False)
     fast = _trainer(tiny_model_dir, tmp_path, CPU_SPEED, bf16=False)
     batch = next(iter(reference.get_train_dataloader()))
