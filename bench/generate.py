@@ -77,7 +77,7 @@ def first_tokens(base_url: str, api_key: str | None, prompts: list[str]) -> tupl
         conversation.append({"role": "user", "content": prompt})
         start = time.perf_counter()
         pieces = stream_chat(base_url, api_key, "base", conversation, max_tokens=24)
-        first = next(iter(pieces))
+        first = next(pieces)
         seconds = time.perf_counter() - start
         answer = first + "".join(pieces)
         inputs: Any = tokenizer.apply_chat_template(

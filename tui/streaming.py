@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
+from contextlib import closing
 
 from textual.dom import DOMNode
 from textual.message import Message
@@ -88,14 +89,16 @@ def stream_answers(
     """
     for side, model in models.items():
         text, published = "", 0.0
-        pieces = stream_chat(
-            server.base_url,
-            server.api_key,
-            model,
-            conversations[side],
-            max_tokens=MAX_TOKENS,
-        )
-        try:
+        # Closing the stream hangs up, which makes the server stop generating.
+        with closing(
+            stream_chat(
+                server.base_url,
+                server.api_key,
+                model,
+                conversations[side],
+                max_tokens=MAX_TOKENS,
+            )
+        ) as pieces:
             for piece in pieces:
                 if is_cancelled():
                     return
@@ -103,8 +106,4 @@ def stream_answers(
                 if time.monotonic() - published >= PUBLISH_SECONDS:
                     on_text(side, text, False)
                     published = time.monotonic()
-        finally:
-            # Closing the stream hangs up, which makes the server stop generating.
-            if isinstance(pieces, Generator):
-                pieces.close()
         on_text(side, text, True)

@@ -3,38 +3,22 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import anyio
 import openai
 import pytest
-from starlette.testclient import TestClient
-from starlette.types import Message, Scope
 
 from store.database import open_database
 from store.errors import ModelError
-from store.projects import get_project
 from store.runs import get_run
 from tests.conftest import TinyRun
 from trainer.control.client import list_models, stream_chat
 from trainer.control.launch import ServerHandle, start_server
-from trainer.control.snapshot import with_system_prompt
-from trainer.models import DEFAULT_BASE_MODEL, load_base_model
-from trainer.serving.inference import (
-    Generation,
-    ModelPool,
-    Prompt,
-    UnknownModelError,
-    shared_prefix,
-)
-from trainer.serving.serve import ChatService, build_app
+from trainer.models import DEFAULT_BASE_MODEL
 
 HELLO = [{"role": "user", "content": "Say hello."}]
 COLOUR_PROMPT = [{"role": "user", "content": "Name colour number 3."}]
@@ -55,11 +39,6 @@ def project_server(
     ) as server:
         yield server
     assert server.process.poll() is not None
-
-
-@pytest.fixture(scope="module")
-def tuned_name(completed_tiny_run: TinyRun) -> str:
-    return f"run-{completed_tiny_run.run_id}"
 
 
 def _post(
@@ -294,170 +273,6 @@ def test_unavailable_model_fails_to_start_with_its_name(name: str) -> None:
     assert "\n" not in caught.value.message
 
 
-@pytest.fixture(scope="module")
-def pool(completed_tiny_run: TinyRun) -> ModelPool:
-    """The tiny run's base model and adapter loaded in this process."""
-    db = open_database(completed_tiny_run.db_path)
-    project = get_project(db, completed_tiny_run.project)
-    run = get_run(db, completed_tiny_run.run_id)
-    assert run.adapter_path is not None
-    model, tokenizer = load_base_model(project.base_model, on_status=lambda message: None)
-    models = ModelPool(model, tokenizer)
-    models.attach(f"run-{run.id}", Path(run.adapter_path))
-    return models
-
-
-def test_cancelled_generation_stops_early(pool: ModelPool) -> None:
-    prompt = pool.prepare(HELLO, 400)
-    generation = pool.start("base", prompt)
-
-    first = next(generation)
-    generation.cancel()
-    rest = list(generation)
-
-    assert first
-    assert generation.completion_tokens < 50
-    assert len(rest) < 50
-    # The lock is free again: a new answer runs to its end.
-    assert pool.generate("base", [HELLO], max_new_tokens=3)
-
-
-def test_adapter_changes_the_logits_and_base_disables_it(pool: ModelPool, tuned_name: str) -> None:
-    import torch
-
-    inputs = pool.encode([COLOUR_PROMPT])
-    with pool.lock, torch.inference_mode():
-        with pool.selected("base") as model:
-            base_logits = model(**inputs).logits
-        with pool.selected(tuned_name) as model:
-            tuned_logits = model(**inputs).logits
-        with pool.selected("base") as model:
-            base_again = model(**inputs).logits
-
-    assert not torch.allclose(base_logits, tuned_logits)
-    assert torch.equal(base_logits, base_again)
-    with pytest.raises(UnknownModelError), pool.selected("run-999"):
-        pass
-
-
-@pytest.mark.parametrize("stream", [True, False])
-async def test_a_client_that_hangs_up_cancels_its_answer(
-    pool: ModelPool, stream: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    started: list[Generation] = []
-    start = pool.start
-
-    def recording_start(name: str, prompt: Prompt, **sampling: Any) -> Generation:
-        started.append(start(name, prompt, **sampling))
-        return started[-1]
-
-    monkeypatch.setattr(pool, "start", recording_start)
-    app = build_app(ChatService(pool), api_key=None)
-    body = _chat_body(max_tokens=400, stream=stream)
-    answer_began = anyio.Event()
-    received: list[Message] = []
-
-    async def receive() -> Message:
-        if not received:
-            received.append({"type": "http.request", "body": body, "more_body": False})
-        else:
-            # A streamed answer is under way before the hang-up; a whole one is still waited for.
-            if stream:
-                await answer_began.wait()
-            received.append({"type": "http.disconnect"})
-        return received[-1]
-
-    async def send(message: Message) -> None:
-        if message["type"] == "http.response.body":
-            answer_began.set()
-
-    # Holding the generation lock keeps the answer from starting, so only a hang-up can end it.
-    with pool.lock:
-        await app(_http_scope("POST", "/v1/chat/completions", body), receive, send)
-        [generation] = started
-        assert generation.cancelled
-        assert received[-1] == {"type": "http.disconnect"}
-
-
-def _http_scope(method: str, path: str, body: bytes) -> Scope:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
-
-
-def test_the_system_prompt_goes_where_a_conversation_has_none(pool: ModelPool) -> None:
-    system_prompt = "Answer with one colour name."
-    client = TestClient(build_app(ChatService(pool, system_prompt), api_key=None))
-    own_system = [{"role": "system", "content": "Be brief."}, *HELLO]
-
-    def prompt_tokens(messages: list[dict[str, str]]) -> int:
-        answer = client.post(
-            "/v1/chat/completions",
-            json={"model": "base", "messages": messages, "max_tokens": 1, "temperature": 0},
-        )
-        assert answer.status_code == 200, answer.text
-        count: int = answer.json()["usage"]["prompt_tokens"]
-        return count
-
-    with_project_prompt = with_system_prompt(HELLO, system_prompt)
-    assert prompt_tokens(HELLO) == pool.prepare(with_project_prompt, 1).prompt_tokens
-    assert prompt_tokens(HELLO) != pool.prepare(HELLO, 1).prompt_tokens
-    assert prompt_tokens(own_system) == pool.prepare(own_system, 1).prompt_tokens
-
-
-def test_client_reports_a_server_that_is_not_there() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-
-    with pytest.raises(ModelError, match="connection refused"):
-        list(stream_chat(f"http://127.0.0.1:{port}", None, "base", HELLO))
-
-
-class _DyingStreamHandler(BaseHTTPRequestHandler):
-    """Sends one chunk of an answer and hangs up, like a server that crashed mid-stream."""
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        chunk = {"choices": [{"index": 0, "delta": {"content": "Par"}, "finish_reason": None}]}
-        self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        del format, args
-
-
-def test_client_reports_a_stream_cut_short() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _DyingStreamHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    received: list[str] = []
-    try:
-        with pytest.raises(ModelError, match="ended the answer before it was complete"):
-            received.extend(
-                stream_chat(f"http://127.0.0.1:{server.server_address[1]}", None, "base", HELLO)
-            )
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert received == ["Par"]
-
-
 def test_embedded_model_knows_the_capital_of_france(
     embedded_model_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -472,43 +287,3 @@ def test_embedded_model_knows_the_capital_of_france(
 
     assert "Paris" in answer
     assert statuses == [f"Loading base model {DEFAULT_BASE_MODEL}..."]
-
-
-def test_a_conversation_that_goes_on_reads_only_its_new_tokens(
-    pool: ModelPool, tuned_name: str
-) -> None:
-    first = [
-        {"role": "system", "content": "You name colours. " * 12},
-        {"role": "user", "content": "Name colour number 3."},
-    ]
-    answer = "".join(pool.stream(tuned_name, first, max_new_tokens=8))
-    going_on = [*first, {"role": "assistant", "content": answer}]
-    going_on.append({"role": "user", "content": "And number 4?"})
-    total = pool.prepare(going_on, 8).prompt_tokens
-
-    read: list[int] = []
-    embeddings = pool._base.get_input_embeddings()
-    hook = embeddings.register_forward_pre_hook(lambda module, args: read.append(args[0].shape[1]))
-    try:
-        reused = "".join(pool.stream(tuned_name, going_on, max_new_tokens=8))
-        with_reuse = read[0]
-        read.clear()
-        pool.reuse_prefixes = False
-        afresh = "".join(pool.stream(tuned_name, going_on, max_new_tokens=8))
-        without = read[0]
-    finally:
-        pool.reuse_prefixes = True
-        hook.remove()
-
-    # The first forward pass of an answer reads the prompt: all of it only without reuse.
-    assert without == total
-    assert with_reuse < total - 40
-    assert reused == afresh
-
-
-def test_shared_prefix_counts_leading_tokens_in_common() -> None:
-    import torch
-
-    assert shared_prefix(torch.tensor([1, 2, 3, 4]), torch.tensor([1, 2, 9])) == 2
-    assert shared_prefix(torch.tensor([1, 2]), torch.tensor([1, 2, 3])) == 2
-    assert shared_prefix(torch.tensor([5]), torch.tensor([1])) == 0

@@ -1,35 +1,33 @@
-"""A small client of the model server's OpenAI-compatible API; stdlib only, so no torch."""
+"""The model server's client on the OpenAI SDK, which loads on first use, not with the app."""
 
 from __future__ import annotations
 
-import http.client
-import json
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Generator
+from typing import TYPE_CHECKING, cast
 
 from store.errors import ModelError
 
-_DONE = "[DONE]"
+if TYPE_CHECKING:
+    import openai
+    from openai.types.chat import ChatCompletionMessageParam
 
 
 def list_models(base_url: str, api_key: str | None, *, timeout: float = 30) -> list[str]:
     """The model ids the server answers to (``base``, then ``run-<id>`` adapters)."""
-    request = _request(base_url, "/v1/models", api_key)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            payload = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        raise _http_error(base_url, exc) from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        raise _connection_error(base_url, exc, timeout) from None
-    except ValueError as exc:
-        raise ModelError(f"The model server at {base_url} sent a malformed model list.") from exc
-    data = payload.get("data") if isinstance(payload, dict) else None
-    if not isinstance(data, list):
-        raise ModelError(f"The model server at {base_url} sent a malformed model list.")
-    return [str(item["id"]) for item in data if isinstance(item, dict) and "id" in item]
+    import openai
+
+    with _client(base_url, api_key, timeout) as client:
+        try:
+            page = client.models.list(extra_headers=_headers(api_key))
+            return [model.id for model in page]
+        except openai.APIStatusError as error:
+            raise _status_failure(base_url, error) from None
+        except openai.APIConnectionError as error:
+            raise _connection_failure(base_url, error, timeout) from None
+        except (openai.APIResponseValidationError, ValueError, AttributeError) as error:
+            raise ModelError(
+                f"The model server at {base_url} sent a malformed model list."
+            ) from error
 
 
 def stream_chat(
@@ -41,106 +39,112 @@ def stream_chat(
     max_tokens: int = 512,
     temperature: float = 0.0,
     timeout: float = 600,
-) -> Iterator[str]:
+) -> Generator[str, None, None]:
     """Yield the reply's text pieces as the server streams them; errors are one-line ModelErrors.
 
-    The request is sent when iteration starts; closing the iterator early closes the connection,
-    which makes the server stop generating.
+    The request is sent when iteration starts; closing the generator early closes the
+    connection, which makes the server stop generating.
     """
-    body = {
-        "model": model,
-        "messages": messages,
-        "max_tokens": max_tokens,
-        "temperature": temperature,
-        "stream": True,
-    }
-    request = _request(base_url, "/v1/chat/completions", api_key, body)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            for payload in _events(response):
-                if payload == _DONE:
-                    return
-                yield from _deltas(base_url, payload)
-    except urllib.error.HTTPError as exc:
-        raise _http_error(base_url, exc) from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        raise _connection_error(base_url, exc, timeout) from None
-    raise ModelError(f"The model server at {base_url} ended the answer before it was complete.")
+    import openai
+
+    with _client(base_url, api_key, timeout) as client:
+        try:
+            stream = client.chat.completions.create(
+                model=model,
+                messages=cast("list[ChatCompletionMessageParam]", messages),
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stream=True,
+                extra_headers=_headers(api_key),
+            )
+        except openai.APIStatusError as error:
+            raise _status_failure(base_url, error) from None
+        except openai.APIConnectionError as error:
+            raise _connection_failure(base_url, error, timeout) from None
+        with stream:
+            finished = False
+            try:
+                for chunk in stream:
+                    for choice in chunk.choices:
+                        if choice.delta.content:
+                            yield choice.delta.content
+                        finished = finished or choice.finish_reason is not None
+            except openai.APITimeoutError:
+                raise _timeout_failure(base_url, timeout) from None
+            except openai.APIConnectionError:
+                raise ModelError(
+                    f"The model server at {base_url} closed the connection mid-answer."
+                ) from None
+            except openai.APIError as error:
+                # The SDK raises the server's error event as an APIError carrying its message.
+                raise ModelError(f"The model server failed: {_first_line(error.message)}") from None
+            except (ValueError, AttributeError):
+                raise ModelError(
+                    f"The model server at {base_url} sent a malformed event."
+                ) from None
+    # A server that stops without saying why the answer ended has died mid-answer.
+    if not finished:
+        raise ModelError(f"The model server at {base_url} ended the answer before it was complete.")
 
 
-def _request(
-    base_url: str, path: str, api_key: str | None, body: dict[str, Any] | None = None
-) -> urllib.request.Request:
-    headers = {"Accept": "application/json"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    return urllib.request.Request(
-        base_url.rstrip("/") + path, data=data, headers=headers, method="POST" if data else "GET"
+def _client(base_url: str, api_key: str | None, timeout: float) -> openai.OpenAI:
+    """An SDK client of the server at ``base_url``; nothing comes from the OPENAI_* environment."""
+    import openai
+
+    return openai.OpenAI(
+        base_url=base_url.rstrip("/") + "/v1",
+        # The SDK insists on a key; a server without one is reached with no header at all.
+        api_key=api_key or "none",
+        timeout=timeout,
+        max_retries=0,
     )
 
 
-def _events(response: http.client.HTTPResponse) -> Iterator[str]:
-    """The data of each server-sent event, multi-line data joined as the SSE format says."""
-    data_lines: list[str] = []
-    for raw_line in response:
-        line = raw_line.decode("utf-8").rstrip("\r\n")
-        if not line:
-            if data_lines:
-                yield "\n".join(data_lines)
-                data_lines = []
-        elif line.startswith("data:"):
-            data_lines.append(line[5:].removeprefix(" "))
-    if data_lines:
-        yield "\n".join(data_lines)
+def _headers(api_key: str | None) -> dict[str, str]:
+    """Headers left out of a request: the organisation and project of a developer's OpenAI
+    account, and ``Authorization`` when the server takes any request."""
+    import openai
+
+    # omit is the SDK's marker for a header left out; the headers' type stands it in for text.
+    left_out = cast(str, openai.omit)
+    headers = {"OpenAI-Organization": left_out, "OpenAI-Project": left_out}
+    return headers if api_key else {**headers, "Authorization": left_out}
 
 
-def _deltas(base_url: str, payload: str) -> Iterator[str]:
-    """The text in one ``chat.completion.chunk``; an error event becomes a ModelError."""
-    try:
-        chunk = json.loads(payload)
-    except ValueError:
-        raise ModelError(f"The model server at {base_url} sent a malformed event.") from None
-    if not isinstance(chunk, dict):
-        raise ModelError(f"The model server at {base_url} sent a malformed event.")
-    if "error" in chunk:
-        raise ModelError(f"The model server failed: {_error_message(chunk)}")
-    for choice in chunk.get("choices") or []:
-        delta = choice.get("delta") if isinstance(choice, dict) else None
-        content = delta.get("content") if isinstance(delta, dict) else None
-        if isinstance(content, str) and content:
-            yield content
+def _status_failure(base_url: str, error: openai.APIStatusError) -> ModelError:
+    """An HTTP error answer as one line, with the server's own message when it sent one."""
+    body = error.body
+    detail = body.get("error", body) if isinstance(body, dict) else None
+    message = detail.get("message") if isinstance(detail, dict) else None
+    if isinstance(message, str):
+        reason = _first_line(message)
+    else:
+        reason = error.response.reason_phrase or "no details"
+    return ModelError(f"The model server at {base_url} answered HTTP {error.status_code}: {reason}")
 
 
-def _http_error(base_url: str, error: urllib.error.HTTPError) -> ModelError:
-    try:
-        message = _error_message(json.loads(error.read()))
-    except (ValueError, OSError, http.client.HTTPException):
-        message = error.reason if isinstance(error.reason, str) else "no details"
-    finally:
-        error.close()
-    return ModelError(f"The model server at {base_url} answered HTTP {error.code}: {message}")
+def _connection_failure(
+    base_url: str, error: openai.APIConnectionError, timeout: float
+) -> ModelError:
+    """Why no answer came: a timeout, nobody listening, or whatever the network said."""
+    import openai
 
-
-def _connection_error(base_url: str, error: BaseException, timeout: float) -> ModelError:
-    reason = error.reason if isinstance(error, urllib.error.URLError) else error
-    if isinstance(reason, TimeoutError):
-        return ModelError(f"The model server at {base_url} did not answer within {timeout:g} s.")
-    if isinstance(reason, ConnectionRefusedError):
+    if isinstance(error, openai.APITimeoutError):
+        return _timeout_failure(base_url, timeout)
+    causes: list[BaseException] = []
+    cause: BaseException | None = error.__cause__
+    while cause is not None and cause not in causes:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    if any(isinstance(cause, ConnectionRefusedError) for cause in causes):
         return ModelError(f"Cannot reach the model server at {base_url}: connection refused.")
-    if isinstance(error, http.client.IncompleteRead | ConnectionResetError | BrokenPipeError):
-        return ModelError(f"The model server at {base_url} closed the connection mid-answer.")
-    detail = str(reason).splitlines()[0] if str(reason) else type(reason).__name__
-    return ModelError(f"Cannot talk to the model server at {base_url}: {detail}")
+    detail = next((str(cause) for cause in causes if str(cause)), error.message)
+    return ModelError(f"Cannot talk to the model server at {base_url}: {_first_line(detail)}")
 
 
-def _error_message(payload: object) -> str:
-    """The message of an OpenAI-style ``{"error": {"message": ...}}`` object."""
-    if isinstance(payload, dict):
-        error = payload.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"]).splitlines()[0] if error["message"] else "no details"
-    return "no details"
+def _timeout_failure(base_url: str, timeout: float) -> ModelError:
+    return ModelError(f"The model server at {base_url} did not answer within {timeout:g} s.")
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text.strip() else "no details"

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import queue
 import secrets
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ import sqlite_utils
 from store.errors import InputError, ModelError
 from store.projects import Project, get_project_by_id
 from store.runs import Run, get_run, list_runs
+from trainer.control.process import child_command, child_environment, reported_error
 
 API_KEY_ENV = "TUNESMITH_API_KEY"
 """Environment variable holding the server's bearer token (unseen by ``ps``, unlike a flag)."""
@@ -29,9 +28,6 @@ READY_PREFIX = "READY "
 
 STATUS_PREFIX = "status: "
 """Start of a stderr line meant for the person waiting (e.g. a conversion in progress)."""
-
-ERROR_PREFIX = "error: "
-"""Start of the stderr line that says why the server could not start."""
 
 BASE_MODEL_NAME = "base"
 """The model name that answers with every adapter disabled."""
@@ -171,36 +167,29 @@ def start_server(
     if (base_model is None) == (project is None) or (project is not None and db_path is None):
         raise ValueError("start_server needs base_model, or db_path and project")
     described = f"project {project}" if project is not None else str(base_model)
-    env = dict(os.environ)
-    env.update(extra_env or {})
-    env[API_KEY_ENV] = secrets.token_urlsafe(32) if api_key is None else api_key
-    env["PYTHONUNBUFFERED"] = "1"
-    # The server runs this same checkout's code, whatever the working directory.
-    source_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_root, env.get("PYTHONPATH")]))
-    # Progress bars are carriage-return noise in a log; status lines say what is happening.
-    env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    command = [sys.executable, "-m", "trainer.serving.serve"]
+    key = secrets.token_urlsafe(32) if api_key is None else api_key
+    env = child_environment({**(extra_env or {}), API_KEY_ENV: key})
+    arguments: list[str] = []
     if project is not None:
-        command += ["--db", str(db_path), "--project", project]
+        arguments += ["--db", str(db_path), "--project", project]
         if run_ids is not None and not run_ids:
-            command.append("--base-only")
+            arguments.append("--base-only")
         for run_id in run_ids or []:
-            command += ["--run", str(run_id)]
+            arguments += ["--run", str(run_id)]
     else:
-        command += ["--base-model", str(base_model)]
+        arguments += ["--base-model", str(base_model)]
         for name, folder in (adapters or {}).items():
-            command += ["--adapter", f"{name}={folder}"]
-    command += ["--host", host, "--port", str(port), "--exit-on-stdin-eof"]
+            arguments += ["--adapter", f"{name}={folder}"]
+    arguments += ["--host", host, "--port", str(port), "--exit-on-stdin-eof"]
     if trust_remote_code:
-        command.append("--trust-remote-code")
+        arguments.append("--trust-remote-code")
     log_file = None
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = log_path.open("a", encoding="utf-8")
     try:
         process = subprocess.Popen(
-            command,
+            child_command("trainer.serving.serve", arguments),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -240,8 +229,9 @@ def start_server(
             text = line.rstrip("\r\n")
             if text.strip():
                 output.last_line = text.strip()
-            if text.startswith(ERROR_PREFIX):
-                output.error_message = text[len(ERROR_PREFIX) :].strip()
+            reason = reported_error(text)
+            if reason is not None:
+                output.error_message = reason
             elif text.startswith(STATUS_PREFIX) and on_status is not None:
                 # A failing callback must not stop the draining, or the server blocks on stderr.
                 try:
@@ -255,9 +245,7 @@ def start_server(
     ]
     for reader in readers:
         reader.start()
-    handle = ServerHandle(
-        "", env[API_KEY_ENV] or None, process, log_path, readers, log_file, output
-    )
+    handle = ServerHandle("", key or None, process, log_path, readers, log_file, output)
     try:
         ready_url = ready_urls.get(timeout=startup_timeout)
     except queue.Empty:

@@ -20,12 +20,11 @@ from transformers import (
     TextIteratorStreamer,
 )
 
-from store.errors import InputError, ModelError, NotFoundError
+from store.errors import InputError, ModelError, NotFoundError, one_line_reason
 from trainer.control.adapter_files import check_adapter_folder
 
 # Model names are part of the HTTP protocol, so they live with the torch-free launcher.
-from trainer.control.launch import BASE_MODEL_NAME as BASE_MODEL_NAME
-from trainer.control.launch import run_model_name as run_model_name
+from trainer.control.launch import BASE_MODEL_NAME
 
 REUSED_PREFIXES = 4
 """Conversations whose keys and values are kept (one per model name, the latest used)."""
@@ -156,7 +155,7 @@ class Generation:
     def _finish(self) -> None:
         self._worker.join()
         if self._failure is not None:
-            raise ModelError(f"generation failed: {_first_line(self._failure)}")
+            raise ModelError(f"generation failed: {one_line_reason(self._failure)}")
         if self._sequences is None:
             return
         completion_ids = self._sequences[0, self.prompt.prompt_tokens :].tolist()
@@ -223,7 +222,9 @@ class ModelPool:
                     self._peft.load_adapter(str(folder), adapter_name=name, is_trainable=False)
         # peft and transformers report a broken adapter with many unrelated exception types.
         except Exception as error:
-            raise ModelError(f"cannot load {name} from {folder}: {_first_line(error)}") from error
+            raise ModelError(
+                f"cannot load {name} from {folder}: {one_line_reason(error)}"
+            ) from error
 
     def check_name(self, name: str) -> None:
         """Raise UnknownModelError unless this pool answers to ``name``."""
@@ -265,7 +266,7 @@ class ModelPool:
         # The chat template is Jinja code shipped with the model; it raises what it likes.
         except Exception as error:
             raise InputError(
-                f"the model's chat template rejected the messages: {_first_line(error)}"
+                f"the model's chat template rejected the messages: {one_line_reason(error)}"
             ) from error
         prompt = Prompt(inputs["input_ids"], inputs["attention_mask"], max_new_tokens)
         context_length = getattr(self._base.config, "max_position_embeddings", None)
@@ -393,11 +394,3 @@ def _sampling(temperature: float, top_p: float | None) -> dict[str, Any]:
     if top_p is not None:
         sampling["top_p"] = top_p
     return sampling
-
-
-def _first_line(error: BaseException) -> str:
-    """The first non-empty line of an exception's message."""
-    for line in str(error).splitlines():
-        if line.strip():
-            return line.strip()
-    return type(error).__name__
