@@ -16,10 +16,17 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.worker import Worker, WorkerState
 
+from store.config import EndpointSettings, Settings, load_settings
 from store.database import open_database
-from store.errors import TunesmithError
+from store.errors import TunesmithError, one_line_reason
 from store.examples import list_examples
-from store.projects import Project, get_project, get_project_by_id, list_projects
+from store.projects import (
+    DEFAULT_BASE_MODEL,
+    Project,
+    get_project,
+    get_project_by_id,
+    list_projects,
+)
 from store.runs import ACTIVE_STATUSES, Run, get_run, list_runs
 from trainer.control.jobs import refresh_runs
 from tui.dialogs.help import HelpScreen
@@ -50,6 +57,11 @@ AREA_SCREENS: dict[str, type[AreaScreen]] = {
 
 RUN_WATCH_SECONDS = 2.0
 """How often the app looks for runs that ended, to say so wherever the person is."""
+
+FALLBACK_SETTINGS = Settings(
+    agent=EndpointSettings(), teacher=EndpointSettings(), base_model=DEFAULT_BASE_MODEL, theme=None
+)
+"""What the app goes on with when the config file cannot be used (a notification says why)."""
 
 _PALETTE_SKIPS = {"app.help", "app.quit", "app.pick_project", "app.command_palette"}
 """Actions the palette lists once, as app commands, rather than once per area."""
@@ -106,12 +118,20 @@ class TunesmithApp(ProvidesServices, App[None]):
         """The open database; workers use it through ``services.database()``."""
         self.services = AppServices(self.database, db_path, ModelServers(server_starter))
         """The database (one thread at a time) and the model server, for the screens' workers."""
+        self._settings_problem = ""
+        try:
+            settings = load_settings()
+        except TunesmithError as error:
+            settings, self._settings_problem = FALLBACK_SETTINGS, one_line_reason(error)
+        self.settings = settings
+        """The config file's settings, each overridden by its environment variable."""
         self._watched_runs: set[int] = set()
         self._looked = False
         for area in AREAS:
             self.add_mode(area.mode, partial(AREA_SCREENS[area.mode], self.database))
 
     def on_mount(self) -> None:
+        self._apply_settings()
         self.action_pick_project()
         self._check_runs(frozenset())
         self.set_interval(RUN_WATCH_SECONDS, self._watch_runs)
@@ -124,12 +144,25 @@ class TunesmithApp(ProvidesServices, App[None]):
         with self.services.database() as database:
             database.close()
 
+    def _apply_settings(self) -> None:
+        """Use the configured theme; say in one line why a setting could not be used."""
+        problem = self._settings_problem
+        theme = self.settings.theme
+        if theme is not None and theme in self.available_themes:
+            self.theme = theme
+        elif theme is not None:
+            kept = self.theme
+            problem = f"Unknown theme {theme!r} in ui.theme / TUNESMITH_THEME; keeping {kept}."
+        if problem:
+            self.notify(terminal_safe(problem), title="Settings", severity="warning", markup=False)
+
     def action_pick_project(self) -> None:
         """Open the project picker (unless it is already open)."""
         if isinstance(self.screen, ProjectPickerScreen):
             return
         current = self.current_project.name if self.current_project is not None else None
-        self.push_screen(ProjectPickerScreen(self.database, current), self._project_picked)
+        picker = ProjectPickerScreen(self.database, self.settings.base_model, current)
+        self.push_screen(picker, self._project_picked)
 
     def _project_picked(self, name: str | None) -> None:
         if name is not None:
@@ -215,9 +248,9 @@ class TunesmithApp(ProvidesServices, App[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Turn a failed worker, the app's or a screen's, into an error notification."""
-        if event.state is not WorkerState.ERROR:
-            return
         error = event.worker.error
+        if event.state is not WorkerState.ERROR or error is None:
+            return
         if isinstance(error, TunesmithError):
             self.notify(
                 terminal_safe(error.message), title=error.title, severity="error", markup=False
@@ -225,7 +258,7 @@ class TunesmithApp(ProvidesServices, App[None]):
         else:
             self.log.error(f"worker {event.worker.name!r} failed", error)
             self.notify(
-                terminal_safe(f"{type(error).__name__}: {error}"),
+                terminal_safe(one_line_reason(error)),
                 title="Something went wrong",
                 severity="error",
                 markup=False,

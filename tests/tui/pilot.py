@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import Static
 from textual.worker import WorkerState
@@ -28,13 +29,20 @@ from store.runs import (
     set_checkpoint,
     set_max_steps,
 )
+from store.vocabulary import RunStatus
 from tui.dialogs.project_picker import ProjectPickerScreen
+from tui.widgets.dataset.examples_table import ExamplesTable
 from tui.widgets.key_table import KeyTable
+
+SIZE = (80, 24)
+"""A standard terminal, the size most journeys run at."""
 
 CLICK_TEXT = "[@click=app.quit]x[/]"
 """Markup that would quit the app if it were parsed."""
 ANSI_TEXT = "\x1b[31mred\x1b[0m and a bell\x07"
 """Control characters that would colour the terminal and ring it if they got through."""
+CLOSING_TAG_TEXT = "a closing tag [/] alone"
+"""A closing tag with nothing open, which crashes markup parsing."""
 
 
 async def settle(pilot: Pilot[Any]) -> None:
@@ -120,7 +128,7 @@ def demo_project(db_path: Path, name: str = "reviews") -> Project:
 
 
 def finished_run(
-    db_path: Path, project: Project, *, status: str = "completed", error: str | None = None
+    db_path: Path, project: Project, *, status: RunStatus = "completed", error: str | None = None
 ) -> Run:
     """A run recorded as trained (six logged steps, eval loss twice) without any training."""
     db = open_database(db_path)
@@ -220,3 +228,13 @@ def evaluate(db_path: Path, run: Run) -> None:
         {"exact_match": 2 / 3, "token_f1": 2 / 3},
     )
     db.close()
+
+
+def row_texts(table: ExamplesTable) -> list[list[str]]:
+    """The plain text of every cell of the examples table, row by row."""
+    rows = []
+    for index in range(table.row_count):
+        cells = table.get_row_at(index)
+        assert all(isinstance(cell, Text) for cell in cells)
+        rows.append([cell.plain for cell in cells])
+    return rows

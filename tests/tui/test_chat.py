@@ -11,7 +11,8 @@ import pytest
 from textual import events
 from textual.widgets import Markdown, Static
 
-from agent.spec import Requirement, TaskSpec, coverage, load_spec
+from agent.coverage import coverage
+from agent.spec import Requirement, TaskSpec, load_spec
 from store.database import open_database
 from store.examples import list_examples
 from store.messages import list_messages
@@ -20,6 +21,7 @@ from tests.conftest import TinyRun
 from tests.tui.pilot import (
     ANSI_TEXT,
     CLICK_TEXT,
+    SIZE,
     choose,
     copy_database,
     demo_project,
@@ -28,17 +30,15 @@ from tests.tui.pilot import (
 )
 from trainer.control.launch import BASE_MODEL_NAME, run_model_name
 from tui.app import TunesmithApp
+from tui.chat_targets import MODEL_MEMORY, Exchange, ModelTalk, conversation, targets_for
 from tui.dialogs.help import HelpScreen
 from tui.dialogs.new_run import NewRunScreen
 from tui.dialogs.project_picker import ProjectPickerScreen
 from tui.screens.chat import ChatScreen
 from tui.screens.dataset import DatasetScreen
 from tui.widgets.chat.spec_panel import spec_summary
-from tui.widgets.chat.targets import MODEL_MEMORY, Exchange, conversation, targets_for
 from tui.widgets.chat.transcript import ModelAnswer, ModelTurn, agent_markdown
 from tui.widgets.compare.prompt_box import PromptBox
-
-SIZE = (80, 24)
 
 
 def agent_said(screen: Any) -> list[str]:
@@ -230,7 +230,7 @@ async def test_base_and_tuned_answer_in_their_own_columns(
             "base",
             f"tuned · run {run_id}",
         ]
-        exchange = screen._exchanges[-1]
+        exchange = screen._talk.exchanges[-1]
         assert set(exchange.answers) == {BASE_MODEL_NAME, run_model_name(run_id)}
         assert exchange.answers[run_model_name(run_id)].replace("\x1b", "") == tuned
 
@@ -242,7 +242,7 @@ async def test_base_and_tuned_answer_in_their_own_columns(
         await pilot.press("ctrl+t")
         assert screen.target.key == f"run-{run_id}"
         await pilot.press("ctrl+n")
-        assert not screen.query(ModelTurn) and screen._exchanges == []
+        assert not screen.query(ModelTurn) and screen._talk.exchanges == []
         running = app.services.servers.running
         assert running is not None
         process = running.handle.process
@@ -356,3 +356,16 @@ async def test_the_tab_line_and_the_help_give_the_keys_that_work_while_typing(
         await pilot.press("escape", "ctrl+o")
         await pilot.pause()
         assert isinstance(app.screen, ProjectPickerScreen)
+
+
+def test_model_talk_keeps_complete_answers_per_model() -> None:
+    talk = ModelTalk()
+    both = targets_for([7])[2]
+    sent = talk.ask(both, "q0")
+    assert set(sent) == {"base", "tuned"} and talk.request == 1
+    assert not talk.answered("tuned", "t0")
+    assert [side.side for side in talk.unanswered()] == ["base"]
+    assert talk.answered("base", "b0") and talk.unanswered() == []
+    assert talk.ask(both, "q1")["tuned"][1] == {"role": "assistant", "content": "t0"}
+    talk.forget()
+    assert talk.exchanges == [] and talk.request == 2

@@ -18,6 +18,7 @@ from tests.conftest import TinyRun
 from tests.tui.pilot import (
     ANSI_TEXT,
     CLICK_TEXT,
+    SIZE,
     choose,
     copy_database,
     demo_project,
@@ -33,8 +34,6 @@ from tui.dialogs.edit_example import EditExampleScreen
 from tui.screens.compare import CompareScreen
 from tui.widgets.compare.eval_table import EvalTable
 from tui.widgets.compare.prompt_box import PromptBox
-
-SIZE = (80, 24)
 
 
 def pane_text(screen: Any, side: str) -> str:

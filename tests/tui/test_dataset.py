@@ -14,15 +14,13 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from store.database import open_database
 from store.errors import InputError
 from store.examples import ChatMessage, get_example, list_examples, prompt_response
-from tests.tui.pilot import CLICK_TEXT, choose, demo_project, settle, shown
+from tests.tui.pilot import CLICK_TEXT, SIZE, choose, demo_project, settle, shown
 from tui.app import TunesmithApp
 from tui.dataset_checks import check_examples, token_counter_for
 from tui.dialogs.edit_example import EditExampleScreen, from_editor_text, to_editor_text
 from tui.dialogs.import_file import ImportFileScreen
 from tui.screens.dataset import DatasetScreen
 from tui.widgets.dataset.examples_table import ExamplesTable
-
-SIZE = (80, 24)
 
 
 @pytest.fixture

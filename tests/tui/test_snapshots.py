@@ -225,7 +225,7 @@ def test_compare_blind(
     snap_compare: SnapCompare, trained_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Which side is tuned is random per session; fixed here so the picture is stable.
-    monkeypatch.setattr("tui.screens.compare.secrets.randbits", lambda bits: 7)
+    monkeypatch.setattr("tui.compare_answers.secrets.randbits", lambda bits: 7)
     app = TunesmithApp(trained_db)
     app.services.servers.starter = refusing_server
     assert snap_compare(app, run_before=open_reviews_then("4", "v"))

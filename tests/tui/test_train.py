@@ -14,14 +14,21 @@ from store.examples import add_examples
 from store.projects import create_project
 from store.runs import Run, finish_run, get_run, list_runs
 from tests.conftest import tiny_task_rows
-from tests.tui.pilot import choose, demo_project, evaluate, finished_run, settle, shown, wait_until
+from tests.tui.pilot import (
+    SIZE,
+    choose,
+    demo_project,
+    evaluate,
+    finished_run,
+    settle,
+    shown,
+    wait_until,
+)
 from tui.app import TunesmithApp
 from tui.dialogs.new_run import NewRunScreen, parse_value, shown_value
 from tui.screens.train import TrainScreen
 from tui.widgets.train.loss_chart import LossChart
 from tui.widgets.train.runs_table import RunsTable
-
-SIZE = (80, 24)
 
 
 def capture_notes(app: TunesmithApp) -> list[tuple[str, dict[str, Any]]]:

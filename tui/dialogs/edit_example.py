@@ -202,3 +202,13 @@ class EditExampleScreen(ModalScreen[EditedExample | None]):
         await turns.mount_all(self._turn_editors(messages))
         self.query_one("#edit-error", Static).update("")
         self.on_mount()
+
+
+def tuned_answer_editor(prompt: str, answer: str) -> EditExampleScreen:
+    """The editor opened on a tuned model's answer, to correct it into a new train example."""
+    return EditExampleScreen(
+        "New example from the tuned answer",
+        (ChatMessage("user", prompt), ChatMessage("assistant", answer)),
+        note="Correct the answer, then ctrl+s adds it to the dataset as an approved "
+        "train example (source from-compare).",
+    )

@@ -17,7 +17,7 @@ from textual.worker import Worker
 
 from store.errors import InputError
 from store.examples import list_examples
-from store.projects import DEFAULT_BASE_MODEL, Project, create_project, list_projects
+from store.projects import Project, create_project, list_projects
 from tui.screens.area import forward_worker_state
 from tui.services import services
 from tui.text import plain
@@ -82,10 +82,14 @@ class ProjectPickerScreen(ModalScreen[str | None]):
             self.reason = reason
             """Why, in one line."""
 
-    def __init__(self, database: sqlite_utils.Database, current: str | None = None) -> None:
+    def __init__(
+        self, database: sqlite_utils.Database, base_model: str, current: str | None = None
+    ) -> None:
         super().__init__()
         self.database = database
         """The open tunesmith database, shared with the app."""
+        self.base_model = base_model
+        """The base model of a project created here (the configured default)."""
         self.current = current
         """The name of the project open now, highlighted first; None if there is none."""
 
@@ -95,7 +99,7 @@ class ProjectPickerScreen(ModalScreen[str | None]):
             yield Static("Reading projects…", id="picker-status", markup=False)
             yield KeyTable(id="picker-projects")
             yield Label(
-                f"New project (base model {DEFAULT_BASE_MODEL}):",
+                f"New project (base model {self.base_model}):",
                 id="picker-new-label",
                 markup=False,
             )
@@ -164,7 +168,7 @@ class ProjectPickerScreen(ModalScreen[str | None]):
     def _create_project(self, name: str) -> None:
         try:
             with services(self).database() as database:
-                project = create_project(database, name)
+                project = create_project(database, name, base_model=self.base_model)
         except InputError as error:
             self.post_message(self.ProjectNameRejected(error.message))
             return

@@ -21,22 +21,15 @@ from textual.widgets import Select, Static
 from textual.worker import Worker, WorkerState
 
 from store.database import open_database
-from store.errors import InputError, TunesmithError
-from store.examples import list_examples
-from store.messages import list_messages
-from store.projects import Project, get_project_by_id
-from tui.agent_sources import (
-    AGENT_MAX_TOKENS,
-    TEACHER_MAX_TOKENS,
-    endpoint_source,
-    served_source,
-    teacher_source,
-)
+from store.errors import one_line_reason
+from store.projects import Project
+from tui.chat_agent import OpenedInterview, open_interview, spec_panel_text
+from tui.chat_targets import AGENT, ModelTalk, Target, targets_for
 from tui.screens.area import AreaScreen
 from tui.services import AppServices, completed_run_ids, services
 from tui.streaming import AnswerStreamed, ServerStatusChanged, stream_to
-from tui.widgets.chat.spec_panel import SpecPanel, spec_summary
-from tui.widgets.chat.targets import AGENT, Exchange, Target, conversation, targets_for
+from tui.widgets.chat.message_box import MessageBox
+from tui.widgets.chat.spec_panel import SpecPanel
 from tui.widgets.chat.transcript import AgentMessage, ModelTurn, PersonMessage, message_widgets
 from tui.widgets.compare.prompt_box import PromptBox
 
@@ -44,25 +37,12 @@ if TYPE_CHECKING:
     import sqlite_utils
 
     from agent.interview import Interview, Reply
-    from agent.models import ChatModelSource
-    from trainer.control.launch import ServerHandle
-
-SHOWN_MESSAGES = 60
-"""Earlier messages of the interview shown when a project opens (all stay stored)."""
 
 AGENT_HINT = (
     "Enter sends · ctrl+j new line · ctrl+t talks to the models instead · "
     '/help lists commands · "Input: … Output: …" adds an example'
 )
 MODELS_HINT = "Enter asks · ctrl+j new line · ctrl+t switches model · ctrl+n new conversation"
-
-
-class MessageBox(PromptBox):
-    """The Chat area's input: Enter sends, ctrl+j (or shift+enter) starts a new line."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "submit", "Send"),
-    ]
 
 
 class ChatScreen(AreaScreen):
@@ -93,29 +73,11 @@ class ChatScreen(AreaScreen):
     class InterviewOpened(Message):
         """The interview of a project is ready, with its earlier messages."""
 
-        def __init__(
-            self,
-            opening_id: int,
-            project: Project,
-            interview: Interview,
-            earlier: Sequence[tuple[str, str]],
-            opening: str,
-            notice: str,
-            summary: Text,
-        ) -> None:
+        def __init__(self, opening_id: int, opened: OpenedInterview) -> None:
             super().__init__()
             self.opening_id = opening_id
             """Which opening of a project this is; an older one's result is dropped."""
-            self.project = project
-            self.interview = interview
-            self.earlier = tuple(earlier)
-            """(role, text) of the messages stored before, oldest first."""
-            self.opening = opening
-            """What the agent says first this time (empty when it already greeted)."""
-            self.notice = notice
-            """Which mode the agent is in, and why."""
-            self.summary = summary
-            """The spec panel's text."""
+            self.opened = opened
 
     class AgentReplied(Message):
         """The agent answered a message."""
@@ -144,10 +106,8 @@ class ChatScreen(AreaScreen):
         self._connection: sqlite_utils.Database | None = None
         self._connection_lock = threading.Lock()
         self._run_ids: tuple[int, ...] = ()
-        self._exchanges: list[Exchange] = []
+        self._talk = ModelTalk()
         self._turn: ModelTurn | None = None
-        self._turn_target: Target = AGENT
-        self._requests = 0
         self._openings = 0
         self._notice = ""
 
@@ -183,7 +143,7 @@ class ChatScreen(AreaScreen):
     def watch_project(self, project: Project | None) -> None:
         self._interview = None
         self.busy = False
-        self._exchanges = []
+        self._talk.forget()
         self._turn = None
         self._run_ids = ()
         self.target = AGENT
@@ -212,79 +172,29 @@ class ChatScreen(AreaScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat-agent")
     def _open_interview(self, project: Project, opening_id: int) -> None:
-        from agent.interview import Interview
-
         app_services = services(self)
         with self._connection_lock:
             database = self._chat_database(app_services)
-            project = get_project_by_id(database, project.id)
-            model, notice = self._agent_model()
-            interview = Interview(
-                database, project, model=model, teacher=self._teacher(app_services, project)
-            )
-            earlier = [
-                (message.role, message.content)
-                for message in list_messages(database, project.id, last=SHOWN_MESSAGES)
-            ]
-            opening = "" if project.id in self._greeted else interview.opening()
-            summary = self._summary(interview)
-        self.post_message(
-            self.InterviewOpened(opening_id, project, interview, earlier, opening, notice, summary)
-        )
-
-    def _agent_model(self) -> tuple[ChatModelSource | None, str]:
-        """The agent's model from the environment (model mode), else None (guided mode)."""
-        try:
-            source = endpoint_source(None, AGENT_MAX_TOKENS)
-        except InputError as error:
-            return None, f"Guided mode ({error.message})"
-        if source is None:
-            return None, "Guided mode: set TUNESMITH_AGENT_MODEL for a model to lead"
-        return source, f"Model mode: {source.name}"
-
-    @staticmethod
-    def _teacher(app_services: AppServices, project: Project) -> ChatModelSource:
-        """What ``/draft`` uses: the configured model, else the base model served here."""
-
-        def server() -> ServerHandle:
-            # The running server when there is one; it may have moved since the last draft.
-            return app_services.servers.server_for(
-                app_services.db_path, project, (), lambda status: None
-            )
-
-        def local(max_tokens: int) -> ChatModelSource:
-            return served_source(project.base_model, server, max_tokens, cache=False)
-
-        try:
-            return teacher_source(None, local)
-        except InputError:
-            # A half-done endpoint setting is reported by the agent's notice; drafts go local.
-            return local(TEACHER_MAX_TOKENS)
-
-    def _summary(self, interview: Interview) -> Text:
-        """The spec panel's text (call with ``_connection_lock`` held)."""
-        from agent.spec import coverage, missing_parts
-
-        examples = list_examples(interview.db, interview.project_id)
-        counts = coverage(interview.spec, examples)
-        missing = missing_parts(interview.spec, counts.approved + counts.pending)
-        return spec_summary(interview.spec, counts, missing)
+            greeted = project.id in self._greeted
+            opened = open_interview(database, project.id, app_services, greeted=greeted)
+        self.post_message(self.InterviewOpened(opening_id, opened))
 
     @on(InterviewOpened)
     def _interview_opened(self, message: InterviewOpened) -> None:
         if message.opening_id != self._openings:
             return
-        self._interview = message.interview
-        self._greeted.add(message.project.id)
+        opened = message.opened
+        self._interview = opened.interview
+        self._greeted.add(opened.project.id)
         log = self.query_one("#chat-log", VerticalScroll)
-        widgets: list[Widget] = list(message_widgets(message.earlier))
-        if message.opening:
-            widgets.append(AgentMessage(message.opening))
+        widgets: list[Widget] = list(message_widgets(opened.earlier))
+        if opened.opening:
+            widgets.append(AgentMessage(opened.opening))
         log.mount_all(widgets)
         log.scroll_end(animate=False)
-        self.query_one(SpecPanel).show(message.summary)
-        self._notice = message.notice
-        self._set_status(message.notice)
+        self.query_one(SpecPanel).show(opened.summary)
+        self._notice = opened.notice
+        self._set_status(opened.notice)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat-runs")
     def _read_runs(self, project: Project) -> None:
@@ -349,7 +259,7 @@ class ChatScreen(AreaScreen):
             else "Ask " + " and ".join(side.title for side in self.target.sides) + "…"
         )
         self.query_one("#chat-hint", Static).update(AGENT_HINT if agent else MODELS_HINT)
-        if not agent and not self._exchanges and self._turn is None:
+        if not agent and not self._talk.exchanges and self._turn is None:
             models = self.query_one("#chat-models", VerticalScroll)
             if not models.children:
                 models.mount(
@@ -389,7 +299,7 @@ class ChatScreen(AreaScreen):
     def _agent_turn(self, interview: Interview, text: str) -> None:
         with self._connection_lock:
             reply = interview.handle(text)
-            summary = self._summary(interview)
+            summary = spec_panel_text(interview)
         self.post_message(self.AgentReplied(interview.project_id, reply, summary))
 
     def watch_busy(self, busy: bool) -> None:
@@ -426,29 +336,28 @@ class ChatScreen(AreaScreen):
         self.app.call_later(switch)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.state is WorkerState.ERROR and event.worker.group == "chat-turn":
-            error = event.worker.error
-            reason = error.message if isinstance(error, TunesmithError) else repr(error)
+        error = event.worker.error
+        if event.state is not WorkerState.ERROR or error is None:
+            return
+        if event.worker.group == "chat-turn":
             self.busy = False
             self.query_one("#chat-log", VerticalScroll).mount(
-                AgentMessage(f"Something went wrong: {reason}", classes="agent error")
+                AgentMessage(
+                    f"Something went wrong: {one_line_reason(error)}", classes="agent error"
+                )
             )
-        if event.state is WorkerState.ERROR and event.worker.group == "chat-ask":
-            self._turn_failed(event.worker.error)
+        elif event.worker.group == "chat-ask":
+            self._finish_turn(f"No answer: {one_line_reason(error)}", error=True)
+            self._set_status("")
 
     # The models
 
     def _ask_models(self, project: Project, prompt: str) -> None:
         target = self.target
         self._finish_turn("(stopped: asked again)")
-        self._requests += 1
-        exchange = Exchange(prompt)
-        conversations = {
-            side.side: conversation(self._exchanges, side.model, prompt) for side in target.sides
-        }
-        self._exchanges.append(exchange)
+        conversations = self._talk.ask(target, prompt)
         turn = ModelTurn(prompt, [(side.side, side.title) for side in target.sides])
-        self._turn, self._turn_target = turn, target
+        self._turn = turn
         models = self.query_one("#chat-models", VerticalScroll)
         models.mount(turn)
         models.scroll_end(animate=False)
@@ -458,7 +367,7 @@ class ChatScreen(AreaScreen):
             project,
             {side.side: side.model for side in in_order},
             conversations,
-            self._requests,
+            self._talk.request,
         )
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat-ask")
@@ -473,49 +382,39 @@ class ChatScreen(AreaScreen):
 
     @on(ServerStatusChanged)
     def _server_status(self, message: ServerStatusChanged) -> None:
-        if message.request == self._requests:
+        if message.request == self._talk.request:
             self._set_status(f"Starting the model server: {message.status}")
 
     @on(AnswerStreamed)
     def _answer_streamed(self, message: AnswerStreamed) -> None:
         turn = self._turn
-        if turn is None or message.request != self._requests:
+        if turn is None or message.request != self._talk.request:
             return
         self._set_status("The server answers one model at a time.")
         models = self.query_one("#chat-models", VerticalScroll)
         # Follow the answer only while the person has not scrolled up to read.
         following = models.scroll_y >= models.max_scroll_y - 1
         turn.answer(message.side).show(message.text, note="(empty answer)")
-        if message.done:
-            model = next(s.model for s in self._turn_target.sides if s.side == message.side)
-            self._exchanges[-1].answers[model] = message.text
-            if len(self._exchanges[-1].answers) == len(self._turn_target.sides):
-                self._turn = None
-                self._set_status("")
+        if message.done and self._talk.answered(message.side, message.text):
+            self._turn = None
+            self._set_status("")
         if following:
             models.scroll_end(animate=False)
-
-    def _turn_failed(self, error: BaseException | None) -> None:
-        reason = error.message if isinstance(error, TunesmithError) else repr(error)
-        self._finish_turn(f"No answer: {reason}", error=True)
-        self._set_status("")
 
     def _finish_turn(self, note: str, *, error: bool = False) -> None:
         """Mark the columns of the current turn that got no complete answer."""
         turn = self._turn
-        if turn is None or not self._exchanges:
+        if turn is None:
             return
-        answered = self._exchanges[-1].answers
-        for side in self._turn_target.sides:
-            if side.model not in answered:
-                turn.answer(side.side).show("", note=note, error=error)
+        for side in self._talk.unanswered():
+            turn.answer(side.side).show("", note=note, error=error)
         self._turn = None
 
     def action_new_conversation(self) -> None:
         """Forget the talk with the models: the next prompt starts afresh."""
         self._finish_turn("(stopped)")
         self.workers.cancel_group(self, "chat-ask")
-        self._exchanges = []
+        self._talk.forget()
         self.query_one("#chat-models", VerticalScroll).remove_children()
         self._show_target()
 

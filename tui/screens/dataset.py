@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from rich.text import Text
 from textual import on, work
 from textual.binding import Binding, BindingType
 from textual.message import Message
@@ -15,17 +13,17 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
 from textual.worker import Worker, WorkerState
 
-from store.errors import TunesmithError
-from store.examples import (
-    Example,
+from store.errors import one_line_reason
+from store.example_edits import (
     ExampleUpdate,
     edit_example,
-    list_examples,
     remove_examples,
     restore_examples,
     update_examples,
 )
+from store.examples import Example, list_examples
 from store.projects import Project
+from store.vocabulary import ExampleStatus
 from tui.dataset_checks import (
     NO_CHECKS,
     DatasetChecks,
@@ -33,62 +31,17 @@ from tui.dataset_checks import (
     check_examples,
     token_counter_for,
 )
+from tui.dataset_review import UNDO_DEPTH, UndoStep, describe, matches
 from tui.dialogs.edit_example import EditedExample, EditExampleScreen
 from tui.dialogs.import_file import ImportFileScreen, ImportOutcome
 from tui.screens.area import AreaScreen
 from tui.services import services
-from tui.text import plain
 from tui.widgets.dataset.example_preview import ExamplePreview
 from tui.widgets.dataset.examples_table import ExamplesTable
-from tui.widgets.dataset.summary import counts_line, flags_line
+from tui.widgets.dataset.summary import summary_text
 
 if TYPE_CHECKING:
     import sqlite_utils
-
-NO_PROJECT = "No project chosen yet: press p to choose or create one."
-"""What the area says before a project is chosen."""
-
-UNDO_DEPTH = 50
-"""Changes that ``u`` can take back, newest first."""
-
-
-def no_examples(project: Project) -> str:
-    """What the area says when the project has no examples."""
-    return (
-        f"No examples in {project.name} yet: press i to import a file, or describe your task "
-        "in Chat (1) and the agent drafts some."
-    )
-
-
-@dataclass(frozen=True)
-class UndoStep:
-    """One change to examples, and the examples as they were before it."""
-
-    description: str
-    """What the change did, e.g. ``approved 3 examples``."""
-    before: tuple[Example, ...]
-
-
-def describe(verb: str, examples: Sequence[Example]) -> str:
-    """``approved example 4`` or ``approved 3 examples``."""
-    if len(examples) == 1:
-        return f"{verb} example {examples[0].id}"
-    return f"{verb} {len(examples)} examples"
-
-
-def matches(example: Example, flag: str, terms: Sequence[str]) -> bool:
-    """Whether every term occurs in the example's text, tags, status, split, source or flag."""
-    haystack = " ".join(
-        (
-            example.status,
-            example.split,
-            example.source,
-            flag,
-            " ".join(example.tags),
-            *(message.content for message in example.messages),
-        )
-    ).casefold()
-    return all(term in haystack for term in terms)
 
 
 class DatasetScreen(AreaScreen):
@@ -211,9 +164,7 @@ class DatasetScreen(AreaScreen):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR and event.worker.group == "dataset-examples":
             error = event.worker.error
-            self.load_error = (
-                error.message if isinstance(error, TunesmithError) else f"{error!r}"[:200]
-            )
+            self.load_error = one_line_reason(error) if error is not None else None
 
     # Showing
 
@@ -256,32 +207,17 @@ class DatasetScreen(AreaScreen):
     def _show_summary(self, shown: int) -> None:
         summary = self.query_one("#dataset-summary", Static)
         summary.set_class(self.load_error is not None, "-error")
-        if self.project is None:
-            summary.update(NO_PROJECT)
-        elif self.load_error is not None:
-            summary.update(
-                Text.assemble(
-                    "Could not read the examples: ",
-                    plain(self.load_error),
-                    "\nctrl+r tries again.",
-                )
-            )
-        elif not self.all_examples:
-            summary.update(no_examples(self.project))
-        else:
-            flags = flags_line(
+        summary.update(
+            summary_text(
+                self.project,
+                self.all_examples,
                 self.checks,
+                load_error=self.load_error,
                 shown=shown,
-                total=len(self.all_examples),
                 selected=len(self.selected),
                 filter_text=self.filter_text,
             )
-            lines = [counts_line(self.all_examples)]
-            if flags:
-                lines.append(flags)
-            if not shown:
-                lines.append(Text("No example matches: esc clears the filter."))
-            summary.update(Text("\n").join(lines))
+        )
 
     def _preview(self, example: Example | None) -> None:
         preview = self.query_one(ExamplePreview)
@@ -323,7 +259,7 @@ class DatasetScreen(AreaScreen):
         highlighted = self._highlighted()
         return [highlighted] if highlighted is not None else []
 
-    def _set_status(self, status: str, verb: str) -> None:
+    def _set_status(self, status: ExampleStatus, verb: str) -> None:
         targets = [example for example in self._targets() if example.status != status]
         bulk = bool(self.selected)
         if not bulk:

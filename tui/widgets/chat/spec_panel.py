@@ -13,7 +13,8 @@ from tui.safe_text import terminal_safe
 if TYPE_CHECKING:
     from textual.app import ComposeResult
 
-    from agent.spec import Coverage, TaskSpec
+    from agent.coverage import Coverage
+    from agent.spec import TaskSpec
 
 
 def spec_summary(spec: TaskSpec, counts: Coverage, missing: list[str]) -> Text:
@@ -22,7 +23,7 @@ def spec_summary(spec: TaskSpec, counts: Coverage, missing: list[str]) -> Text:
     ``missing`` lists the parts the interview still asks about (``agent.spec.missing_parts``);
     the first of them is marked as the one asked now (``← now``).
     """
-    from agent.spec import describe_output
+    from agent.spec_text import describe_output
 
     asked = missing[0] if missing else None
     parts: list[tuple[str, str, str | None]] = [

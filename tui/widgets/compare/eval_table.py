@@ -3,13 +3,14 @@ the two answers as A and B with the person's vote."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.text import Text
 
-from store.evals import StoredEvalItem
+from store.evals import Evaluation, StoredEvalItem
+from tui.run_text import primary_metric
 from tui.text import plain
 from tui.widgets.key_table import KeyTable
 
@@ -47,6 +48,27 @@ class ShownItem:
         return "A" if (preference == "tuned") == self.tuned_is_a else "B"
 
 
+def shown_items(
+    items: Sequence[StoredEvalItem],
+    evaluation: Evaluation | None,
+    sort: str,
+    tuned_is_a: Callable[[int], bool],
+) -> list[ShownItem]:
+    """``items`` numbered, scored on the evaluation's main metric and put in ``sort`` order."""
+    metric = primary_metric(evaluation) if evaluation is not None else "exact_match"
+    shown = [
+        ShownItem(
+            stored,
+            number,
+            stored.item.base_scores.get(metric),
+            stored.item.tuned_scores.get(metric),
+            tuned_is_a=tuned_is_a(stored.id),
+        )
+        for number, stored in enumerate(items, start=1)
+    ]
+    return sort_items(shown, sort)
+
+
 def sort_items(items: Sequence[ShownItem], sort: str) -> list[ShownItem]:
     """``items`` in the order ``sort`` names (stable, so ties keep the evaluated order)."""
     if sort == "tuned ahead first":
@@ -77,6 +99,12 @@ class EvalTable(KeyTable):
     def item_at(self, row: int) -> ShownItem | None:
         """The item in row ``row``, if there is such a row."""
         return self._items[row] if 0 <= row < len(self._items) else None
+
+    def next_unvoted_row(self) -> int | None:
+        """The first row after the cursor without a vote, else the first such row at all."""
+        unvoted = [row for row, shown in enumerate(self._items) if shown.stored.preference is None]
+        after = [row for row in unvoted if row > self.cursor_row]
+        return (after or unvoted)[0] if unvoted else None
 
     def on_resize(self, event: events.Resize) -> None:
         if self._items and self._text_width() != self._width:

@@ -1,4 +1,5 @@
-"""The line above the examples table: counts by status and split, flags, selection, filter."""
+"""The lines above the examples table: counts by status and split, flags, selection, filter,
+or why there is nothing to show."""
 
 from __future__ import annotations
 
@@ -8,9 +9,51 @@ from collections.abc import Sequence
 from rich.text import Text
 
 from store.examples import Example
-from store.schema import EXAMPLE_SPLITS, EXAMPLE_STATUSES
+from store.projects import Project
+from store.vocabulary import EXAMPLE_SPLITS, EXAMPLE_STATUSES
 from tui.dataset_checks import DatasetChecks
 from tui.text import plain
+
+NO_PROJECT = "No project chosen yet: press p to choose or create one."
+"""What the area says before a project is chosen."""
+
+
+def no_examples(project: Project) -> str:
+    """What the area says when the project has no examples."""
+    return (
+        f"No examples in {project.name} yet: press i to import a file, or describe your task "
+        "in Chat (1) and the agent drafts some."
+    )
+
+
+def summary_text(
+    project: Project | None,
+    examples: Sequence[Example],
+    checks: DatasetChecks,
+    *,
+    load_error: str | None,
+    shown: int,
+    selected: int,
+    filter_text: str,
+) -> str | Text:
+    """The summary over the table: counts and flags, or why there is nothing to show."""
+    if project is None:
+        return NO_PROJECT
+    if load_error is not None:
+        return Text.assemble(
+            "Could not read the examples: ", plain(load_error), "\nctrl+r tries again."
+        )
+    if not examples:
+        return no_examples(project)
+    flags = flags_line(
+        checks, shown=shown, total=len(examples), selected=selected, filter_text=filter_text
+    )
+    lines = [counts_line(examples)]
+    if flags:
+        lines.append(flags)
+    if not shown:
+        lines.append(Text("No example matches: esc clears the filter."))
+    return Text("\n").join(lines)
 
 
 def counts_line(examples: Sequence[Example]) -> Text:

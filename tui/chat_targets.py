@@ -78,3 +78,42 @@ def conversation(exchanges: Sequence[Exchange], model: str, prompt: str) -> list
         messages.append({"role": "assistant", "content": exchange.answers[model]})
     messages.append({"role": "user", "content": prompt})
     return messages
+
+
+class ModelTalk:
+    """The talk with the models: every prompt with its complete answers, and who was asked last."""
+
+    def __init__(self) -> None:
+        self.exchanges: list[Exchange] = []
+        """The prompts asked, oldest first, with the answers that came back whole."""
+        self.target: Target = AGENT
+        """Who the last prompt went to."""
+        self.request = 0
+        """The number of the last ask; answers to an older one are dropped."""
+
+    def ask(self, target: Target, prompt: str) -> dict[str, list[dict[str, str]]]:
+        """Start a turn: the conversation to send each side of ``target``, by side."""
+        self.request += 1
+        conversations = {
+            side.side: conversation(self.exchanges, side.model, prompt) for side in target.sides
+        }
+        self.exchanges.append(Exchange(prompt))
+        self.target = target
+        return conversations
+
+    def answered(self, side: str, text: str) -> bool:
+        """Keep ``side``'s complete answer; whether every side of the turn has answered now."""
+        model = next(s.model for s in self.target.sides if s.side == side)
+        self.exchanges[-1].answers[model] = text
+        return len(self.exchanges[-1].answers) == len(self.target.sides)
+
+    def forget(self) -> None:
+        """Start afresh: no model is sent what was said before (asks keep their numbers)."""
+        self.exchanges = []
+
+    def unanswered(self) -> list[Side]:
+        """The sides of the last turn still without a complete answer."""
+        if not self.exchanges:
+            return []
+        answers = self.exchanges[-1].answers
+        return [side for side in self.target.sides if side.model not in answers]
