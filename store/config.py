@@ -70,6 +70,12 @@ class Settings:
     """The app's Textual theme; None keeps Textual's default."""
 
 
+DEFAULT_SETTINGS = Settings(
+    agent=EndpointSettings(), teacher=EndpointSettings(), base_model=DEFAULT_BASE_MODEL, theme=None
+)
+"""The settings with no config file and no environment variable set."""
+
+
 def config_path(environ: Mapping[str, str] | None = None) -> Path:
     """Where the config file is read from (it need not exist)."""
     env = os.environ if environ is None else environ

@@ -16,12 +16,11 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.worker import Worker, WorkerState
 
-from store.config import EndpointSettings, Settings, load_settings
+from store.config import DEFAULT_SETTINGS, load_settings
 from store.database import open_database
 from store.errors import TunesmithError, one_line_reason
 from store.examples import list_examples
 from store.projects import (
-    DEFAULT_BASE_MODEL,
     Project,
     get_project,
     get_project_by_id,
@@ -57,11 +56,6 @@ AREA_SCREENS: dict[str, type[AreaScreen]] = {
 
 RUN_WATCH_SECONDS = 2.0
 """How often the app looks for runs that ended, to say so wherever the person is."""
-
-FALLBACK_SETTINGS = Settings(
-    agent=EndpointSettings(), teacher=EndpointSettings(), base_model=DEFAULT_BASE_MODEL, theme=None
-)
-"""What the app goes on with when the config file cannot be used (a notification says why)."""
 
 _PALETTE_SKIPS = {"app.help", "app.quit", "app.pick_project", "app.command_palette"}
 """Actions the palette lists once, as app commands, rather than once per area."""
@@ -122,7 +116,8 @@ class TunesmithApp(ProvidesServices, App[None]):
         try:
             settings = load_settings()
         except TunesmithError as error:
-            settings, self._settings_problem = FALLBACK_SETTINGS, one_line_reason(error)
+            # The app goes on with the defaults; a notification says why.
+            settings, self._settings_problem = DEFAULT_SETTINGS, one_line_reason(error)
         self.settings = settings
         """The config file's settings, each overridden by its environment variable."""
         self._watched_runs: set[int] = set()
