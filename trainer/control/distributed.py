@@ -25,6 +25,12 @@ from store.errors import InputError
 
 STRATEGIES = ("ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3")
 """How the ranks share the model: DDP copies it whole; FSDP and ZeRO-3 shard the weights."""
+RUN_MODULE = "trainer.training.run"
+"""The module a training run (or each of its ranks) runs."""
+
+LAUNCHER_MODULE = "trainer.training.torchrun"
+"""The module that starts a run's ranks under torchrun; its pid is the run's."""
+
 LAUNCH_FILE = "launch.json"
 """The run's launch settings in its folder, so a resume starts the same ranks again."""
 DEEPSPEED_FILE = "deepspeed.json"
@@ -112,7 +118,7 @@ def launcher_command(
     """The command that starts this node's share of run ``run_id``."""
     run_args = ["--db", str(db_path), "--run-id", str(run_id), *(["--resume"] if resume else [])]
     if not launch.under_torchrun:
-        return [python, "-m", "trainer.training.run", *run_args]
+        return [python, "-m", RUN_MODULE, *run_args]
     if launch.nodes == 1:
         # A free port on this machine, picked by torchrun: two runs never collide.
         rendezvous = ["--standalone"]
@@ -126,14 +132,14 @@ def launcher_command(
     return [
         python,
         "-m",
-        "trainer.training.torchrun",
+        LAUNCHER_MODULE,
         *rendezvous,
         f"--nproc-per-node={launch.processes}",
         # A dead rank fails the run: restarting it would replay steps from no checkpoint.
         "--max-restarts=0",
         f"--shutdown-timeout={SHUTDOWN_TIMEOUT_SECONDS}",
         "--module",
-        "trainer.training.run",
+        RUN_MODULE,
         *run_args,
     ]
 

@@ -29,6 +29,8 @@ from store.runs import (
 )
 from trainer.control.config import Plan, plan_run
 from trainer.control.distributed import (
+    LAUNCHER_MODULE,
+    RUN_MODULE,
     Launch,
     check_available,
     check_launch,
@@ -39,9 +41,6 @@ from trainer.control.distributed import (
 )
 from trainer.control.process import child_environment
 from trainer.control.snapshot import write_snapshot
-
-RUN_MODULES = ("trainer.training.run", "trainer.training.torchrun")
-"""The modules whose process a run's recorded pid may be."""
 
 JOIN_WAIT_SECONDS = 60.0
 """How long a node other than 0 waits for node 0 to create the run it joins (a scheduler
@@ -223,7 +222,7 @@ def _is_run_command(command: bytes) -> bool:
     """Whether a ``/proc`` command line runs a training run: its module, or torchrun's launcher
     of it (the pid a run under torchrun records)."""
     arguments = command.split(b"\0")
-    return any(module.encode() in arguments for module in RUN_MODULES)
+    return any(module.encode() in arguments for module in (RUN_MODULE, LAUNCHER_MODULE))
 
 
 def _same_rendezvous(run: Run, launch: Launch) -> bool:
