@@ -65,3 +65,10 @@ def one_line_reason(error: BaseException, limit: int = 300) -> str:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class CancelledError(TunesmithError):
+    """Long work (drafting, labelling) was cancelled by the person; what it saved stays."""
+
+    def __init__(self, message: str = "cancelled") -> None:
+        super().__init__(message, title="Cancelled")

@@ -14,8 +14,10 @@ from store.errors import InputError
 from store.examples import (
     ChatMessage,
     Example,
+    check_approvable,
     content_hash,
     get_example,
+    live_duplicate,
     live_example,
     messages_to_json,
     record_version,
@@ -52,6 +54,8 @@ def update_examples(db: sqlite_utils.Database, updates: Iterable[ExampleUpdate])
     with write_transaction(db):
         for update in updates:
             current = live_example(db, update.example_id)
+            if (update.status or current.status) == "approved":
+                check_approvable(current.id, current.messages)
             record_version(db, current)
             db.execute(
                 "UPDATE examples SET status = ?, split = ?, version = version + 1,"
@@ -76,7 +80,7 @@ def edit_example(
     """Replace an example's conversation and tags; refuse one another live example already has."""
     messages = validate_messages(messages_to_json(messages))
     current = live_example(db, example_id)
-    duplicate = _live_duplicate(db, current.project_id, content_hash(messages), example_id)
+    duplicate = live_duplicate(db, current.project_id, content_hash(messages), example_id)
     if duplicate is not None:
         raise InputError(f"example {duplicate} already has exactly this conversation")
     return update_example(db, example_id, messages=messages, tags=tags)
@@ -106,8 +110,8 @@ def restore_example(db: sqlite_utils.Database, example_id: int) -> Example:
 
 
 def restore_examples(db: sqlite_utils.Database, earlier: Iterable[Example]) -> list[Example]:
-    """Put examples back to the given earlier states (content, status, split, tags, removed or
-    not) in one transaction, each change kept in the history: the undo of any edit."""
+    """Put examples back to the given earlier states (content, source, status, split, tags,
+    removed or not) in one transaction, each change kept in the history: the undo of any edit."""
     earlier = list(earlier)
     timestamp = now_iso()
     with write_transaction(db):
@@ -115,7 +119,7 @@ def restore_examples(db: sqlite_utils.Database, earlier: Iterable[Example]) -> l
             current = get_example(db, before.id)
             digest = content_hash(before.messages)
             if before.deleted_at is None:
-                duplicate = _live_duplicate(db, current.project_id, digest, before.id)
+                duplicate = live_duplicate(db, current.project_id, digest, before.id)
                 if duplicate is not None:
                     raise InputError(
                         f"cannot bring back example {before.id}: "
@@ -123,11 +127,13 @@ def restore_examples(db: sqlite_utils.Database, earlier: Iterable[Example]) -> l
                     )
             record_version(db, current)
             db.execute(
-                "UPDATE examples SET messages = ?, content_hash = ?, status = ?, split = ?,"
-                " tags = ?, deleted_at = ?, version = version + 1, updated_at = ? WHERE id = ?",
+                "UPDATE examples SET messages = ?, content_hash = ?, source = ?, status = ?,"
+                " split = ?, tags = ?, deleted_at = ?, version = version + 1, updated_at = ?"
+                " WHERE id = ?",
                 [
                     json.dumps(messages_to_json(before.messages), ensure_ascii=False),
                     digest,
+                    before.source,
                     before.status,
                     before.split,
                     json.dumps(list(before.tags), ensure_ascii=False),
@@ -137,17 +143,3 @@ def restore_examples(db: sqlite_utils.Database, earlier: Iterable[Example]) -> l
                 ],
             )
     return [get_example(db, before.id) for before in earlier]
-
-
-def _live_duplicate(
-    db: sqlite_utils.Database, project_id: int, digest: str, except_id: int
-) -> int | None:
-    """The id of another live example of the project with this content hash, if any."""
-    rows = list(
-        db.query(
-            "SELECT id FROM examples WHERE project_id = ? AND content_hash = ?"
-            " AND deleted_at IS NULL AND id != ? LIMIT 1",
-            [project_id, digest, except_id],
-        )
-    )
-    return int(rows[0]["id"]) if rows else None

@@ -68,6 +68,17 @@ class Example:
     created_at: str
     updated_at: str
     deleted_at: str | None
+    proposed: str | None = None
+    """A model's proposed answer, waiting for a person to accept or correct it."""
+    confidence: float | None = None
+    """How sure that model was of its proposal, 0..1, from its own token probabilities."""
+    proposed_by: str | None = None
+    """Which model proposed it: ``run-<id>`` or ``base``."""
+
+    @property
+    def answered(self) -> bool:
+        """Whether the conversation ends with an answer (unlabeled rows have none yet)."""
+        return bool(self.messages) and self.messages[-1].role == "assistant"
 
     @property
     def prompt(self) -> str:
@@ -163,6 +174,21 @@ def prompt_response(prompt: str, response: str, system: str | None = None) -> Ne
     return NewExample(messages=tuple(messages))
 
 
+def unlabeled_example(prompt: str, system: str | None = None) -> NewExample:
+    """An input with no answer yet, stored pending until a person labels it."""
+    messages = [ChatMessage("user", validate_text(prompt, "input"))]
+    if system is not None:
+        messages.insert(0, ChatMessage("system", validate_text(system, "system")))
+    return NewExample(messages=tuple(messages))
+
+
+def check_approvable(example_id: int | None, messages: Sequence[ChatMessage]) -> None:
+    """Refuse to approve a row without an answer: only answered rows can train or evaluate."""
+    if not messages or messages[-1].role != "assistant":
+        which = "this example" if example_id is None else f"example {example_id}"
+        raise InputError(f"{which} has no answer yet: label it before approving it")
+
+
 def messages_to_json(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
     """The chat format TRL and OpenAI take."""
     return [{"role": m.role, "content": m.content} for m in messages]
@@ -207,6 +233,8 @@ def add_examples(
             row_status = example.status or status
             check_choice("split", split, EXAMPLE_SPLITS)
             check_choice("status", row_status, EXAMPLE_STATUSES)
+            if row_status == "approved":
+                check_approvable(None, example.messages)
             cursor = db.execute(
                 "INSERT OR IGNORE INTO examples (project_id, messages, content_hash, source,"
                 " status, split, tags, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -269,6 +297,8 @@ def update_example(
         current = live_example(db, example_id)
         record_version(db, current)
         new_messages = messages if messages is not None else current.messages
+        if (status or current.status) == "approved":
+            check_approvable(example_id, new_messages)
         db.execute(
             "UPDATE examples SET messages = ?, content_hash = ?, status = ?, split = ?, tags = ?,"
             " version = version + 1, updated_at = ? WHERE id = ?",
@@ -283,6 +313,76 @@ def update_example(
             ],
         )
     return get_example(db, example_id)
+
+
+UNANSWERED = "json_extract(messages, '$[#-1].role') != 'assistant'"
+"""SQL condition: the row's conversation has no answer yet."""
+
+
+def set_proposal(
+    db: sqlite_utils.Database,
+    example_id: int,
+    answer: str,
+    confidence: float,
+    proposed_by: str,
+) -> None:
+    """Store a model's proposed answer for a row, at once (a killed labeller loses none).
+
+    A proposal is not the row's answer, so it is not versioned; accepting it is.
+    """
+    validate_text(answer, "proposed answer")
+    if not 0.0 <= confidence <= 1.0:
+        raise InputError(f"confidence must be within 0..1, not {confidence}")
+    cursor = db.execute(
+        "UPDATE examples SET proposed = ?, confidence = ?, proposed_by = ?, updated_at = ?"
+        " WHERE id = ? AND deleted_at IS NULL",
+        [answer, confidence, proposed_by, now_iso(), example_id],
+    )
+    if not cursor.rowcount:
+        live_example(db, example_id)
+
+
+def give_answer(db: sqlite_utils.Database, example_id: int, answer: str) -> Example:
+    """Make ``answer`` (an accepted proposal or a person's correction) the row's answer: the
+    row is approved with source ``labelled``, its earlier version kept."""
+    validate_text(answer, "answer")
+    with write_transaction(db):
+        current = live_example(db, example_id)
+        turns = current.messages[:-1] if current.answered else current.messages
+        messages = (*turns, ChatMessage("assistant", answer))
+        digest = content_hash(messages)
+        duplicate = live_duplicate(db, current.project_id, digest, example_id)
+        if duplicate is not None:
+            raise InputError(f"example {duplicate} already has exactly this conversation")
+        record_version(db, current)
+        db.execute(
+            "UPDATE examples SET messages = ?, content_hash = ?, status = 'approved',"
+            " source = 'labelled', version = version + 1, updated_at = ? WHERE id = ?",
+            [
+                json.dumps(messages_to_json(messages), ensure_ascii=False),
+                digest,
+                now_iso(),
+                example_id,
+            ],
+        )
+    return get_example(db, example_id)
+
+
+def unlabeled_examples(
+    db: sqlite_utils.Database, project_id: int, *, unproposed_only: bool = False
+) -> list[Example]:
+    """The project's live rows that have no answer yet, least confident proposal first (rows
+    with no proposal last, in the order they came)."""
+    where = f"project_id = ? AND deleted_at IS NULL AND {UNANSWERED}"
+    if unproposed_only:
+        where += " AND proposed IS NULL"
+    return [
+        _example_from_row(row)
+        for row in db.query(
+            f"SELECT * FROM examples WHERE {where} ORDER BY confidence IS NULL, confidence, id",
+            [project_id],
+        )
+    ]
 
 
 def remove_example(db: sqlite_utils.Database, example_id: int) -> Example:
@@ -343,6 +443,20 @@ def record_version(db: sqlite_utils.Database, example: Example) -> None:
     )
 
 
+def live_duplicate(
+    db: sqlite_utils.Database, project_id: int, digest: str, except_id: int
+) -> int | None:
+    """The id of another live example of the project with this content hash, if any."""
+    rows = list(
+        db.query(
+            "SELECT id FROM examples WHERE project_id = ? AND content_hash = ?"
+            " AND deleted_at IS NULL AND id != ? LIMIT 1",
+            [project_id, digest, except_id],
+        )
+    )
+    return int(rows[0]["id"]) if rows else None
+
+
 def _example_from_row(row: dict[str, Any]) -> Example:
     return Example(
         id=row["id"],
@@ -357,6 +471,9 @@ def _example_from_row(row: dict[str, Any]) -> Example:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         deleted_at=row["deleted_at"],
+        proposed=row["proposed"],
+        confidence=row["confidence"],
+        proposed_by=row["proposed_by"],
     )
 
 

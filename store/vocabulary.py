@@ -6,8 +6,9 @@ from typing import Literal, get_args
 
 from store.errors import InputError
 
-ExampleSource = Literal["typed", "imported", "drafted", "from-compare"]
-"""How an example came in: typed by a person, imported from a file, drafted, or from Compare."""
+ExampleSource = Literal["typed", "imported", "drafted", "from-compare", "labelled"]
+"""How an example came in: typed by a person, imported from a file, drafted, from Compare, or
+labelled by a person (an input that came without an answer)."""
 ExampleStatus = Literal["pending", "approved", "rejected"]
 """Whether an example is used: only approved rows train and evaluate."""
 ExampleSplit = Literal["train", "eval"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+
+import pytest
 import sqlite_utils
 
 from store.schema import MIGRATIONS
@@ -165,12 +168,61 @@ def schema_text(db: sqlite_utils.Database) -> str:
 
 def test_a_fresh_database_has_the_released_schema_byte_for_byte() -> None:
     db = sqlite_utils.Database(memory=True)
-    MIGRATIONS.apply(db)
+    MIGRATIONS.apply(db, stop_before="m003_unlabeled_examples")
     assert schema_text(db) == RELEASED_SCHEMA
 
 
-def test_the_released_migrations_are_m001_and_m002_in_order() -> None:
+def test_the_migrations_apply_in_order() -> None:
     db = sqlite_utils.Database(memory=True)
     MIGRATIONS.apply(db)
     applied = [row[0] for row in db.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
-    assert applied[:2] == ["m001_initial", "m002_prompt_votes"]
+    assert applied[:3] == ["m001_initial", "m002_prompt_votes", "m003_unlabeled_examples"]
+
+
+def _database_at_m002() -> sqlite_utils.Database:
+    db = sqlite_utils.Database(memory=True)
+    MIGRATIONS.apply(db, stop_before="m003_unlabeled_examples")
+    db.execute(
+        "INSERT INTO projects (name, base_model, created_at, updated_at)"
+        " VALUES ('tickets', 'm', 't', 't')"
+    )
+    for number in (1, 2):
+        db.execute(
+            "INSERT INTO examples (project_id, messages, content_hash, source, status, split,"
+            " created_at, updated_at) VALUES (1, ?, ?, 'typed', 'approved', 'train', 't', 't')",
+            [f'[{{"role": "user", "content": "q{number}"}}]', f"h{number}"],
+        )
+    db.execute(
+        "INSERT INTO example_versions (example_id, version, messages, status, split, tags,"
+        " recorded_at) VALUES (1, 1, '[]', 'approved', 'train', '[]', 't')"
+    )
+    db.conn.commit()
+    return db
+
+
+def test_m003_keeps_every_example_and_its_history() -> None:
+    db = _database_at_m002()
+    before = [dict(row) for row in db.query("SELECT * FROM examples ORDER BY id")]
+    MIGRATIONS.apply(db)
+    after = [dict(row) for row in db.query("SELECT * FROM examples ORDER BY id")]
+    assert [{k: row[k] for k in before[0]} for row in after] == before
+    assert {(row["proposed"], row["confidence"], row["proposed_by"]) for row in after} == {
+        (None, None, None)
+    }
+    assert db.execute("SELECT count(*) FROM example_versions").fetchone()[0] == 1
+    assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+    # The new source is allowed; a confidence out of 0..1 is not.
+    db.execute("UPDATE examples SET source = 'labelled' WHERE id = 1")
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("UPDATE examples SET confidence = 1.5 WHERE id = 1")
+
+
+def test_m003_after_a_crash_before_it_was_recorded_is_not_run_twice() -> None:
+    db = _database_at_m002()
+    MIGRATIONS.apply(db)
+    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm003_unlabeled_examples'")
+    db.conn.commit()
+    MIGRATIONS.apply(db)
+    assert db.execute("SELECT count(*) FROM examples").fetchone()[0] == 2
+    assert "m003_unlabeled_examples" in [m.name for m in MIGRATIONS.applied(db)]

@@ -38,7 +38,7 @@ def test_migrations_apply_once_and_reopen_safely(tmp_path: Path) -> None:
     first.close()
     second = open_database(db_path)
     assert [m.name for m in MIGRATIONS.applied(second)] == applied
-    assert applied == ["m001_initial", "m002_prompt_votes"]
+    assert applied == ["m001_initial", "m002_prompt_votes", "m003_unlabeled_examples"]
     assert MIGRATIONS.pending(second) == []
     assert {
         "projects",
