@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from agent.phrasing import (
     strip_greeting,
     unquote,
 )
+from agent.typed_examples import looks_like_example
 
 if TYPE_CHECKING:
     from agent.spec import TaskSpec
@@ -296,9 +298,9 @@ def rules_statement(text: str, *, imperatives: bool = False) -> list[str] | None
     stripped = text.strip()
     match = _RULES.match(stripped)
     if match is not None:
-        return split_sentences(match.group("rest"))
+        return without_examples(split_sentences(match.group("rest")))
     if _RULE_START.match(stripped) or (imperatives and _IMPERATIVE_RULE_START.match(stripped)):
-        return split_sentences(stripped)
+        return without_examples(split_sentences(stripped))
     return None
 
 
@@ -313,7 +315,13 @@ def cases_statement(text: str) -> list[str] | None:
     match = _CASES.match(text.strip())
     if match is None:
         return None
-    return split_cases(match.group("rest") or match.group("rest2"))
+    return without_examples(split_cases(match.group("rest") or match.group("rest2")))
+
+
+def without_examples(items: Sequence[str]) -> list[str]:
+    """``items`` (cases, rules) without those that are example data: an "Output: bug" line
+    is an example's answer, never a case or a rule."""
+    return [item for item in items if not looks_like_example(item)]
 
 
 def system_prompt_statement(text: str) -> str | None:

@@ -136,13 +136,13 @@ def _answer(session: SpecSession, part: str, body: str, corrected: bool) -> str:
         session.save(spec, ["output"])
         return session.confirmation(["output"], corrected=corrected)
     if part == "requirements":
-        cases = phrasing.split_cases(body)
+        cases = answers.without_examples(phrasing.split_cases(body))
         if phrasing.is_junk_answer(body, min_words=1) or not cases:
             return "Sorry, I did not understand that. " + session.question("requirements")
         session.save(with_requirements(session.spec, cases, replace_all=corrected), [part])
         return session.confirmation([part], corrected=corrected)
     if part == "constraints":
-        rules = phrasing.split_sentences(body)
+        rules = answers.without_examples(phrasing.split_sentences(body))
         if phrasing.is_junk_answer(body, min_words=2) or not rules:
             return "Sorry, I did not understand that. " + session.question("constraints")
         kept = () if corrected else session.spec.constraints

@@ -1,19 +1,35 @@
-"""Example intake: storing the examples a message holds (pairs, pasted rows, a file) and saying
-what was saved and which answers do not fit the spec."""
+"""Example intake: storing the examples a message holds (pairs, pasted rows, a file), saying
+what was saved and which answers do not fit the spec, and the input that waits for its output.
+
+An "Input:" message without its output is held until the output comes in a later message. The
+transcript is the record of it: every session of the project (the app, ``tunesmith chat``)
+reads the same held input back from the person's latest messages.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
-from agent import answers, typed_examples
-from agent.phrasing import clip
-from agent.spec import output_problem
+from agent import answers, phrasing, typed_examples
+from agent.phrasing import clip, short
+from agent.spec import TaskSpec, match_label, output_problem
 from agent.spec_edits import with_json_sample
 from store.errors import TunesmithError
-from store.examples import AddResult, ChatMessage, NewExample, add_examples, validate_text
+from store.examples import (
+    AddResult,
+    ChatMessage,
+    Example,
+    NewExample,
+    add_examples,
+    content_hash,
+    list_examples,
+    validate_text,
+)
 from store.imports import ParsedFile, read_examples
+from store.messages import TranscriptMessage
 from store.vocabulary import ExampleSource
 
 if TYPE_CHECKING:
@@ -22,6 +38,23 @@ if TYPE_CHECKING:
 
 MAX_REPORTED_PROBLEMS = 5
 """Rejected rows or notes listed in one reply; the rest are counted."""
+
+
+SAVED_OUTPUT_CHARS = 30
+"""How much of a saved example's output the reply quotes."""
+
+
+HeldStep = Literal["output", "drop", "new", "more"]
+"""What a message does to a held input: gives its output, drops it, starts something new
+(which drops it too), or adds lines to it."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What adding examples did: the counts, and the rows it added, oldest first."""
+
+    result: AddResult
+    added: tuple[Example, ...]
 
 
 def examples_in(session: SpecSession, body: str) -> str | None:
@@ -34,38 +67,136 @@ def examples_in(session: SpecSession, body: str) -> str | None:
         return store_parsed(session, records, source="imported", origin="the pasted rows")
     parsed = typed_examples.parse_pairs(body)
     if parsed is not None:
-        pairs: list[NewExample] = []
-        problems = list(parsed.problems)
-        for prompt, response in parsed.pairs:
-            try:
-                pairs.append(typed_example(prompt, response))
-            except TunesmithError as error:
-                problems.append(error.message)
-        if not pairs:
-            return (
-                f"I could not read that as an example: {'; '.join(problems)}. "
-                'Type it as "Input: ... Output: ..."'
-            )
-        result = store_examples(session, pairs, source="typed")
-        text = saved_line(session, result) + fit_notes(session, pairs)
-        if problems:
-            text += "\nNot saved: " + "; ".join(problems[:MAX_REPORTED_PROBLEMS])
-        return text + "\n" + session.next_question()
-    if session.spec.output_kind is not None:
-        arrows = typed_examples.parse_arrow_pairs(body)
-        if arrows:
-            try:
-                new_pairs = [typed_example(prompt, response) for prompt, response in arrows]
-            except TunesmithError as error:
-                return f"I could not read that as examples: {error.message}"
-            result = store_examples(session, new_pairs, source="typed")
-            return (
-                saved_line(session, result)
-                + fit_notes(session, new_pairs)
-                + "\n"
-                + session.next_question()
-            )
+        return _store_pairs(session, parsed)
+    arrows = typed_examples.parse_arrow_pairs(body)
+    if arrows:
+        try:
+            new_pairs = [typed_example(prompt, response) for prompt, response in arrows]
+        except TunesmithError as error:
+            return f"I could not read that as examples: {error.message}"
+        stored = store_examples(session, new_pairs, source="typed")
+        return (
+            saved_line(session, stored)
+            + fit_notes(session, new_pairs)
+            + "\n"
+            + session.next_question()
+        )
     return None
+
+
+def held_input(session: SpecSession, transcript: Sequence[TranscriptMessage]) -> str | None:
+    """The input the person typed without its output and has neither completed nor dropped
+    since, read back from ``transcript`` (oldest first), with any lines added to it."""
+    added_lines: list[str] = []
+    for message in reversed(transcript):
+        body = message.content.strip()
+        if message.role != "user" or not body:
+            continue
+        if body.startswith("/"):
+            if _is_skip_command(body):
+                return None
+            continue
+        if _held_step(session, body) != "more":
+            parsed = typed_examples.parse_pairs(body)
+            waiting = parsed.waiting if parsed is not None else None
+            if waiting is None:
+                return None
+            return "\n".join([waiting, *reversed(added_lines)])
+        added_lines.append(body)
+    return None
+
+
+def continue_held(session: SpecSession, held: str, body: str) -> str | None:
+    """Read ``body`` as the next part of the example whose input ``held`` waits: its output
+    (after an output marker, or a bare label or JSON answer), a skip that drops it, or more
+    lines of the input. None when ``body`` starts something new: the caller drops ``held``."""
+    step = _held_step(session, body)
+    if step == "new":
+        return None
+    if step == "drop":
+        return skip_held(session, held)
+    if step == "more":
+        lines = len(f"{held}\n{body}".splitlines())
+        return f"Added that to the input ({lines} lines now). " + waiting_hint(session)
+    parsed = typed_examples.parse_pairs(body, held=held)
+    return _store_pairs(session, parsed or typed_examples.PairParse(((held, body),)))
+
+
+def skip_held(session: SpecSession, held: str) -> str:
+    """Drop the held input at the person's word ("skip", ``/skip``), and ask the next question."""
+    return f"Dropped the input {short(held)}.\n" + session.next_question()
+
+
+def dropped_line(held: str) -> str:
+    """The note that a held input was given up because something else came instead."""
+    return f"Dropped the input {short(held)}: its output did not come next."
+
+
+def still_waiting(held: str) -> str:
+    """The reminder, after a command, that an input still waits for its output."""
+    return f"(The input {short(held)} still waits for its Output.)"
+
+
+def waiting_hint(session: SpecSession) -> str:
+    """What to type now that an input waits for its output."""
+    bare = " or just the label" if session.spec.output_kind == "labels" else ""
+    return f'Now its Output: type "Output: ..."{bare}, or /skip to drop the input.'
+
+
+def _held_step(session: SpecSession, body: str) -> HeldStep:
+    marker = typed_examples.leading_marker(body)
+    if marker == "output" or _bare_output(session.spec, body):
+        return "output"
+    if phrasing.is_skip(body):
+        return "drop"
+    if (
+        typed_examples.looks_like_example(body)
+        or typed_examples.parse_pairs(body) is not None
+        or typed_examples.pasted_rows(body) is not None
+        or typed_examples.importable_path(body, session.cwd) is not None
+    ):
+        return "new"
+    return "more"
+
+
+def _bare_output(spec: TaskSpec, body: str) -> bool:
+    """Whether ``body``, sent right after an input, is plainly its answer: one of the labels,
+    or a JSON object when answers are JSON (or not yet known)."""
+    if spec.output_kind == "labels":
+        return match_label(spec, body) is not None
+    return spec.output_kind in (None, "json") and body.startswith("{")
+
+
+def _is_skip_command(body: str) -> bool:
+    return body.split(maxsplit=1)[0].lower() == "/skip"
+
+
+def _store_pairs(session: SpecSession, parsed: typed_examples.PairParse) -> str:
+    """Store the pairs of ``parsed``; say what was saved, what was not, and what comes next."""
+    pairs: list[NewExample] = []
+    problems = list(parsed.problems)
+    for prompt, response in parsed.pairs:
+        try:
+            pairs.append(typed_example(prompt, response))
+        except TunesmithError as error:
+            problems.append(error.message)
+    parts: list[str] = []
+    if pairs:
+        stored = store_examples(session, pairs, source="typed")
+        parts.append(saved_line(session, stored) + fit_notes(session, pairs))
+        if problems:
+            parts.append("Not saved: " + "; ".join(problems[:MAX_REPORTED_PROBLEMS]))
+    elif problems:
+        parts.append(
+            f"I could not read that as an example: {'; '.join(problems[:MAX_REPORTED_PROBLEMS])}."
+            ' Type it as "Input: ... Output: ..."'
+        )
+    if parsed.waiting is not None:
+        named = f" {short(parsed.waiting)}" if parts else ""
+        parts.append(f"Got the input{named}. " + waiting_hint(session))
+    else:
+        parts.append(session.next_question())
+    return "\n".join(parts)
 
 
 def store_parsed(
@@ -75,8 +206,8 @@ def store_parsed(
     if not parsed.examples:
         reasons = "; ".join(str(r) for r in parsed.rejected[:MAX_REPORTED_PROBLEMS])
         return f"No usable examples in {origin}" + (f": {reasons}" if reasons else ".")
-    result = store_examples(session, parsed.examples, source=source)
-    text = saved_line(session, result, origin=origin) + fit_notes(session, parsed.examples)
+    stored = store_examples(session, parsed.examples, source=source)
+    text = saved_line(session, stored, origin=origin) + fit_notes(session, parsed.examples)
     if parsed.rejected:
         text += f"\n{len(parsed.rejected)} rows were not usable:" + "".join(
             f"\n  {r}" for r in parsed.rejected[:MAX_REPORTED_PROBLEMS]
@@ -88,11 +219,25 @@ def store_parsed(
 
 def store_examples(
     session: SpecSession, examples: Sequence[NewExample], *, source: ExampleSource
-) -> AddResult:
+) -> Stored:
     """Add ``examples`` to the project, and take the answer format from them when none is known."""
     result = add_examples(session.db, session.project_id, examples, source=source)
     _infer_output_from(session, examples)
-    return result
+    return Stored(result, _added_rows(session, examples, result.added))
+
+
+def _added_rows(
+    session: SpecSession, examples: Sequence[NewExample], count: int
+) -> tuple[Example, ...]:
+    """The ``count`` rows just added from ``examples``: the project's newest live rows with
+    their contents (a duplicate's row is older than any row just added)."""
+    if not count:
+        return ()
+    digests = {content_hash(example.messages) for example in examples}
+    matching = [
+        row for row in list_examples(session.db, session.project_id) if row.content_hash in digests
+    ]
+    return tuple(matching[-count:])
 
 
 def _infer_output_from(session: SpecSession, examples: Sequence[NewExample]) -> None:
@@ -119,15 +264,29 @@ def _infer_output_from(session: SpecSession, examples: Sequence[NewExample]) -> 
         session.save(with_json_sample(session.spec, sample), ["output"])
 
 
-def saved_line(session: SpecSession, result: AddResult, origin: str | None = None) -> str:
-    """How many examples were saved (and where from), against the target."""
-    total = session.example_count()
+def saved_line(session: SpecSession, stored: Stored, origin: str | None = None) -> str:
+    """Which examples were saved (their ids; one's output), from where, against the target."""
+    rows = stored.added
     where = f" from {origin}" if origin else ""
-    noun = "example" if result.added == 1 else "examples"
-    text = f"Saved {result.added} {noun}{where}"
-    if result.duplicates:
-        text += f" ({result.duplicates} already there)"
+    if len(rows) == 1:
+        text = f"Saved example {rows[0].id}{where}: {clip(rows[0].response, SAVED_OUTPUT_CHARS)}"
+    elif rows:
+        text = f"Saved {_several([row.id for row in rows])}{where}"
+    else:
+        text = f"Saved nothing new{where}"
+    if stored.result.duplicates:
+        text += f" ({stored.result.duplicates} already there)"
+    total = session.example_count()
     return text + f"; you have {total} of the {session.spec.example_target} to aim for."
+
+
+def _several(ids: Sequence[int]) -> str:
+    """Several example ids, short: "examples 3-5", "examples 3, 7, 9", "12 examples (3 to 40)"."""
+    if ids[-1] - ids[0] == len(ids) - 1:
+        return f"examples {ids[0]}-{ids[-1]}"
+    if len(ids) <= 4:
+        return "examples " + ", ".join(str(i) for i in ids)
+    return f"{len(ids)} examples ({ids[0]} to {ids[-1]})"
 
 
 def fit_notes(session: SpecSession, examples: Sequence[NewExample]) -> str:

@@ -17,12 +17,14 @@ import sqlite_utils
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from agent import intake, phrasing
+from agent.answers import without_examples
 from agent.coverage import coverage
 from agent.drafting import MAX_DRAFT, WEAK_TEACHER_WARNING, describe_report, draft_examples
 from agent.guided import guided_reply, skip
 from agent.model_mode import (
     MAX_REPLY_CHARS,
     AgentTurn,
+    SpecUpdate,
     apply_update,
     interview_messages,
     structured_call,
@@ -31,6 +33,7 @@ from agent.models import ChatModelSource
 from agent.spec import missing_parts
 from agent.spec_session import EXAMPLES_HINT, SpecSession
 from agent.spec_text import describe_spec, summarize_part
+from agent.typed_examples import looks_like_example
 from store.errors import TunesmithError, one_line_reason
 from store.examples import list_examples
 from store.imports import read_examples
@@ -47,6 +50,10 @@ DEFAULT_DRAFT = 10
 """How many examples ``/draft`` asks for when no number is given."""
 
 
+TRANSCRIPT_READ = 40
+"""The latest messages a turn reads: the model's history, and an input held for its output."""
+
+
 HELP = """\
 Commands:
   /spec          show the task spec and how many examples cover each label and case
@@ -57,8 +64,9 @@ Commands:
   /skip          skip the current question
   /help          this list
   /quit          leave (everything is already saved)
-Type examples as "Input: ... Output: ..." (several at once is fine), paste JSONL or CSV,
-or give a file path. Correct me any time: "no, the labels are ...\""""
+Type examples as "Input: ... Output: ..." (several at once is fine, or the Output in the
+next message), paste JSONL or CSV, or give a file path.
+Correct me any time: "no, the labels are ...\""""
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,15 @@ class Interview(SpecSession):
             ]
             known = "; ".join(summarize_part(self.spec, part) for part in done)
             text = "Welcome back." + (f" So far: {known}." if known else "")
-            text += "\n" + self.next_question()
+            transcript = list_messages(self.db, self.project_id, last=TRANSCRIPT_READ)
+            held = intake.held_input(self, transcript)
+            if held is None:
+                text += "\n" + self.next_question()
+            else:
+                text += (
+                    f"\nThe input {phrasing.short(held)} still waits for its output. "
+                    + intake.waiting_hint(self)
+                )
         return self.note(text)
 
     def note(self, text: str) -> str:
@@ -121,22 +137,46 @@ class Interview(SpecSession):
     def handle(self, text: str) -> Reply:
         """Answer one message of the person: a slash command, an answer, examples, a fix."""
         text = text.replace("\x00", "")
-        earlier = list_messages(self.db, self.project_id, last=40)
+        earlier = list_messages(self.db, self.project_id, last=TRANSCRIPT_READ)
+        held = intake.held_input(self, earlier)
         if text.strip():
             add_message(self.db, self.project_id, "user", text)
         try:
             if text.strip().startswith("/"):
-                reply = self._command(text.strip())
-            elif self.mode == "model":
-                reply = Reply(self._model_turn(text, earlier))
+                reply = self._command(text.strip(), held)
             else:
-                reply = Reply(guided_reply(self, text))
+                reply = Reply(self._read(text, earlier, held))
         except TunesmithError as error:
             reply = Reply(f"{error.message}\n{self.next_question()}")
         self.note(reply.text)
         return reply
 
-    def _command(self, text: str) -> Reply:
+    def _read(self, text: str, earlier: Sequence[TranscriptMessage], held: str | None) -> str:
+        """Read a message that is no command: the rest of the example whose input is held,
+        else as the mode reads it (and the held input, if any, is dropped)."""
+        dropped = ""
+        if held is not None and text.strip():
+            rest_of_example = intake.continue_held(self, held, text.strip())
+            if rest_of_example is not None:
+                return rest_of_example
+            dropped = intake.dropped_line(held) + "\n"
+        if self.mode == "model":
+            return dropped + self._model_turn(text, earlier)
+        return dropped + guided_reply(self, text)
+
+    def _command(self, text: str, held: str | None) -> Reply:
+        """Run a slash command; an input waiting for its output stays held (``/skip`` drops it)."""
+        name = text.partition(" ")[0].lower()
+        if held is None:
+            return self._run_command(text)
+        if name == "/skip":
+            return Reply(intake.skip_held(self, held))
+        reply = self._run_command(text)
+        if reply.action is not None or not reply.text:
+            return reply
+        return Reply(f"{reply.text}\n{intake.still_waiting(held)}")
+
+    def _run_command(self, text: str) -> Reply:
         name, _, argument = text.partition(" ")
         name, argument = name.lower(), argument.strip()
         if name in ("/help", "/?"):
@@ -243,7 +283,7 @@ class Interview(SpecSession):
         return self._apply_turn(turn)
 
     def _apply_turn(self, turn: AgentTurn) -> str:
-        spec, changed = apply_update(self.spec, turn.update)
+        spec, changed = apply_update(self.spec, _without_examples(turn.update))
         self.save(spec, changed)
         parts: list[str] = []
         if changed:
@@ -256,8 +296,24 @@ class Interview(SpecSession):
                 except TunesmithError:
                     continue
             if pairs:
-                result = intake.store_examples(self, pairs, source="typed")
-                parts.append(intake.saved_line(self, result) + intake.fit_notes(self, pairs))
+                stored = intake.store_examples(self, pairs, source="typed")
+                parts.append(intake.saved_line(self, stored) + intake.fit_notes(self, pairs))
         reply = turn.reply.strip()[:MAX_REPLY_CHARS]
         parts.append(reply or self.next_question())
         return "\n".join(part for part in parts if part)
+
+
+def _without_examples(update: SpecUpdate) -> SpecUpdate:
+    """``update`` without the values that are example data: a model may copy an "Output: ..."
+    line of the transcript into the cases or rules, and it is neither."""
+    changes: dict[str, object] = {}
+    for name in ("goal", "input_description", "output_description", "style", "system_prompt"):
+        value = getattr(update, name)
+        if isinstance(value, str) and looks_like_example(value):
+            changes[name] = None
+    for name in ("requirements", "constraints"):
+        items = getattr(update, name)
+        if items:
+            kept = without_examples(items)
+            changes[name] = kept or None
+    return update.model_copy(update=changes)

@@ -1,6 +1,9 @@
 """Recognising examples in what a person typed: Input/Output pairs, "a -> b" lines, pasted
 JSONL or CSV rows, a file path, and whether a message typed line by line is unfinished.
 
+An input may come without its output (the output follows in the next message): ``parse_pairs``
+returns it as ``waiting``, and the interview holds it until its output comes.
+
 Pasted rows are read by the importer's own parsers (``store.imports``), with its rules.
 """
 
@@ -10,6 +13,7 @@ import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from agent.jsontext import strip_code_fences
 from agent.phrasing import short, unquote
@@ -30,7 +34,7 @@ _MARKER = re.compile(
     r"(?:^[ \t]*(?:[-*•][ \t]*|\d{1,3}[.)][ \t]*)?"
     r"(?P<line>input|prompt|question|user|output|response|answer|assistant|completion|label"
     r"|in|out|q|a)"
-    r"|(?<=\s)(?P<inline>input|prompt|question|output|response|answer|completion|label))"
+    r"|(?<=[\s.!?;,])(?P<inline>input|prompt|question|output|response|answer|completion|label))"
     r"[ \t]*:",
     re.IGNORECASE | re.MULTILINE,
 )
@@ -45,23 +49,24 @@ class PairParse:
 
     pairs: tuple[tuple[str, str], ...]
     problems: tuple[str, ...] = ()
+    waiting: str | None = None
+    """The last input, when no output follows it yet (it may come in the next message)."""
 
 
-def parse_pairs(text: str) -> PairParse | None:
+def parse_pairs(text: str, *, held: str | None = None) -> PairParse | None:
     """The "Input: ... Output: ..." pairs in ``text``; None when it holds no example.
 
-    It holds one when it has an input marker and an output marker, or starts with an input
-    marker (a pair whose output is missing, which is worth saying).
+    It holds one when it has an input marker and an output marker, or starts with either (an
+    input waiting for its output, or an output without its input, which is worth saying).
+    ``held`` is an input from an earlier message; the first output in ``text`` is its output.
     """
     markers = list(_MARKER.finditer(text))
     kinds = [_marker_kind(m) for m in markers]
-    if "input" not in kinds:
-        return None
-    if "output" not in kinds and not _starts_with_input_marker(text, markers, kinds):
+    if leading_marker(text) is None and not {"input", "output"} <= set(kinds):
         return None
     pairs: list[tuple[str, str]] = []
     problems: list[str] = []
-    pending_input: str | None = None
+    pending_input = held
     for index, (marker, kind) in enumerate(zip(markers, kinds, strict=True)):
         end = markers[index + 1].start() if index + 1 < len(markers) else len(text)
         content = unquote(text[marker.end() : end].strip())
@@ -80,25 +85,32 @@ def parse_pairs(text: str) -> PairParse | None:
         else:
             pairs.append((pending_input, content))
         pending_input = None
-    if pending_input is not None:
-        problems.append(
-            f"the input {short(pending_input)} has no output"
-            if pending_input
-            else "an input is empty"
-        )
-    return PairParse(tuple(pairs), tuple(problems))
+    if pending_input == "":
+        problems.append("an input is empty")
+    return PairParse(tuple(pairs), tuple(problems), waiting=pending_input or None)
 
 
-def _starts_with_input_marker(text: str, markers: list[re.Match[str]], kinds: list[str]) -> bool:
-    return bool(markers) and kinds[0] == "input" and not text[: markers[0].start()].strip()
+def leading_marker(text: str) -> Literal["input", "output"] | None:
+    """Whether ``text`` starts with an input marker ("Input:", "Q:") or an output marker."""
+    first = _MARKER.search(text)
+    if first is None or text[: first.start()].strip():
+        return None
+    return _marker_kind(first)
+
+
+def looks_like_example(text: str) -> bool:
+    """Whether ``text`` is example data rather than words about the task: it starts with an
+    input or output marker, or every line is "input -> output"."""
+    return leading_marker(text) is not None or parse_arrow_pairs(text) is not None
 
 
 def needs_more_lines(text: str) -> bool:
     """Whether a message typed line by line is unfinished and the next line belongs to it.
 
     It is unfinished after a line ending in a backslash, inside a code fence or an open JSON
-    object, from an "Input:" line until its "Output:" has some text, and from a CSV header
-    (input,output or prompt,response) until a blank line.
+    object, after an "Input:" or "Output:" marker with no text yet or an open JSON object
+    after it, and from a CSV header (input,output or prompt,response) until a blank line.
+    An input and its output on separate lines are separate messages: the interview pairs them.
     """
     if text.endswith("\\"):
         return True
@@ -110,14 +122,11 @@ def needs_more_lines(text: str) -> bool:
     stripped = text.strip()
     if stripped.startswith(("{", "[")) and _unbalanced(stripped):
         return True
-    markers = list(_MARKER.finditer(text))
-    kinds = [_marker_kind(m) for m in markers]
-    if not _starts_with_input_marker(text, markers, kinds):
+    if leading_marker(text) is None:
         return False
-    if kinds[-1] == "input":
-        return True
-    answer = text[markers[-1].end() :].strip()
-    return not answer or (answer.startswith(("{", "[")) and _unbalanced(answer))
+    last = list(_MARKER.finditer(text))[-1]
+    after = text[last.end() :].strip()
+    return not after or (after.startswith(("{", "[")) and _unbalanced(after))
 
 
 def _is_csv_header(line: str) -> bool:
@@ -129,7 +138,7 @@ def _unbalanced(text: str) -> bool:
     return text.count("{") > text.count("}") or text.count("[") > text.count("]")
 
 
-def _marker_kind(match: re.Match[str]) -> str:
+def _marker_kind(match: re.Match[str]) -> Literal["input", "output"]:
     name = (match.group("line") or match.group("inline")).lower()
     return "input" if name in _INPUT_MARKERS else "output"
 

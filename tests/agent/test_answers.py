@@ -43,31 +43,75 @@ def test_bare_label_list(text: str, expected: tuple[str, ...] | None) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "pairs", "problems"),
+    ("text", "pairs", "problems", "waiting"),
     [
-        ("Input: a\nOutput: b", [("a", "b")], 0),
-        ("Input: a Output: b Input: c Output: d", [("a", "b"), ("c", "d")], 0),
-        ("Q: a?\nA: b", [("a?", "b")], 0),
-        ('Input: "quoted"\nLabel: x', [("quoted", "x")], 0),
+        ("Input: a\nOutput: b", [("a", "b")], 0, None),
+        ("Input: a Output: b Input: c Output: d", [("a", "b"), ("c", "d")], 0, None),
+        ("Q: a?\nA: b", [("a?", "b")], 0, None),
+        ('Input: "quoted"\nLabel: x', [("quoted", "x")], 0, None),
         (
             'Input: one\nline two\n\nOutput: {\n  "k": 1\n}',
             [("one\nline two", '{\n  "k": 1\n}')],
             0,
+            None,
         ),
-        ("Input: a\nInput: c\nOutput: d", [("c", "d")], 1),
-        ("Input: only an input", [], 1),
+        ("Input: a\nInput: c\nOutput: d", [("c", "d")], 1, None),
+        # An input alone waits for its output, which may come in the next message.
+        ("Input: only an input", [], 0, "only an input"),
+        ("Input: a Output: b Input: c", [("a", "b")], 0, "c"),
+        ("Input:", [], 1, None),
+        # An output alone is an example's answer that lacks its input, never a statement.
+        ("Output: bug", [], 1, None),
+        # Sentence punctuation before an inline marker, as a new line lost on the way leaves it.
+        (
+            "Input: You charged my card twice.Output: billing",
+            [("You charged my card twice.", "billing")],
+            0,
+            None,
+        ),
     ],
 )
-def test_parse_pairs(text: str, pairs: list[tuple[str, str]], problems: int) -> None:
+def test_parse_pairs(
+    text: str, pairs: list[tuple[str, str]], problems: int, waiting: str | None
+) -> None:
     parsed = typed_examples.parse_pairs(text)
     assert parsed is not None
     assert list(parsed.pairs) == pairs
     assert len(parsed.problems) == problems
+    assert parsed.waiting == waiting
+
+
+def test_an_output_completes_the_input_held_from_an_earlier_message() -> None:
+    parsed = typed_examples.parse_pairs("Output: billing\nInput: next one", held="card charged")
+    assert parsed is not None
+    assert parsed.pairs == (("card charged", "billing"),) and parsed.waiting == "next one"
 
 
 def test_no_pairs_in_plain_statements() -> None:
     assert typed_examples.parse_pairs("The input: an email from a customer") is None
     assert typed_examples.parse_pairs("I have a question: what do you need?") is None
+    assert typed_examples.parse_pairs("The output: one label") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "example"),
+    [
+        ("Output: bug", True),
+        ("  Input: a card charged twice", True),
+        ("A: billing", True),
+        ("where is my parcel? -> shipping", True),
+        ("never answer with anything but a label", False),
+        ("The output: one label", False),
+        ("angry customers", False),
+    ],
+)
+def test_looks_like_example(text: str, example: bool) -> None:
+    assert typed_examples.looks_like_example(text) is example
+
+
+def test_example_lines_are_never_cases_or_rules() -> None:
+    assert answers.cases_statement("Cases: angry customers; Output: billing") == ["angry customers"]
+    assert answers.rules_statement("Rules: never guess.\nOutput: bug") == ["never guess"]
 
 
 @pytest.mark.parametrize(
@@ -152,7 +196,12 @@ def test_json_sample_and_pasted_rows() -> None:
 @pytest.mark.parametrize(
     ("lines", "unfinished"),
     [
-        ("Input: a", True),
+        # An input and its output on separate lines are two messages: the interview pairs them.
+        ("Input: a", False),
+        ("Input:", True),
+        ("Output:", True),
+        ("Output: {", True),
+        ("Output: billing", False),
         ("Input: a\nOutput:", True),
         ("Input: a\nOutput: {", True),
         ("Input: a\nOutput: b", False),

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlite_utils
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 
 from agent.answers import proposed_input
 from agent.interview import Interview
-from agent.spec import TaskSpec, load_spec
+from agent.models import fixed_source
+from agent.spec import TaskSpec, load_spec, save_spec
 from store.database import open_database
 from store.examples import Example, list_examples
 from store.messages import list_messages
@@ -176,7 +179,7 @@ CASES = [
         ),
         spec={},
         examples=(("2+2?", "4"), ("3+3?", "6")),
-        replies=("Saved 2 examples from the pasted rows", "line 2: not valid JSON"),
+        replies=("Saved examples 1-2 from the pasted rows", "line 2: not valid JSON"),
         sources=("imported", "imported"),
     ),
     Case(
@@ -267,10 +270,34 @@ CASES = [
         replies=("'refund' is not one of the labels",),
     ),
     Case(
-        id="an input without its output is not stored",
+        id="an input without its output waits for it",
         messages=("Classify tickets", "Input: my parcel is late"),
         spec={},
-        replies=("has no output",),
+        replies=("Got the input. Now its Output:",),
+    ),
+    Case(
+        id="an input and its output in two messages are one example",
+        messages=(
+            "Classify tickets",
+            "labels: billing, bug",
+            "Input: my card was charged twice",
+            "Output: billing",
+        ),
+        spec={"requirements": (), "constraints": ()},
+        examples=(("my card was charged twice", "billing"),),
+        replies=("Saved example 1: billing; you have 1 of the 50",),
+    ),
+    Case(
+        id="a new line lost between the input and its output",
+        messages=("Input: You charged my card twice.Output: billing",),
+        spec={},
+        examples=(("You charged my card twice.", "billing"),),
+    ),
+    Case(
+        id="arrow lines are examples before the answer format is known",
+        messages=("where is my parcel? -> shipping",),
+        spec={"goal": None},
+        examples=(("where is my parcel?", "shipping"),),
     ),
 ]
 
@@ -368,3 +395,161 @@ def test_slash_commands(tmp_path: Path) -> None:
 )
 def test_proposed_input_from_the_goal(goal: str, expected: str | None) -> None:
     assert proposed_input(TaskSpec(goal=goal)) == expected
+
+
+ISSUE_SETUP = (
+    "I need a model that classifies customer support tickets.",
+    "yes",
+    "billing, bug, account, shipping",
+)
+"""The spec of the issue's journey: four labels; the question about cases is pending."""
+
+ISSUE_INPUT = "Input: You charged my card twice this month."
+
+
+def issue_interview(tmp_path: Path) -> Interview:
+    db = open_database(tmp_path / "t.db")
+    interview = Interview(db, create_project(db, "tickets"), cwd=tmp_path)
+    interview.opening()
+    for message in ISSUE_SETUP:
+        interview.handle(message)
+    return interview
+
+
+def test_the_issue_example_in_two_messages_is_one_example(tmp_path: Path) -> None:
+    interview = issue_interview(tmp_path)
+    before = interview.spec
+    assert before.labels == ("billing", "bug", "account", "shipping")
+    assert interview.pending() == "requirements"
+    first = interview.handle(ISSUE_INPUT).text
+    assert first.startswith("Got the input. Now its Output:")
+    assert list_examples(interview.db, interview.project_id) == []
+    second = interview.handle("Output: billing").text
+    stored = list_examples(interview.db, interview.project_id)
+    assert [(e.prompt, e.response, e.source) for e in stored] == [
+        ("You charged my card twice this month.", "billing", "typed")
+    ]
+    assert second.startswith(f"Saved example {stored[0].id}: billing; you have 1 of the 50")
+    # The spec is as it was: no case, rule or system prompt took the example's text.
+    assert interview.spec == before
+    assert "Which cases must the examples cover" in second
+    # The transcript keeps each message as typed.
+    said = [m.content for m in list_messages(interview.db, interview.project_id)]
+    assert said[-4:-2] == [ISSUE_INPUT, first] and said[-2:] == ["Output: billing", second]
+
+
+def test_a_held_input_outlives_the_session(tmp_path: Path) -> None:
+    first = issue_interview(tmp_path)
+    first.handle(ISSUE_INPUT)
+    project = get_project(first.db, "tickets")
+    again = Interview(first.db, project, cwd=tmp_path)
+    opening = again.opening()
+    assert "The input 'You charged my card twice thi…' still waits for its output" in opening
+    assert again.handle("Output: billing").text.startswith("Saved example 1: billing")
+
+
+def test_after_an_input_a_bare_label_or_more_lines_or_commands(tmp_path: Path) -> None:
+    interview = issue_interview(tmp_path)
+    interview.handle("Input: Hello,")
+    assert interview.handle("my parcel never came.").text.startswith(
+        "Added that to the input (2 lines now). Now its Output:"
+    )
+    # A command in between keeps the input and says so.
+    spec_reply = interview.handle("/spec").text
+    assert "Goal:" in spec_reply and spec_reply.endswith("still waits for its Output.)")
+    assert interview.handle("shipping").text.startswith("Saved example 1: shipping")
+    # Several pairs, the last one's output in the next message.
+    reply = interview.handle("Input: a Output: bug\nInput: b Output: account\nInput: c").text
+    assert reply.startswith("Saved examples 2-3; you have 3 of the 50")
+    assert "Got the input 'c'. Now its Output:" in reply
+    interview.handle("Output: bug")
+    stored = [(e.prompt, e.response) for e in list_examples(interview.db, interview.project_id)]
+    assert stored == [
+        ("Hello,\nmy parcel never came.", "shipping"),
+        ("a", "bug"),
+        ("b", "account"),
+        ("c", "bug"),
+    ]
+    assert interview.spec.requirements == ()
+
+
+def test_a_held_input_is_dropped_by_skip_or_by_a_new_example(tmp_path: Path) -> None:
+    interview = issue_interview(tmp_path)
+    interview.handle("Input: first")
+    reply = interview.handle("Input: second").text
+    assert reply.startswith("Dropped the input 'first': its output did not come next.")
+    assert "Got the input. Now its Output:" in reply
+    assert interview.handle("/skip").text.startswith("Dropped the input 'second'.")
+    # Nothing is held now: /skip skips the pending question again.
+    assert interview.handle("/skip").text.startswith("Skipped.")
+    interview.handle("Input: third")
+    assert interview.handle("skip").text.startswith("Dropped the input 'third'.")
+    assert list_examples(interview.db, interview.project_id) == []
+
+
+def answer_to(tmp_path: Path, setup: tuple[str, ...]) -> tuple[TaskSpec, TaskSpec, str, str]:
+    """The spec before and after "Output: bug" answers the question ``setup`` leads to."""
+    db = open_database(tmp_path / "t.db")
+    interview = Interview(db, create_project(db, "task"), cwd=tmp_path)
+    interview.opening()
+    for message in setup:
+        interview.handle(message)
+    before, pending = interview.spec, interview.pending()
+    reply = interview.handle("Output: bug").text
+    assert pending is not None
+    return before, interview.spec, pending, reply
+
+
+@pytest.mark.parametrize(
+    ("setup", "question"),
+    [
+        ((), "goal"),
+        (ISSUE_SETUP, "requirements"),
+        ((*ISSUE_SETUP, "skip"), "constraints"),
+        (
+            (
+                "Write friendly replies to customer reviews",
+                "a customer review of our hotel",
+                "a short reply that thanks the customer",
+                "skip",
+                "skip",
+            ),
+            "style",
+        ),
+        ((*ISSUE_SETUP, "skip", "skip"), "system_prompt"),
+    ],
+)
+def test_an_output_is_never_an_answer_about_the_spec(
+    tmp_path: Path, setup: tuple[str, ...], question: str
+) -> None:
+    before, after, pending, reply = answer_to(tmp_path, setup)
+    assert pending == question
+    assert after == before
+    assert "the output 'bug' has no input before it" in reply
+
+
+def test_model_mode_pairs_the_two_messages_and_keeps_examples_out_of_the_spec(
+    tmp_path: Path,
+) -> None:
+    turn = {
+        "update": {"requirements": ["Output: billing", "angry customers"], "constraints": ["A: x"]},
+        "reply": "Any rules?",
+    }
+    # One scripted answer: a second call of the model would fall back to guided mode.
+    model = GenericFakeChatModel(messages=iter([json.dumps(turn)]))
+    db = open_database(tmp_path / "t.db")
+    project = create_project(db, "tickets")
+    save_spec(
+        db,
+        project.id,
+        TaskSpec(goal="sort tickets", output_kind="labels", labels=("billing", "bug")),
+    )
+    interview = Interview(
+        db, get_project(db, "tickets"), model=fixed_source(model, "m"), cwd=tmp_path
+    )
+    assert interview.handle(ISSUE_INPUT).text.startswith("Got the input.")
+    assert interview.handle("Output: billing").text.startswith("Saved example 1: billing")
+    assert interview.handle("cover angry customers").text.endswith("Any rules?")
+    assert interview.mode == "model"
+    assert [r.text for r in interview.spec.requirements] == ["angry customers"]
+    assert interview.spec.constraints == ()

@@ -80,7 +80,7 @@ def test_json_answers_update_the_spec_and_store_examples(tmp_path: Path) -> None
     )
     assert chat.mode == "model"
     assert reply.text.startswith("Got it. Goal: classify support tickets; answers: one label")
-    assert "Saved 1 example" in reply.text
+    assert "Saved example 1: billing" in reply.text
     assert reply.text.endswith("What does one ticket look like?")
     spec = load_spec(get_project(chat.db, "tickets"))
     assert spec.labels == ("billing", "technical")
@@ -156,7 +156,7 @@ def test_pasted_examples_skip_the_model(tmp_path: Path) -> None:
     model = ScriptedModel(messages=iter([]))
     chat = interview(tmp_path, model)
     reply = chat.handle("Input: a\nOutput: b")
-    assert reply.text.startswith("Saved 1 example")
+    assert reply.text.startswith("Saved example 1: b")
     assert model.requests == []
 
 

@@ -12,6 +12,7 @@ from textual import events
 from textual.widgets import Markdown, Static
 
 from agent.coverage import coverage
+from agent.interview import Interview
 from agent.spec import Requirement, TaskSpec, load_spec
 from store.database import open_database
 from store.examples import list_examples
@@ -98,7 +99,7 @@ async def test_describing_a_task_fills_the_spec_and_stores_the_examples(
         assert "keys name, order_id, issue" in panel
         assert "R1 angry customers" in panel
         assert "1 approved, 0 pending" in panel
-        assert any("Saved 1 example" in said for said in agent_said(screen))
+        assert any(said.startswith("Saved example 1: {") for said in agent_said(screen))
         assert person_said(screen)[0] == (
             "turn support emails into JSON with name, order id and issue"
         )
@@ -126,6 +127,121 @@ async def test_describing_a_task_fills_the_spec_and_stores_the_examples(
     ]
     # The whole conversation is stored: the opening, five messages and five answers.
     assert [m.role for m in transcript] == ["assistant"] + ["user", "assistant"] * 5
+
+
+ISSUE_INPUT = "Input: You charged my card twice this month."
+ISSUE_OUTPUT = "Output: billing"
+
+
+@pytest.fixture
+def labelled_project_db(tmp_path: Path) -> Path:
+    """A database whose project ``tickets`` has a four-label spec, told through the interview;
+    the question about cases is pending."""
+    path = tmp_path / "t.db"
+    db = open_database(path)
+    interview = Interview(db, create_project(db, "tickets"), cwd=tmp_path)
+    interview.opening()
+    for message in (
+        "I need a model that classifies customer support tickets.",
+        "yes",
+        "billing, bug, account, shipping",
+    ):
+        interview.handle(message)
+    assert interview.spec.labels == ("billing", "bug", "account", "shipping")
+    assert interview.pending() == "requirements"
+    db.close()
+    return path
+
+
+def type_keys(app: TunesmithApp, text: str) -> None:
+    """Queue ``text`` as a terminal delivers keys typed fast: all before any is handled; a
+    line feed is ctrl+j, the key tmux's ``send-keys C-j`` sends."""
+    for character in text:
+        if character == "\n":
+            app.post_message(events.Key("ctrl+j", "\n"))
+        else:
+            app.post_message(events.Key("space" if character == " " else character, character))
+
+
+def press_enter(app: TunesmithApp) -> None:
+    app.post_message(events.Key("enter", "\r"))
+
+
+def stored_state(db_path: Path) -> tuple[TaskSpec, list[tuple[str, str]]]:
+    """The spec of ``tickets`` and its examples as (input, output)."""
+    db = open_database(db_path)
+    project = get_project(db, "tickets")
+    examples = [(e.prompt, e.response) for e in list_examples(db, project.id)]
+    db.close()
+    return load_spec(project), examples
+
+
+async def test_an_input_then_its_output_in_two_messages_is_one_example(
+    labelled_project_db: Path,
+) -> None:
+    before, _ = stored_state(labelled_project_db)
+    app = TunesmithApp(labelled_project_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose(pilot, "tickets")
+        screen = app.screen
+        type_keys(app, ISSUE_INPUT)
+        press_enter(app)
+        await settle(pilot)
+        assert agent_said(screen)[-1].startswith("Got the input. Now its Output:")
+        type_keys(app, ISSUE_OUTPUT)
+        press_enter(app)
+        await settle(pilot)
+        assert person_said(screen)[-2:] == [ISSUE_INPUT, ISSUE_OUTPUT]
+        saved = agent_said(screen)[-1]
+        panel = str(screen.query_one("#spec-text", Static).render())
+    after, examples = stored_state(labelled_project_db)
+    assert examples == [("You charged my card twice this month.", "billing")]
+    assert saved.startswith("Saved example 1: billing;")
+    assert "1 approved, 0 pending" in panel and "Cases  not yet" in panel
+    # No case, rule or system prompt took the example's text.
+    assert after == before
+
+
+async def test_an_output_sent_before_the_agent_answered_still_pairs(
+    labelled_project_db: Path,
+) -> None:
+    app = TunesmithApp(labelled_project_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose(pilot, "tickets")
+        # Both lines at once, as a paste without bracketed paste or tmux's send-keys sends
+        # them: the second waits for the agent's answer to the first.
+        type_keys(app, ISSUE_INPUT)
+        press_enter(app)
+        type_keys(app, ISSUE_OUTPUT)
+        press_enter(app)
+        await settle(pilot)
+        await wait_until(pilot, lambda: len(agent_said(app.screen)) >= 2, "both answers")
+        await settle(pilot)
+        assert person_said(app.screen)[-2:] == [ISSUE_INPUT, ISSUE_OUTPUT]
+        assert agent_said(app.screen)[-1].startswith("Saved example 1: billing;")
+    assert stored_state(labelled_project_db)[1] == [
+        ("You charged my card twice this month.", "billing")
+    ]
+
+
+async def test_ctrl_j_puts_the_output_on_a_new_line_of_one_message(
+    labelled_project_db: Path,
+) -> None:
+    before, _ = stored_state(labelled_project_db)
+    app = TunesmithApp(labelled_project_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose(pilot, "tickets")
+        type_keys(app, f"{ISSUE_INPUT}\n{ISSUE_OUTPUT}")
+        await settle(pilot)
+        box = app.screen.query_one("#chat-input", PromptBox)
+        assert box.text == f"{ISSUE_INPUT}\n{ISSUE_OUTPUT}"
+        press_enter(app)
+        await settle(pilot)
+        assert person_said(app.screen)[-1] == f"{ISSUE_INPUT}\n{ISSUE_OUTPUT}"
+        assert agent_said(app.screen)[-1].startswith("Saved example 1: billing;")
+    after, examples = stored_state(labelled_project_db)
+    assert examples == [("You charged my card twice this month.", "billing")]
+    assert after == before
 
 
 async def test_coming_back_shows_the_conversation_without_a_second_greeting(

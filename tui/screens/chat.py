@@ -7,6 +7,7 @@ the base model, a tuned run, or both at once streams each answer into its own co
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
@@ -110,6 +111,8 @@ class ChatScreen(AreaScreen):
         self._turn: ModelTurn | None = None
         self._openings = 0
         self._notice = ""
+        self._unsent: deque[str] = deque()
+        """Messages to the agent sent while it worked on an earlier one, oldest first."""
 
     def compose_area(self) -> Iterable[Widget]:
         with Horizontal(id="chat-top"):
@@ -143,6 +146,7 @@ class ChatScreen(AreaScreen):
     def watch_project(self, project: Project | None) -> None:
         self._interview = None
         self.busy = False
+        self._unsent.clear()
         self._talk.forget()
         self._turn = None
         self._run_ids = ()
@@ -195,6 +199,7 @@ class ChatScreen(AreaScreen):
         self.query_one(SpecPanel).show(opened.summary)
         self._notice = opened.notice
         self._set_status(opened.notice)
+        self._send_next()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat-runs")
     def _read_runs(self, project: Project) -> None:
@@ -275,20 +280,25 @@ class ChatScreen(AreaScreen):
 
     @on(PromptBox.Submitted, "#chat-input")
     def _submitted(self, event: PromptBox.Submitted) -> None:
+        # The box empties itself on Enter (the keys after it are the next message).
         if self.project is None:
+            event.prompt_box.text = event.prompt
             self.notify("Choose a project first: ctrl+o.", markup=False)
-            return
-        if self.target.is_agent:
-            self._send_to_agent(event.prompt)
-        else:
+        elif not self.target.is_agent:
             self._ask_models(self.project, event.prompt)
-        event.prompt_box.clear()
+        else:
+            # A message sent while the interview opens or the agent works waits its turn:
+            # lines pasted or typed fast (an input, then its output) all reach the agent, in
+            # order.
+            self._unsent.append(event.prompt)
+            self._send_next()
 
-    def _send_to_agent(self, text: str) -> None:
+    def _send_next(self) -> None:
+        """Send the oldest message waiting for the agent, unless it is still working."""
         interview = self._interview
-        if interview is None or self.busy:
-            self.notify("The agent is still working; wait for its answer.", markup=False)
+        if interview is None or self.busy or not self._unsent:
             return
+        text = self._unsent.popleft()
         log = self.query_one("#chat-log", VerticalScroll)
         log.mount(PersonMessage(text))
         log.scroll_end(animate=False)
@@ -323,6 +333,8 @@ class ChatScreen(AreaScreen):
             self._open_training()
         elif reply.action == "quit":
             self.app.exit()
+            return
+        self._send_next()
 
     def _open_training(self) -> None:
         from tui.screens.train import TrainScreen
@@ -346,6 +358,7 @@ class ChatScreen(AreaScreen):
                     f"Something went wrong: {one_line_reason(error)}", classes="agent error"
                 )
             )
+            self._send_next()
         elif event.worker.group == "chat-ask":
             self._finish_turn(f"No answer: {one_line_reason(error)}", error=True)
             self._set_status("")

@@ -15,3 +15,9 @@ class MessageBox(PromptBox):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "submit", "Send"),
     ]
+
+    def action_submit(self) -> None:
+        """Send the message and empty the box at once: keys typed after Enter and still
+        queued (a fast typist, a paste, tmux's send-keys) belong to the next message."""
+        super().action_submit()
+        self.clear()
