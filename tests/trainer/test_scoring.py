@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from trainer.control.scoring import METRICS, json_equal, mean_scores, normalize, score, token_f1
+from trainer.control.scoring import (
+    METRICS,
+    LabelScore,
+    json_equal,
+    json_field_accuracy,
+    label_metrics,
+    mean_scores,
+    normalize,
+    score,
+    token_f1,
+)
 
 
 def test_exact_match_ignores_surrounding_whitespace_only() -> None:
@@ -84,3 +96,122 @@ def test_mean_is_taken_over_the_items_where_a_metric_applies() -> None:
     no_json = mean_scores([score("red", "red"), score("blue", "red")])
     assert no_json["json_valid"] is None and no_json["token_f1"] == pytest.approx(0.5)
     assert mean_scores([]) == dict.fromkeys(METRICS)
+
+
+# Six rows over five labels, worked out by hand below:
+# - billing: true 3 times, answered twice (rows 0 and 1), right both times;
+# - bug: true twice, answered once (row 3 says "BUG"), right; row 4 names no label;
+# - refund: never true, answered twice (rows 2 and 5);
+# - praise: true once, never answered;
+# - spam: neither true nor answered.
+LABELS = ("billing", "bug", "refund", "praise", "spam")
+REFERENCES = ["billing", "billing", "billing", "bug", "bug", "praise"]
+ANSWERS = ["billing", "Billing.", "refund", "BUG", "no idea", "refund"]
+
+
+def test_label_metrics_per_label_numbers() -> None:
+    metrics = label_metrics(ANSWERS, REFERENCES, LABELS)
+    assert metrics.labels == LABELS
+    assert metrics.accuracy == pytest.approx(3 / 6)
+    assert list(metrics.per_label) == list(LABELS)
+    billing = metrics.per_label["billing"]
+    assert (billing.precision, billing.recall, billing.support) == pytest.approx((1.0, 2 / 3, 3))
+    # 2 * 1 * (2/3) / (1 + 2/3)
+    assert billing.f1 == pytest.approx(4 / 5)
+    bug = metrics.per_label["bug"]
+    assert (bug.precision, bug.recall, bug.support) == pytest.approx((1.0, 1 / 2, 2))
+    # 2 * 1 * 0.5 / (1 + 0.5)
+    assert bug.f1 == pytest.approx(2 / 3)
+
+
+def test_a_label_never_answered_or_never_true_scores_zero_not_nan() -> None:
+    metrics = label_metrics(ANSWERS, REFERENCES, LABELS)
+    # Never answered: precision has nothing to divide by and is 0 (sklearn's zero_division=0).
+    assert metrics.per_label["praise"] == LabelScore(precision=0.0, recall=0.0, f1=0.0, support=1)
+    # Never true: answered twice, both wrong; recall has nothing to divide by and is 0.
+    assert metrics.per_label["refund"] == LabelScore(precision=0.0, recall=0.0, f1=0.0, support=0)
+    assert metrics.per_label["spam"] == LabelScore(precision=0.0, recall=0.0, f1=0.0, support=0)
+
+
+def test_macro_f1_averages_the_labels_this_set_has_seen() -> None:
+    metrics = label_metrics(ANSWERS, REFERENCES, LABELS)
+    # billing, bug, refund (answered) and praise (true) count; spam, seen nowhere, does not.
+    assert metrics.macro_f1 == pytest.approx((4 / 5 + 2 / 3 + 0 + 0) / 4)
+
+
+def test_confusion_matrix_rows_are_truth_and_the_last_column_is_no_label() -> None:
+    metrics = label_metrics(ANSWERS, REFERENCES, LABELS)
+    # Columns: billing, bug, refund, praise, spam, other.
+    assert metrics.confusion == [
+        [2, 0, 1, 0, 0, 0],
+        [0, 1, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0],
+        [0, 0, 1, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0],
+    ]
+    assert sum(map(sum, metrics.confusion)) == len(REFERENCES)
+
+
+def test_label_metrics_record_is_plain_json() -> None:
+    record = label_metrics(ANSWERS, REFERENCES, LABELS).to_record()
+    assert json.loads(json.dumps(record)) == record
+    assert record["labels"] == list(LABELS)
+    assert record["per_label"]["bug"] == {  # type: ignore[index]
+        "precision": 1.0,
+        "recall": 0.5,
+        "f1": pytest.approx(2 / 3),
+        "support": 2,
+    }
+    assert record["macro_f1"] == pytest.approx(11 / 30)
+    assert record["confusion"][1] == [0, 1, 0, 0, 0, 1]  # type: ignore[index]
+
+
+def test_a_reference_that_is_no_label_becomes_a_label_after_them() -> None:
+    metrics = label_metrics(["yes", "maybe", "yes"], ["Yes", "maybe", "no"], ("yes", "no"))
+    assert metrics.labels == ("yes", "no", "maybe")
+    assert metrics.confusion == [[1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]]
+    assert metrics.accuracy == pytest.approx(2 / 3)
+    assert metrics.per_label["maybe"].f1 == 1.0
+
+
+def test_label_metrics_refuse_unpaired_or_empty_rows() -> None:
+    with pytest.raises(ValueError, match="2 answers for 1 references"):
+        label_metrics(["a", "b"], ["a"], ("a", "b"))
+    with pytest.raises(ValueError, match="at least one row"):
+        label_metrics([], [], ("a", "b"))
+
+
+def test_json_field_accuracy_per_top_level_field() -> None:
+    references = [
+        '{"intent": "refund", "priority": "high"}',
+        '{"intent": "bug", "priority": "low", "order": null}',
+        '{"intent": "bug", "order": null, "urgent": true}',
+        "plain text",
+        "[1, 2]",
+    ]
+    answers = [
+        '{"intent": "refund", "priority": "low"}',
+        "not json",
+        '{"urgent": 1, "order": null, "intent": "Bug"}',
+        '{"intent": "bug"}',
+        "[1, 2]",
+    ]
+    accuracy = json_field_accuracy(answers, references)
+    # Fields in first-seen order; rows whose reference is no object count for no field.
+    assert list(accuracy) == ["intent", "priority", "order", "urgent"]
+    assert accuracy["intent"] == pytest.approx(1 / 3)
+    assert accuracy["priority"] == 0.0
+    # The invalid answer misses its null field; the third row matches it.
+    assert accuracy["order"] == pytest.approx(1 / 2)
+    # true is not 1.
+    assert accuracy["urgent"] == 0.0
+
+
+def test_json_field_accuracy_counts_a_missing_field_or_a_non_object_answer_as_wrong() -> None:
+    references = ['{"a": null}', '{"a": null}', '{"a": null}']
+    assert json_field_accuracy(['{"a": null}', "{}", "[null]"], references) == {
+        "a": pytest.approx(1 / 3)
+    }
+    assert json_field_accuracy(["red"], ["red"]) == {}
+    with pytest.raises(ValueError):
+        json_field_accuracy(["{}"], [])
