@@ -30,6 +30,7 @@ from trainer.control.jobs import (
     start_run,
     stop_run,
 )
+from tui.cli.checks import TRAIN_WARNINGS, project_findings, warning_lines
 from tui.cli.state import CliState, pass_state
 from tui.run_text import format_seconds
 from tui.safe_text import terminal_safe
@@ -267,6 +268,11 @@ def train(
         if lora_rank is not None:
             overrides.update(lora_rank=lora_rank, lora_alpha=2 * lora_rank)
         plan = plan_for_project(db, project, overrides)
+        if node_rank == 0:
+            # On stderr: with --print-launch, stdout holds only the commands, for a script.
+            findings = project_findings(db, project)
+            for line in warning_lines(findings, project.name, limit=TRAIN_WARNINGS):
+                click.echo(line, err=True)
         if print_launch:
             # Only the commands on stdout, one per node, for a scheduler script to take.
             _, commands = launch_commands(db, project, plan, state.db_path, launch)
