@@ -9,7 +9,13 @@ import pytest
 
 from store.errors import InputError, NotFoundError
 from store.examples import ChatMessage
-from store.imports import read_examples
+from store.imports import (
+    UNLABELED_ROWS,
+    parse_jsonl,
+    parse_unlabeled_text,
+    read_examples,
+    read_unlabeled,
+)
 
 USER_ASSISTANT = (ChatMessage("user", "2+2?"), ChatMessage("assistant", "4"))
 
@@ -258,3 +264,167 @@ def test_missing_file_and_foreign_folder(tmp_path: Path) -> None:
     (tmp_path / "folder").mkdir()
     with pytest.raises(InputError, match=r"no state\.json"):
         read_examples(tmp_path / "folder")
+
+
+USER_ONLY = (ChatMessage("user", "My card was charged twice"),)
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("inputs.txt", "My card was charged twice\n"),
+        ("padded.txt", "\ufeff\n   My card was charged twice  \r\n\r\n"),
+        ("prompt.jsonl", '{"prompt": "My card was charged twice"}\n'),
+        ("input.jsonl", '{"input": "My card was charged twice", "id": 7}\n'),
+        ("text.jsonl", '{"text": "My card was charged twice", "label": ""}\n'),
+        ("first_wins.jsonl", '{"text": "other", "prompt": "My card was charged twice"}\n'),
+        ("empty_answer.jsonl", '{"prompt": "My card was charged twice", "response": ""}\n'),
+        (
+            "chat.jsonl",
+            '{"messages": [{"role": "user", "content": "My card was charged twice"}]}\n',
+        ),
+        ("array.json", '[\n  {"text": "My card was charged twice"}\n]\n'),
+        ("text.csv", 'id,text\n1,"My card was charged twice"\n'),
+        ("blank_answers.csv", "prompt,response\nMy card was charged twice,\n"),
+        ("text.tsv", "ticket\ttext\nT-1\tMy card was charged twice\n"),
+    ],
+)
+def test_each_unlabeled_format_reads_one_input(tmp_path: Path, name: str, content: str) -> None:
+    parsed = read_unlabeled(write(tmp_path, name, content))
+    assert parsed.rejected == []
+    assert [e.messages for e in parsed.examples] == [USER_ONLY]
+
+
+def test_unlabeled_rows_keep_their_system_prompt_tags_split_and_status(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "rows.jsonl",
+        '{"instruction": "Classify", "input": "charged twice", "system": "Be brief.",'
+        ' "tags": ["vip"], "split": "eval", "status": "rejected"}\n',
+    )
+    (row,) = read_unlabeled(path).examples
+    assert row.messages == (
+        ChatMessage("system", "Be brief."),
+        ChatMessage("user", "Classify\n\ncharged twice"),
+    )
+    assert (row.tags, row.split, row.status) == (("vip",), "eval", "rejected")
+
+
+def test_an_exported_unanswered_row_imports_back_unlabeled(tmp_path: Path) -> None:
+    row = {
+        "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}],
+        "split": "train",
+        "status": "pending",
+        "tags": [],
+    }
+    (example,) = read_unlabeled(write(tmp_path, "export.jsonl", json.dumps(row) + "\n")).examples
+    assert example.messages == (ChatMessage("system", "s"), ChatMessage("user", "q"))
+
+
+UNLABELED_GOOD = '{"text": "The app crashes on start"}'
+
+# (file name, content, expected "LINE: reason" lines); the good rows of each file are kept.
+BAD_UNLABELED_ROWS: list[tuple[str, bytes, list[str]]] = [
+    (
+        "tickets.jsonl",
+        f'{UNLABELED_GOOD}\n{{"prompt": "q", "response": "billing"}}\n{{"id": 3}}\nnot json\n{{"text": 5}}\n{{"input": "  "}}\n[1]\n'.encode(),
+        [
+            "2: has an answer (field 'response'); import answered rows as examples",
+            "3: no prompt/input/text field (found id)",
+            "4: not valid JSON (Expecting value at column 1)",
+            "5: field 'text' must be a string, got a number",
+            "6: field 'input' is empty",
+            "7: expected a JSON object, got an array",
+        ],
+    ),
+    (
+        "statuses.jsonl",
+        f'{UNLABELED_GOOD}\n{{"text": "q", "status": "approved"}}\n{{"text": "q", "split": "test"}}\n'.encode(),
+        [
+            "2: status 'approved' needs an answer; an unlabeled row comes in pending",
+            "3: field 'split' must be one of train, eval, got 'test'",
+        ],
+    ),
+    (
+        "answered_chat.jsonl",
+        f'{UNLABELED_GOOD}\n{{"messages": [{{"role": "user", "content": "q"}}, {{"role": "assistant", "content": "a"}}]}}\n{{"messages": [{{"role": "robot", "content": "q"}}]}}\n{{"messages": []}}\n'.encode(),
+        [
+            "2: has an answer (the last turn is the assistant's)",
+            "3: messages[0]: unknown role 'robot' (expected system, user or assistant)",
+            "4: 'messages' is empty",
+        ],
+    ),
+    (
+        "lines.txt",
+        b"The app crashes on start\n\nbad \xff byte\n"
+        + b"x" * 100_001
+        + b"\nnul \x00 here\nfine again\n",
+        [
+            "3: not valid UTF-8",
+            "4: input is too long (100001 characters, at most 100000)",
+            "5: input contains a NUL character",
+        ],
+    ),
+    (
+        "tickets.csv",
+        b"text,output\nThe app crashes on start,\nq,bug\nonly,two,many\nq\xff,\n",
+        [
+            "3: has an answer (field 'output'); import answered rows as examples",
+            "4: expected 2 columns, got 3",
+            "5: not valid UTF-8",
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"), BAD_UNLABELED_ROWS, ids=[r[0] for r in BAD_UNLABELED_ROWS]
+)
+def test_bad_unlabeled_rows_name_their_line_and_reason(
+    tmp_path: Path, name: str, content: bytes, expected: list[str]
+) -> None:
+    path = write(tmp_path, name, content)
+    parsed = read_unlabeled(path)
+    assert [str(r) for r in parsed.rejected] == [f"{path}:{line}" for line in expected]
+    assert len(parsed.examples) >= 1, "the valid rows are kept"
+
+
+BAD_UNLABELED_FILES: list[tuple[str, bytes, str]] = [
+    ("empty.txt", b"\xef\xbb\xbf\n \n", "file is empty"),
+    ("empty.jsonl", b"", "file is empty"),
+    (
+        "no_text.csv",
+        b"question,answer\nq,a\n",
+        "1: the header needs a prompt, input, text or instruction column (found: question, answer)",
+    ),
+    ("notes.md", b"# notes\n", "unknown file type '.md'; use .txt, .jsonl, .json or .csv"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"), BAD_UNLABELED_FILES, ids=[r[0] for r in BAD_UNLABELED_FILES]
+)
+def test_unusable_unlabeled_files_raise_one_clear_error(
+    tmp_path: Path, name: str, content: bytes, expected: str
+) -> None:
+    path = write(tmp_path, name, content)
+    with pytest.raises(InputError) as caught:
+        read_unlabeled(path)
+    assert caught.value.message.startswith(str(path))
+    assert expected in caught.value.message
+
+
+def test_pasted_text_is_one_input_per_line_located_by_line() -> None:
+    parsed = parse_unlabeled_text("Refund please\n\n  Where is my parcel?\nnul \x00\n")
+    assert [e.messages[0].content for e in parsed.examples] == [
+        "Refund please",
+        "Where is my parcel?",
+    ]
+    assert [str(r) for r in parsed.rejected] == ["line 4: input contains a NUL character"]
+    labelled = parse_jsonl('{"text": "Refund please"}\n', shape=UNLABELED_ROWS)
+    assert [e.messages for e in labelled.examples] == [(ChatMessage("user", "Refund please"),)]
+
+
+def test_a_txt_file_is_not_an_example_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"unknown file type '\.txt'"):
+        read_examples(write(tmp_path, "inputs.txt", "hello\n"))

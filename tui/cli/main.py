@@ -22,11 +22,12 @@ from store.examples import (
     remove_example,
 )
 from store.exports import export_examples
-from store.imports import read_examples
+from store.imports import read_examples, read_unlabeled
 from store.paths import default_db_path
 from store.projects import create_project, get_project, list_projects
 from tui.cli.agent import chat_command, draft_command, spec_command
 from tui.cli.evaluate import eval_command, export_command
+from tui.cli.label import accept_command, give_label_command, label_command
 from tui.cli.models import ask, compare, serve
 from tui.cli.runs import runs, train
 from tui.cli.state import CliState, pass_state
@@ -82,6 +83,7 @@ cli.add_command(export_command)
 cli.add_command(spec_command)
 cli.add_command(chat_command)
 cli.add_command(draft_command)
+cli.add_command(label_command)
 
 
 @cli.group()
@@ -150,7 +152,11 @@ def project_list(state: CliState, as_json: bool) -> None:
 
 @cli.group()
 def examples() -> None:
-    """Import, list, add, remove and export a project's examples."""
+    """Import, list, add, label, remove and export a project's examples."""
+
+
+examples.add_command(accept_command)
+examples.add_command(give_label_command)
 
 
 @examples.command("import")
@@ -164,16 +170,26 @@ def examples() -> None:
     show_default=True,
     help="auto keeps a row's own split, else holds out a stable ~15% for evaluation.",
 )
+@click.option(
+    "--unlabeled",
+    is_flag=True,
+    help="The rows are inputs with no answer yet (.txt: one per line; JSONL, JSON or CSV:"
+    " a prompt, input or text field), stored pending for `tunesmith label` to propose answers.",
+)
 @pass_state
-def examples_import(state: CliState, name: str, file: Path, split_mode: str) -> None:
+def examples_import(
+    state: CliState, name: str, file: Path, split_mode: str, unlabeled: bool
+) -> None:
     """Import examples from FILE (JSONL, JSON, CSV or a datasets folder) into NAME.
 
-    Rejected rows are listed as FILE:LINE: reason; the valid rows are kept, all in one
-    transaction. The exit status is 1 when any row was rejected.
+    With --unlabeled, FILE holds inputs without answers (a .txt file too, one per line); a row
+    that has an answer is rejected, to be imported without --unlabeled. Rejected rows are
+    listed as FILE:LINE: reason; the valid rows are kept, all in one transaction. The exit
+    status is 1 when any row was rejected.
     """
     db = state.db()
     target = get_project(db, name)
-    parsed = read_examples(file)
+    parsed = read_unlabeled(file) if unlabeled else read_examples(file)
     for rejected in parsed.rejected:
         click.echo(terminal_safe(str(rejected)), err=True)
     result = add_examples(
@@ -182,14 +198,18 @@ def examples_import(state: CliState, name: str, file: Path, split_mode: str) -> 
         parsed.examples,
         source="imported",
         split_mode=cast(SplitMode, split_mode),
+        status="pending" if unlabeled else "approved",
     )
+    what = "unlabeled inputs (pending)" if unlabeled else "examples"
     click.echo(
-        f"Imported {result.added} new examples into {target.name!r}"
+        f"Imported {result.added} new {what} into {target.name!r}"
         f" ({result.train} train, {result.eval} eval)"
         + (f"; {result.duplicates} already present" if result.duplicates else "")
         + (f"; {len(parsed.rejected)} rows rejected" if parsed.rejected else "")
         + "."
     )
+    if unlabeled and result.added:
+        click.echo(f"Next: tunesmith label {target.name}  (a model proposes their answers)")
     if parsed.rejected:
         sys.exit(EXIT_REJECTED_ROWS)
 
@@ -211,7 +231,7 @@ def examples_list(state: CliState, name: str, as_json: bool) -> None:
     for example in rows:
         click.echo(
             f"{example.id:>6}  {example.status:<8}  {example.split:<5}  {example.source:<8}  "
-            f"{one_line(example.prompt, 40):<40}  ->  {one_line(example.response, 40)}"
+            f"{one_line(example.prompt, 40):<40}  ->  {_answer_text(example)}"
         )
 
 
@@ -258,10 +278,25 @@ def examples_remove(state: CliState, example_id: int) -> None:
     click.echo(f"Removed example {removed.id}: {one_line(removed.prompt, 60)}")
 
 
+def _answer_text(example: Example) -> str:
+    """The row's answer on one line; for an unlabeled row, its proposal if it has one."""
+    if example.answered:
+        return one_line(example.response, 40)
+    if example.proposed is None:
+        return "(no answer yet)"
+    return f"(proposed: {one_line(example.proposed, 24)}, {example.confidence or 0.0:.2f})"
+
+
 def _example_record(example: Example) -> dict[str, Any]:
+    """An example as ``examples list --json`` prints it; ``response`` is null until answered."""
     return {
         "id": example.id,
         "messages": messages_to_json(example.messages),
+        "prompt": example.prompt,
+        "response": example.response if example.answered else None,
+        "proposed": example.proposed,
+        "confidence": example.confidence,
+        "proposed_by": example.proposed_by,
         "status": example.status,
         "split": example.split,
         "source": example.source,
