@@ -13,10 +13,25 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 
 from store.database import open_database
 from store.errors import InputError
-from store.examples import ChatMessage, get_example, list_examples, prompt_response
+from store.examples import (
+    ChatMessage,
+    add_examples,
+    get_example,
+    list_examples,
+    prompt_response,
+)
+from store.paths import embedded_model_dir
+from store.projects import DEFAULT_BASE_MODEL, create_project
 from tests.tui.pilot import CLICK_TEXT, SIZE, choose, demo_project, settle, shown
 from tui.app import TunesmithApp
-from tui.dataset_checks import check_examples, token_counter_for
+from tui.dataset_checks import (
+    EMBEDDED_CONTEXT,
+    TokenCounters,
+    check_examples,
+    shared_prompt_prefix,
+    token_counter_for,
+    without_prefix,
+)
 from tui.dialogs.edit_example import EditExampleScreen, from_editor_text, to_editor_text
 from tui.dialogs.import_file import ImportFileScreen
 from tui.screens.dataset import DatasetScreen
@@ -263,8 +278,6 @@ async def test_hostile_text_stays_text_in_table_preview_and_editor(db_path: Path
 async def test_the_empty_state_says_what_to_do(tmp_path: Path) -> None:
     path = tmp_path / "e.db"
     db = open_database(path)
-    from store.projects import create_project
-
     create_project(db, "blank")
     db.close()
     app = TunesmithApp(path)
@@ -293,9 +306,6 @@ def tiny_tokenizer_folder(folder: Path, context: int) -> Path:
 def test_token_lengths_duplicates_and_long_rows(tmp_path: Path) -> None:
     model = tiny_tokenizer_folder(tmp_path / "model", context=20)
     db = open_database(tmp_path / "t.db")
-    from store.examples import add_examples
-    from store.projects import create_project
-
     project = create_project(db, "p", base_model=str(model))
     add_examples(
         db,
@@ -336,3 +346,106 @@ def test_editor_text_round_trips_and_refuses_a_broken_file() -> None:
         from_editor_text("# only a comment\n")
     with pytest.raises(InputError, match="no assistant turn"):
         from_editor_text("=== user ===\nhi\n")
+
+
+async def test_token_counts_turn_exact_once_the_embedded_model_is_on_disk(db_path: Path) -> None:
+    app = TunesmithApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose(pilot, "reviews")
+        checks = shown(app.screen, "#preview-checks")
+        assert "~18 tokens (estimated until the base model is on disk)" in checks
+        assert table(app).get_row_at(0)[7].plain.startswith("~")
+
+        # Converted meanwhile (by Chat, Compare or a run): the next read counts exactly.
+        embedded_model_dir().parent.mkdir(parents=True)
+        tiny_tokenizer_folder(embedded_model_dir(), context=8192)
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        checks = shown(app.screen, "#preview-checks")
+        assert "estimated" not in checks and "· 16 tokens" in checks
+        assert not table(app).get_row_at(0)[7].plain.startswith("~")
+
+
+def test_counters_look_again_until_a_tokenizer_is_found(tmp_path: Path) -> None:
+    counters = TokenCounters()
+    estimated = counters.for_model(DEFAULT_BASE_MODEL)
+    assert not estimated.exact and estimated.context == EMBEDDED_CONTEXT
+    embedded_model_dir().parent.mkdir(parents=True)
+    tiny_tokenizer_folder(embedded_model_dir(), context=2048)
+    exact = counters.for_model(DEFAULT_BASE_MODEL)
+    assert exact.exact and exact.context == 2048
+    assert counters.for_model(DEFAULT_BASE_MODEL) is exact
+
+
+def test_a_hub_model_in_the_hugging_face_cache_counts_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    assert not token_counter_for("org/tiny").exact
+    model = cache / "models--org--tiny"
+    (model / "refs").mkdir(parents=True)
+    (model / "refs" / "main").write_text("abc123")
+    (model / "snapshots").mkdir()
+    tiny_tokenizer_folder(model / "snapshots" / "abc123", context=64)
+    counter = token_counter_for("org/tiny")
+    assert counter.exact and counter.context == 64
+    assert not token_counter_for("not a/hub id").exact
+
+
+async def test_the_prompt_column_leaves_out_the_instruction_most_prompts_share(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "p.db"
+    db = open_database(path)
+    project = create_project(db, "tickets")
+    instruction = "Classify this support ticket as billing, bug or account:\n"
+    rows = [
+        prompt_response(instruction + message, label)
+        for message, label in (
+            ("Charged twice", "billing"),
+            ("App crashes", "bug"),
+            ("Cannot log in", "account"),
+            ("Refund please", "billing"),
+        )
+    ]
+    add_examples(db, project.id, [*rows, prompt_response("Other question", "bug")], source="typed")
+    db.close()
+    app = TunesmithApp(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose(pilot, "tickets")
+        prompts = [table(app).get_row_at(row)[5].plain for row in range(5)]
+        assert prompts == [
+            "…Charged twice",
+            "…App crashes",
+            "…Cannot log in",
+            "…Refund please",
+            "Other question",
+        ]
+        assert "prompts share 'Classify this support ticket as bil…' (… in the table)" in shown(
+            app.screen, "#dataset-summary"
+        )
+        # The preview shows the whole prompt.
+        assert shown(app.screen, "#preview-prompt") == instruction + "Charged twice"
+
+
+def test_a_shared_start_is_an_instruction_only_when_long_and_shared_by_most() -> None:
+    instruction = "Translate to French, keeping names: "
+    assert shared_prompt_prefix([instruction + w for w in ("hi", "bye", "yes")]) == instruction
+    # Cut back to a word, never inside one ("Al" is not a word of the instruction).
+    words = ["Summarize the email below for the manager " + w for w in ("Alpha", "Alps", "Al")]
+    assert shared_prompt_prefix(words) == "Summarize the email below for the manager "
+    # A colon or a full stop ends it sooner than a word many messages happen to start with.
+    same_start = ["Classify this support ticket: My " + w for w in ("card", "app", "login")]
+    assert shared_prompt_prefix(same_start) == "Classify this support ticket: "
+    # Too few rows, too short, shared by too few, or copies of one prompt: nothing.
+    assert shared_prompt_prefix([instruction + "a", instruction + "b"]) == ""
+    assert shared_prompt_prefix(["Say hi to Ann", "Say hi to Bob", "Say hi to Cy"]) == ""
+    mixed = [instruction + "a", instruction + "b", instruction + "c", "x", "y"]
+    assert shared_prompt_prefix(mixed) == ""
+    assert shared_prompt_prefix(["The same long prompt, word for word."] * 4) == ""
+    assert without_prefix(instruction + "hi", instruction) == "…hi"
+    assert without_prefix(instruction, instruction) == instruction
+    assert without_prefix("other", instruction) == "other"

@@ -17,7 +17,13 @@ from textual.widgets import Input
 
 from store.database import open_database
 from store.errors import ModelError, TunesmithError
-from store.examples import NewExample, add_examples, prompt_response
+from store.examples import (
+    NewExample,
+    add_examples,
+    prompt_response,
+    set_proposal,
+    unlabeled_example,
+)
 from store.projects import Project, create_project, get_project
 from tests.tui.pilot import evaluate, finished_run, settle
 from trainer.control.launch import ServerHandle
@@ -157,6 +163,30 @@ def test_dataset_selection_and_filter(snap_compare: SnapCompare, demo_db: Path) 
     assert snap_compare(
         TunesmithApp(demo_db), run_before=open_reviews_then("space", "space", "slash", "a")
     )
+
+
+@pytest.fixture
+def unlabeled_db(demo_db: Path) -> Path:
+    """The demo database with three reviews of ``reviews`` that came without an answer: two
+    with a proposal (one hostile), one without."""
+    db = open_database(demo_db)
+    project = get_project(db, "reviews")
+    inputs = ("Battery died after a day [b]not bold[/b]", "Love it", "Where is my order?")
+    unlabeled = [unlabeled_example(text) for text in inputs]
+    add_examples(db, project.id, unlabeled, source="imported", split_mode="train", status="pending")
+    # Ids 7 and 8: after the six demo rows.
+    set_proposal(db, 7, '{"sentiment": "negative", "topic": "battery"} [/]', 0.41, "base")
+    set_proposal(db, 8, '{"sentiment": "positive"}', 0.93, "run-1")
+    db.close()
+    return demo_db
+
+
+def test_dataset_unlabeled_rows(snap_compare: SnapCompare, unlabeled_db: Path) -> None:
+    assert snap_compare(TunesmithApp(unlabeled_db), run_before=open_reviews_then(*"jjjjjj"))
+
+
+def test_dataset_labelling_queue(snap_compare: SnapCompare, unlabeled_db: Path) -> None:
+    assert snap_compare(TunesmithApp(unlabeled_db), run_before=open_reviews_then("l"))
 
 
 def test_edit_dialog(snap_compare: SnapCompare, demo_db: Path) -> None:

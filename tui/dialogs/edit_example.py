@@ -1,4 +1,5 @@
-"""The example editor: one multi-line box per turn and a tags line, or the text in $EDITOR."""
+"""The example editor: one multi-line box per turn and a tags line, or the text in $EDITOR; or
+the answer alone, under the turns it answers, when labelling."""
 
 from __future__ import annotations
 
@@ -73,7 +74,8 @@ def editor_command() -> list[str] | None:
 
 
 class EditExampleScreen(ModalScreen[EditedExample | None]):
-    """Edit one example's turns and tags; dismissed with the result, or None when cancelled."""
+    """Edit one example's turns and tags (or its answer alone); dismissed with the result, or
+    None when cancelled."""
 
     CSS_PATH = "edit_example.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -88,6 +90,8 @@ class EditExampleScreen(ModalScreen[EditedExample | None]):
         messages: Sequence[ChatMessage],
         tags: Sequence[str] = (),
         note: str = "",
+        *,
+        answer_only: bool = False,
     ) -> None:
         super().__init__()
         self.title_text = title
@@ -98,17 +102,23 @@ class EditExampleScreen(ModalScreen[EditedExample | None]):
         """The tags it starts from."""
         self.note = note
         """A line under the title saying what saving does."""
+        self.answer_only = answer_only
+        """Whether only the last turn (the answer) is editable; the others and the tags show
+        as they are."""
         self._roles = [message.role for message in self.messages]
 
     def compose(self) -> ComposeResult:
         with Vertical(id="edit-dialog") as dialog:
             dialog.border_title = self.title_text
-            dialog.border_subtitle = "ctrl+s save · esc cancel · ctrl+e $EDITOR"
+            dialog.border_subtitle = "ctrl+s save · esc cancel" + (
+                "" if self.answer_only else " · ctrl+e $EDITOR"
+            )
             if self.note:
                 yield Static(self.note, id="edit-note", markup=False)
             with VerticalScroll(id="edit-turns"):
                 yield from self._turn_editors(self.messages)
-            with Horizontal(id="edit-tags-line"):
+            with Horizontal(id="edit-tags-line") as tags_line:
+                tags_line.display = not self.answer_only
                 yield Label("tags", id="edit-tags-label")
                 yield Input(
                     ", ".join(self.tags),
@@ -130,12 +140,17 @@ class EditExampleScreen(ModalScreen[EditedExample | None]):
                 TextArea(
                     terminal_safe(message.content),
                     soft_wrap=True,
+                    read_only=self.answer_only and index < len(messages) - 1,
                     id=f"edit-turn-{index}",
                     classes="edit-turn",
                     compact=True,
                 )
             )
         return widgets
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # The whole file in $EDITOR would let the fixed turns change too.
+        return not (action == "external_editor" and self.answer_only)
 
     def on_mount(self) -> None:
         editors = list(self.query(".edit-turn").results(TextArea))

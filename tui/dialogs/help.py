@@ -37,12 +37,12 @@ AREA_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     "dataset": (
         ("a  r", "approve, reject (the selected rows, else this one)"),
         ("space", "select a row for a bulk approve, reject or delete"),
-        ("e", "edit turns and tags (ctrl+s saves, ctrl+e: $EDITOR)"),
-        ("t", "move between train and eval"),
+        ("e  t", "edit turns and tags, move between train and eval"),
         ("d  u", "delete, undo the last change"),
-        ("/", "filter the rows (Esc clears)"),
-        ("i", "import a file"),
+        ("/  i", "filter the rows (Esc clears), import a file"),
         ("ctrl+r", "read the examples again"),
+        ("l", "label the rows without an answer, least sure first:"),
+        ("", "  a/Enter accept, 1-9 a label, e correct, s skip, Esc back"),
     ),
     "train": (
         ("n", "new run: the picked settings, each with why"),

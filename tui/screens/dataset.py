@@ -1,13 +1,14 @@
-"""The Dataset area: review the current project's examples, edit them, import more."""
+"""The Dataset area: review the current project's examples, edit them, import more, and label
+the rows that came without an answer (the labelling queue, in place of the table)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
 from textual.binding import Binding, BindingType
-from textual.message import Message
+from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
@@ -21,31 +22,34 @@ from store.example_edits import (
     restore_examples,
     update_examples,
 )
-from store.examples import Example, list_examples
-from store.projects import Project
+from store.examples import ChatMessage, Example, give_answer, list_examples, unlabeled_examples
+from store.projects import Project, get_project_by_id
 from store.vocabulary import ExampleStatus
-from tui.dataset_checks import (
-    NO_CHECKS,
-    DatasetChecks,
-    TokenCounter,
-    check_examples,
-    token_counter_for,
-)
+from tui.cli.label import project_labels
+from tui.dataset_checks import NO_CHECKS, DatasetChecks, TokenCounters, check_examples
+from tui.dataset_events import ExamplesChanged, ExamplesLoaded
 from tui.dataset_review import UNDO_DEPTH, UndoStep, describe, matches
 from tui.dialogs.edit_example import EditedExample, EditExampleScreen
 from tui.dialogs.import_file import ImportFileScreen, ImportOutcome
+from tui.labelling_queue import LabelQueue
 from tui.screens.area import AreaScreen
 from tui.services import services
 from tui.widgets.dataset.example_preview import ExamplePreview
 from tui.widgets.dataset.examples_table import ExamplesTable
+from tui.widgets.dataset.label_queue import LabelQueuePanel
 from tui.widgets.dataset.summary import summary_text
 
 if TYPE_CHECKING:
     import sqlite_utils
 
+TABLE_ACTIONS = frozenset(
+    ("approve", "reject", "select", "edit", "toggle_split", "delete", "filter", "import_file")
+)
+"""The actions on the table's rows, which the labelling queue's keys stand in for."""
+
 
 class DatasetScreen(AreaScreen):
-    """The examples of the current project: review, edit, select, filter, import, undo."""
+    """The examples of the current project: review, edit, select, filter, import, label, undo."""
 
     AREA: ClassVar[str] = "dataset"
     CSS_PATH = "dataset.tcss"
@@ -53,7 +57,12 @@ class DatasetScreen(AreaScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "approve", "Approve", tooltip="Approve the highlighted or selected examples"),
         Binding("r", "reject", "Reject", tooltip="Reject the highlighted or selected examples"),
-        Binding("space", "select", "Select", tooltip="Select or unselect for a bulk action"),
+        Binding("l", "label", "Label", tooltip="Label the rows without an answer, one by one"),
+        # In the help, and the summary counts a selection: the footer keeps its room at 80
+        # columns for the keys that act on the highlighted row.
+        Binding(
+            "space", "select", "Select", show=False, tooltip="Select or unselect for a bulk action"
+        ),
         Binding("e", "edit", "Edit", tooltip="Edit the highlighted example's turns and tags"),
         Binding("t", "toggle_split", "Train/eval", tooltip="Move between train and eval"),
         Binding("d", "delete", "Delete", tooltip="Remove the highlighted or selected examples"),
@@ -79,51 +88,39 @@ class DatasetScreen(AreaScreen):
     load_error: reactive[str | None] = reactive(None)
     """Why the examples could not be read, if they could not."""
 
-    class ExamplesLoaded(Message):
-        """The examples of a project were read from the store and checked."""
+    queue: reactive[LabelQueue] = reactive(LabelQueue, always_update=True)
+    """The rows without an answer, least confident first, and what this session labelled."""
 
-        def __init__(
-            self, project: Project, examples: Sequence[Example], checks: DatasetChecks
-        ) -> None:
-            super().__init__()
-            self.project = project
-            """The project the examples belong to."""
-            self.examples = tuple(examples)
-            """The project's examples, oldest first."""
-            self.checks = checks
-            """What the checks found."""
-
-    class ExamplesChanged(Message):
-        """Examples were changed in the store (approved, edited, removed, undone...)."""
-
-        def __init__(self, project: Project, note: str, undo: UndoStep | None) -> None:
-            super().__init__()
-            self.project = project
-            """The project the examples belong to."""
-            self.note = note
-            """What happened, in one line for a notification."""
-            self.undo = undo
-            """How to take it back; None for an undo itself."""
+    labelling: reactive[bool] = reactive(False)
+    """Whether the labelling queue is shown in place of the table."""
 
     def __init__(self, database: sqlite_utils.Database) -> None:
         super().__init__(database)
         self._undo: list[UndoStep] = []
-        self._counters: dict[str, TokenCounter] = {}
+        self._counters = TokenCounters()
+        self._label_writes: dict[Worker[None], int] = {}
 
     def compose_area(self) -> Iterable[Widget]:
         yield Static(id="dataset-summary", markup=False)
-        yield Input(
-            placeholder="filter: words in the text, tags, status, split or flag (esc clears)",
-            id="dataset-filter",
-            compact=True,
+        yield Vertical(
+            Input(
+                placeholder="filter: words in the text, tags, status, split or flag (esc clears)",
+                id="dataset-filter",
+                compact=True,
+            ),
+            ExamplesTable(id="dataset-examples"),
+            ExamplePreview(id="dataset-preview"),
+            id="dataset-review",
         )
-        yield ExamplesTable(id="dataset-examples")
-        yield ExamplePreview(id="dataset-preview")
+        yield LabelQueuePanel(id="dataset-queue").data_bind(DatasetScreen.queue)
 
     # Reading
 
     def watch_project(self, project: Project | None) -> None:
         self._undo.clear()
+        self._label_writes.clear()
+        self.labelling = False
+        self.queue = LabelQueue()
         self.selected = frozenset()
         self.filter_text = ""
         self.load_error = None
@@ -142,14 +139,11 @@ class DatasetScreen(AreaScreen):
     def _load_examples(self, project: Project) -> None:
         with services(self).database() as database:
             examples = list_examples(database, project.id)
-        checks = check_examples(examples, self._token_counter(project))
-        self.post_message(self.ExamplesLoaded(project, examples, checks))
-
-    def _token_counter(self, project: Project) -> TokenCounter:
-        counter = self._counters.get(project.base_model)
-        if counter is None:
-            counter = self._counters[project.base_model] = token_counter_for(project.base_model)
-        return counter
+            unlabeled = unlabeled_examples(database, project.id)
+            # Read afresh: the Chat area may have named the task's labels meanwhile.
+            labels = project_labels(database, get_project_by_id(database, project.id))
+        checks = check_examples(examples, self._counters.for_model(project.base_model))
+        self.post_message(ExamplesLoaded(project, examples, checks, unlabeled, labels))
 
     @on(ExamplesLoaded)
     def _examples_loaded(self, message: ExamplesLoaded) -> None:
@@ -160,11 +154,18 @@ class DatasetScreen(AreaScreen):
         self.selected = self.selected & live
         self.checks = message.checks
         self.all_examples = message.examples
+        self.queue = self.queue.reloaded(message.unlabeled, message.labels)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR and event.worker.group == "dataset-examples":
             error = event.worker.error
             self.load_error = one_line_reason(error) if error is not None else None
+        finished = event.state not in (WorkerState.PENDING, WorkerState.RUNNING)
+        if finished and event.worker in self._label_writes:
+            # The app says why a label was refused; the row goes back into the queue.
+            example_id = self._label_writes.pop(event.worker)
+            if event.state is not WorkerState.SUCCESS:
+                self.queue = self.queue.taken_back([example_id])
 
     # Showing
 
@@ -231,6 +232,10 @@ class DatasetScreen(AreaScreen):
     # Acting
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.labelling and action in TABLE_ACTIONS | {"clear", "label"}:
+            return False
+        if action == "label":
+            return self.queue.left > 0
         if action == "clear":
             return bool(self.selected) or bool(self.filter_text) or self._filter_shown()
         if action in ("approve", "reject", "select", "edit", "toggle_split", "delete"):
@@ -248,7 +253,7 @@ class DatasetScreen(AreaScreen):
 
     def _highlighted(self) -> Example | None:
         table = self.query_one(ExamplesTable)
-        if not table.display:
+        if not table.display or self.labelling:
             return None
         return table.example_at(table.cursor_row)
 
@@ -336,10 +341,14 @@ class DatasetScreen(AreaScreen):
             table.focus()
 
     def action_edit(self) -> None:
-        """Edit the highlighted example in a dialog."""
+        """Edit the highlighted example in a dialog (a row without an answer gets one to write,
+        its proposal to start from)."""
         example = self._highlighted()
         if example is None:
             return
+        messages = example.messages
+        if not example.answered:
+            messages = (*messages, ChatMessage("assistant", example.proposed or ""))
 
         def save(edited: EditedExample | None) -> None:
             if edited is None or (edited.messages, edited.tags) == (example.messages, example.tags):
@@ -353,7 +362,7 @@ class DatasetScreen(AreaScreen):
             )
 
         self.app.push_screen(
-            EditExampleScreen(f"Edit example {example.id}", example.messages, example.tags), save
+            EditExampleScreen(f"Edit example {example.id}", messages, example.tags), save
         )
 
     def action_undo(self) -> None:
@@ -382,6 +391,48 @@ class DatasetScreen(AreaScreen):
         if self.project is not None:
             self._load_examples(self.project)
 
+    # Labelling
+
+    def action_label(self) -> None:
+        """Label the rows without an answer, least confident proposal first, in place of the
+        table."""
+        self.labelling = True
+
+    def watch_labelling(self, labelling: bool) -> None:
+        panel = self.query_one(LabelQueuePanel)
+        leaving = panel.has_focus
+        self.set_class(labelling, "-labelling")
+        if labelling:
+            panel.focus()
+        elif leaving:
+            self.query_one(ExamplesTable).focus()
+        self.refresh_bindings()
+
+    @on(LabelQueuePanel.Closed)
+    def _queue_closed(self) -> None:
+        self.labelling = False
+
+    @on(LabelQueuePanel.Moved)
+    def _queue_moved(self, message: LabelQueuePanel.Moved) -> None:
+        self.queue = self.queue.moved(message.step)
+
+    @on(LabelQueuePanel.AnswerChosen)
+    def _answer_chosen(self, message: LabelQueuePanel.AnswerChosen) -> None:
+        self._label(message.example, message.answer)
+
+    def _label(self, example: Example, answer: str) -> None:
+        """Make ``answer`` the row's approved answer; the queue moves on without waiting."""
+        if self.project is None:
+            return
+        self.queue = self.queue.answered(example.id)
+        worker = self._apply_change(
+            self.project,
+            describe("labelled", [example]),
+            (example,),
+            lambda db: give_answer(db, example.id, answer),
+        )
+        self._label_writes[worker] = example.id
+
     # Writing
 
     def _write(
@@ -404,19 +455,22 @@ class DatasetScreen(AreaScreen):
         with services(self).database() as database:
             write(database)
         step = UndoStep(description, before)
-        self.post_message(self.ExamplesChanged(project, f"{description.capitalize()}.", step))
+        self.post_message(ExamplesChanged(project, f"{description.capitalize()}.", step))
 
     @work(thread=True, exit_on_error=False, group="dataset-change")
     def _write_undo(self, project: Project, step: UndoStep) -> None:
         with services(self).database() as database:
             restore_examples(database, step.before)
-        self.post_message(self.ExamplesChanged(project, f"Undid: {step.description}.", None))
+        restored = [example.id for example in step.before]
+        note = f"Undid: {step.description}."
+        self.post_message(ExamplesChanged(project, note, None, restored))
 
     @on(ExamplesChanged)
     def _examples_changed(self, message: ExamplesChanged) -> None:
         if self.project is None or message.project.id != self.project.id:
             return
         self._load_examples(message.project)
+        self.queue = self.queue.taken_back(message.restored)
         if message.undo is None:
             self.notify(message.note, markup=False, timeout=3)
         else:

@@ -1,4 +1,5 @@
-"""Below the examples table: the highlighted example's prompt and response, and its flags."""
+"""Below the examples table: the highlighted example's prompt and response (or what a model
+proposed for it), and its flags."""
 
 from __future__ import annotations
 
@@ -11,10 +12,24 @@ from textual.widgets import Label, Static
 
 from store.examples import Example
 from tui.dataset_checks import ExampleCheck
+from tui.labelling_queue import proposal_note
 from tui.text import plain
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
+
+
+def response_text(example: Example) -> Text:
+    """The answer; for a row without one, that it has none and what a model proposed."""
+    if example.answered:
+        return plain(example.response)
+    if example.proposed is None:
+        return Text("(no answer yet: l labels the rows without one)", style="italic")
+    return Text.assemble(
+        ("(no answer yet) proposed: ", "italic"),
+        plain(example.proposed),
+        (f" ({proposal_note(example)})", "italic"),
+    )
 
 
 def check_line(example: Example, check: ExampleCheck | None) -> Text:
@@ -59,7 +74,7 @@ class ExamplePreview(Vertical):
         self.display = example is not None
         if example is not None:
             self.query_one("#preview-prompt", Static).update(plain(example.prompt))
-            self.query_one("#preview-response", Static).update(plain(example.response))
+            self.query_one("#preview-response", Static).update(response_text(example))
         self._show_checks()
 
     def watch_check(self) -> None:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from store.examples import Example
-from tui.dataset_checks import NO_CHECKS, DatasetChecks, ExampleCheck
+from tui.dataset_checks import NO_CHECKS, DatasetChecks, ExampleCheck, without_prefix
+from tui.labelling_queue import percent
 from tui.text import plain
 from tui.widgets.key_table import KeyTable
 from tui.widgets.theme_colors import theme_color
@@ -22,6 +23,9 @@ STATUS_COLORS = {"approved": "success", "pending": "warning", "rejected": "error
 
 SELECTED_MARK = "✓"
 """Shown before the id of a selected example."""
+
+NO_ANSWER = "(no answer)"
+"""The response cell of a row without an answer or a proposal."""
 
 _MIN_TEXT_WIDTH = 12
 _CELL_PADDING = 2
@@ -83,9 +87,23 @@ def _tokens_label(check: ExampleCheck, checks: DatasetChecks) -> str:
     return f"{check.tokens}" if checks.exact_tokens else f"~{check.tokens}"
 
 
+def response_cell(example: Example, width: int) -> Text:
+    """The answer; for a row without one, its proposal and confidence dimmed, else a note."""
+    if example.answered:
+        return plain(example.response, width)
+    if example.proposed is None:
+        cell = plain(NO_ANSWER, width)
+    else:
+        sure = f" {percent(example.confidence)}" if example.confidence is not None else ""
+        cell = plain(example.proposed, max(1, width - len(sure)))
+        cell.append(sure)
+    cell.stylize("dim italic")
+    return cell
+
+
 class ExamplesTable(KeyTable):
-    """Examples with their id (and selection mark), status, split, source, tags, prompt,
-    response, token length and flag."""
+    """Examples with their id (and selection mark), status, split, source, tags, prompt (less
+    the start most prompts share), response (or proposal), token length and flag."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -171,8 +189,8 @@ class ExamplesTable(KeyTable):
                 plain(example.split, widths.split),
                 plain(example.source, widths.source),
                 plain(", ".join(example.tags), widths.tags),
-                plain(example.prompt, widths.prompt),
-                plain(example.response, widths.response),
+                plain(without_prefix(example.prompt, self._checks.prompt_prefix), widths.prompt),
+                response_cell(example, widths.response),
                 tokens,
                 flag,
                 key=str(example.id),

@@ -46,7 +46,12 @@ def summary_text(
     if not examples:
         return no_examples(project)
     flags = flags_line(
-        checks, shown=shown, total=len(examples), selected=selected, filter_text=filter_text
+        checks,
+        shown=shown,
+        total=len(examples),
+        selected=selected,
+        filter_text=filter_text,
+        unanswered=sum(1 for example in examples if not example.answered),
     )
     lines = [counts_line(examples)]
     if flags:
@@ -67,10 +72,19 @@ def counts_line(examples: Sequence[Example]) -> Text:
 
 
 def flags_line(
-    checks: DatasetChecks, *, shown: int, total: int, selected: int, filter_text: str
+    checks: DatasetChecks,
+    *,
+    shown: int,
+    total: int,
+    selected: int,
+    filter_text: str,
+    unanswered: int,
 ) -> Text:
-    """Duplicates, long rows, the selection and the filter, e.g. ``2 dup · 3 selected``."""
+    """Rows to label, duplicates, long rows, the selection, the filter and the start the
+    prompts share, e.g. ``4 to label (press l) · 2 dup · prompts share 'Classify this:'``."""
     parts: list[Text] = []
+    if unanswered:
+        parts.append(Text(f"{unanswered} to label (press l)", style="bold"))
     if checks.duplicates:
         parts.append(Text(f"{checks.duplicates} same-prompt (dup)", style="bold"))
     if checks.too_long:
@@ -79,4 +93,7 @@ def flags_line(
         parts.append(Text(f"{selected} selected (esc clears)", style="bold"))
     if filter_text:
         parts.append(Text.assemble(f"{shown} of {total} match ", plain(repr(filter_text), 40)))
+    if checks.prompt_prefix:
+        shared = plain(checks.prompt_prefix.strip(), 36)
+        parts.append(Text.assemble("prompts share '", shared, "' (… in the table)"))
     return Text(" · ").join(parts)
