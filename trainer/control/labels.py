@@ -8,7 +8,13 @@ and their intents. Labelling, few-shot prompts and per-label metrics all ask thi
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlite_utils
+
+from store.examples import list_examples
+from store.projects import Project
 
 MAX_LABELS = 30
 """Most distinct answers a label task has."""
@@ -34,6 +40,27 @@ def task_labels(spec_labels: Sequence[str], answers: Sequence[str]) -> tuple[str
     if repeated * 2 <= len(counts):
         return ()
     return tuple(label for label, _ in counts.most_common())
+
+
+def spec_labels(task_spec: Mapping[str, Any]) -> tuple[str, ...]:
+    """The labels a project's spec names for a label task (``output.labels`` when
+    ``output.kind`` is ``labels``): a JSON task's labels are one field's values, not answers."""
+    output = task_spec.get("output")
+    if not isinstance(output, Mapping) or output.get("kind") != "labels":
+        return ()
+    labels = output.get("labels")
+    if not isinstance(labels, list):
+        return ()
+    return tuple(label for label in labels if isinstance(label, str))
+
+
+def project_labels(db: sqlite_utils.Database, project: Project) -> tuple[str, ...]:
+    """The project's labels when it is a label task: its spec's, else its approved answers'
+    when they are a few short repeated strings; empty for a free-text or JSON task."""
+    answers = [
+        e.response for e in list_examples(db, project.id) if e.status == "approved" and e.answered
+    ]
+    return task_labels(spec_labels(project.task_spec), answers)
 
 
 def answers_look_structured(answers: Counter[str]) -> bool:

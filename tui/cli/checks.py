@@ -13,7 +13,7 @@ from agent.data_checks import Balance, Findings, TokenLengths, balance_warnings,
 from agent.spec import load_spec
 from store.examples import list_examples
 from store.projects import Project, get_project
-from trainer.control.labels import task_labels
+from trainer.control.labels import project_labels
 from tui.cli.state import CliState, pass_state
 from tui.dataset_checks import token_counter_for
 from tui.safe_text import json_text, one_line
@@ -27,7 +27,7 @@ TRAIN_WARNINGS = 5
 def project_findings(db: sqlite_utils.Database, project: Project) -> Findings:
     """The checks of ``project``'s approved rows, labels and token lengths found here.
 
-    The labels come from ``task_labels`` (the trainer's rule, which evaluation uses too) and
+    The labels come from ``project_labels`` (the rule labelling and evaluation use too) and
     the lengths from the Dataset area's token counter, so every place counts alike.
     """
     examples = list_examples(db, project.id)
@@ -35,8 +35,7 @@ def project_findings(db: sqlite_utils.Database, project: Project) -> Findings:
     spec = load_spec(project)
     counter = token_counter_for(project.base_model)
     lengths = TokenLengths(counter.count(approved), counter.context, counter.exact)
-    labels = task_labels(spec.labels, [e.response for e in approved])
-    return check_data(examples, spec, labels=labels, lengths=lengths)
+    return check_data(examples, spec, labels=project_labels(db, project), lengths=lengths)
 
 
 def warning_lines(findings: Findings, name: str, limit: int | None = None) -> list[str]:

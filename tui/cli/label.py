@@ -10,19 +10,17 @@ import time
 import click
 import sqlite_utils
 
-from agent.spec import load_spec
 from store.errors import CancelledError, InputError
 from store.examples import (
     Example,
     get_example,
     give_answer,
-    list_examples,
     unlabeled_examples,
 )
 from store.projects import Project, get_project
 from store.runs import Run, latest_completed_run
 from trainer.control.labelling import start_labelling
-from trainer.control.labels import match_answer, task_labels
+from trainer.control.labels import match_answer, project_labels, spec_labels
 from trainer.control.launch import served_runs
 from tui.cli.state import CliState, pass_state
 from tui.safe_text import one_line, terminal_safe
@@ -35,22 +33,6 @@ SURE_CONFIDENCE = 0.9
 
 ROW_WIDTH = 60
 """Characters of an input shown per accepted row."""
-
-
-def spec_labels(project: Project) -> tuple[str, ...]:
-    """The labels the project's spec names for a label task (a JSON task's labels are one
-    field's values, not answers of their own), as evaluation reads them."""
-    spec = load_spec(project)
-    return spec.labels if spec.output_kind == "labels" else ()
-
-
-def project_labels(db: sqlite_utils.Database, project: Project) -> tuple[str, ...]:
-    """The project's labels when it is a label task (its spec's, else its approved answers'
-    when they are a few short repeated strings); empty for a free-text task."""
-    answers = [
-        e.response for e in list_examples(db, project.id) if e.status == "approved" and e.answered
-    ]
-    return task_labels(spec_labels(project), answers)
 
 
 def proposing_run(
@@ -227,7 +209,7 @@ def give_label_command(state: CliState, name: str, example_id: int, answer: str)
     example = _project_row(db, project, example_id)
     labels = project_labels(db, project)
     label = match_answer(labels, answer) if labels else None
-    if label is None and spec_labels(project):
+    if label is None and spec_labels(project.task_spec):
         raise InputError(
             f"{answer!r} is not one of the labels of {project.name!r} ({', '.join(labels)})"
         )

@@ -25,7 +25,7 @@ from store.example_edits import (
 from store.examples import ChatMessage, Example, give_answer, list_examples, unlabeled_examples
 from store.projects import Project, get_project_by_id
 from store.vocabulary import ExampleStatus
-from tui.cli.label import project_labels
+from trainer.control.labels import project_labels
 from tui.dataset_checks import NO_CHECKS, DatasetChecks, TokenCounters, check_examples
 from tui.dataset_events import ExamplesChanged, ExamplesLoaded
 from tui.dataset_review import UNDO_DEPTH, UndoStep, describe, matches
