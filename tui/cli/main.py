@@ -26,6 +26,7 @@ from store.imports import read_examples, read_unlabeled
 from store.paths import default_db_path
 from store.projects import create_project, get_project, list_projects
 from tui.cli.agent import chat_command, draft_command, spec_command
+from tui.cli.checks import check_command
 from tui.cli.evaluate import eval_command, export_command
 from tui.cli.label import accept_command, give_label_command, label_command
 from tui.cli.models import ask, compare, serve
@@ -157,6 +158,7 @@ def examples() -> None:
 
 examples.add_command(accept_command)
 examples.add_command(give_label_command)
+examples.add_command(check_command)
 
 
 @examples.command("import")
