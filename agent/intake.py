@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from agent import answers, phrasing, typed_examples
 from agent.phrasing import clip, short
-from agent.spec import TaskSpec, match_label, output_problem
+from agent.spec import TaskSpec, match_label, output_known, output_problem
 from agent.spec_edits import with_json_sample
 from store.errors import TunesmithError
 from store.examples import (
@@ -81,7 +81,48 @@ def examples_in(session: SpecSession, body: str) -> str | None:
             + "\n"
             + session.next_question()
         )
-    return None
+    return _raw_messages_offer(session, body)
+
+
+MIN_PASTED_MESSAGES = 3
+"""Lines a paste needs before it is read as a list of messages without answers."""
+
+
+def _raw_messages_offer(session: SpecSession, body: str) -> str | None:
+    """Offer to store a pasted list of messages as unlabeled inputs; None when ``body`` is no
+    such list. Only once the task is described: before that, lines are its description."""
+    lines = [line for line in body.splitlines() if line.strip()]
+    if len(lines) < MIN_PASTED_MESSAGES or not session.spec.goal or not output_known(session.spec):
+        return None
+    return (
+        f"Those look like {len(lines)} messages without answers. Send /unlabeled to store them"
+        " as inputs to label: a model proposes each answer and you accept or correct it"
+        " (the Dataset area's queue, key l)."
+    )
+
+
+def store_unlabeled(session: SpecSession, parsed: ParsedFile, *, origin: str) -> str:
+    """Store the inputs of ``parsed`` as pending rows without an answer, and say what was saved
+    and how to label them."""
+    if not parsed.examples:
+        reasons = "; ".join(str(r) for r in parsed.rejected[:MAX_REPORTED_PROBLEMS])
+        return f"No usable inputs in {origin}" + (f": {reasons}" if reasons else ".")
+    result = add_examples(
+        session.db, session.project_id, parsed.examples, source="imported", status="pending"
+    )
+    noun = "input" if result.added == 1 else "inputs"
+    text = f"Stored {result.added} {noun} without answers from {origin}"
+    if result.duplicates:
+        text += f" ({result.duplicates} already there)"
+    text += (
+        ". Label them in the Dataset area (F2, then l), or have a model propose answers:"
+        f" tunesmith label {session.project_name}"
+    )
+    if parsed.rejected:
+        text += f"\n{len(parsed.rejected)} lines were not usable:" + "".join(
+            f"\n  {r}" for r in parsed.rejected[:MAX_REPORTED_PROBLEMS]
+        )
+    return text
 
 
 def held_input(session: SpecSession, transcript: Sequence[TranscriptMessage]) -> str | None:

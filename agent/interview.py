@@ -36,7 +36,7 @@ from agent.spec_text import describe_spec, summarize_part
 from agent.typed_examples import looks_like_example
 from store.errors import TunesmithError, one_line_reason
 from store.examples import list_examples
-from store.imports import read_examples
+from store.imports import parse_unlabeled_text, read_examples, read_unlabeled
 from store.messages import TranscriptMessage, add_message, count_messages, list_messages
 from store.projects import Project
 
@@ -60,6 +60,8 @@ Commands:
   /examples      list the latest examples
   /import FILE   add examples from a JSONL, JSON or CSV file
   /draft N       have a teacher model draft N more examples (pending your review)
+  /unlabeled     store the messages pasted before (or after it, or a .txt/.jsonl/.csv file)
+                 as inputs without answers, to label in the Dataset area (l)
   /train         start training on the approved examples
   /skip          skip the current question
   /help          this list
@@ -177,7 +179,8 @@ class Interview(SpecSession):
         return Reply(f"{reply.text}\n{intake.still_waiting(held)}")
 
     def _run_command(self, text: str) -> Reply:
-        name, _, argument = text.partition(" ")
+        # Split at any whitespace: "/unlabeled" may be followed by a pasted block on new lines.
+        name, argument = [*text.split(None, 1), ""][:2]
         name, argument = name.lower(), argument.strip()
         if name in ("/help", "/?"):
             return Reply(HELP)
@@ -191,6 +194,8 @@ class Interview(SpecSession):
             return Reply(self._import(argument))
         if name == "/draft":
             return Reply(self._draft(argument))
+        if name == "/unlabeled":
+            return Reply(self._unlabeled(argument))
         if name == "/train":
             return Reply("", action="train")
         if name == "/skip":
@@ -228,6 +233,36 @@ class Interview(SpecSession):
         if not path.is_absolute():
             path = self.cwd / path
         return intake.store_parsed(self, read_examples(path), source="imported", origin=str(path))
+
+    def _unlabeled(self, argument: str) -> str:
+        """Store inputs without answers: the lines after the command, a file, or (with nothing
+        after it) the message the person pasted just before."""
+        if not argument:
+            argument = self._last_pasted()
+            if not argument:
+                return (
+                    "Paste the messages after /unlabeled (one per line), or give a file:"
+                    " /unlabeled tickets.txt"
+                )
+        elif "\n" not in argument:
+            path = Path(phrasing.clean_phrase(argument)).expanduser()
+            path = path if path.is_absolute() else self.cwd / path
+            if path.exists():
+                return intake.store_unlabeled(self, read_unlabeled(path), origin=str(path))
+        return intake.store_unlabeled(
+            self, parse_unlabeled_text(argument), origin="the pasted lines"
+        )
+
+    def _last_pasted(self) -> str:
+        """The person's message before the current command, unless it was a command too."""
+        earlier = [
+            message
+            for message in list_messages(self.db, self.project_id, last=TRANSCRIPT_READ)
+            if message.role == "user"
+        ]
+        if len(earlier) < 2 or earlier[-2].content.lstrip().startswith("/"):
+            return ""
+        return earlier[-2].content
 
     def _draft(self, argument: str) -> str:
         count = DEFAULT_DRAFT

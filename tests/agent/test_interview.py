@@ -553,3 +553,48 @@ def test_model_mode_pairs_the_two_messages_and_keeps_examples_out_of_the_spec(
     assert interview.mode == "model"
     assert [r.text for r in interview.spec.requirements] == ["angry customers"]
     assert interview.spec.constraints == ()
+
+
+PASTED_TICKETS = """\
+My parcel has not arrived after two weeks
+The app crashes when I open settings
+I was charged twice for one order
+How do I change the email on my account?"""
+
+
+def test_a_pasted_list_of_messages_is_offered_as_unlabeled_inputs(tmp_path: Path) -> None:
+    interview = issue_interview(tmp_path)
+    before = interview.spec
+    offer = interview.handle(PASTED_TICKETS).text
+    assert offer.startswith("Those look like 4 messages without answers. Send /unlabeled")
+    # Neither stored nor taken as a case, rule or style.
+    assert list_examples(interview.db, interview.project_id) == []
+    assert interview.spec == before
+    stored = interview.handle("/unlabeled").text
+    assert stored.startswith("Stored 4 inputs without answers from the pasted lines.")
+    rows = list_examples(interview.db, interview.project_id)
+    assert [(r.prompt, r.answered, r.status) for r in rows] == [
+        (line, False, "pending") for line in PASTED_TICKETS.splitlines()
+    ]
+    # Pasting them again after the command adds nothing new.
+    again = interview.handle("/unlabeled\n" + PASTED_TICKETS).text
+    assert again.startswith("Stored 0 inputs without answers from the pasted lines (4 already")
+
+
+def test_slash_unlabeled_reads_a_file_and_reports_bad_lines(tmp_path: Path) -> None:
+    interview = issue_interview(tmp_path)
+    (tmp_path / "tickets.jsonl").write_text(
+        '{"text": "Where is my refund?"}\n{"label": "billing"}\n', encoding="utf-8"
+    )
+    reply = interview.handle("/unlabeled tickets.jsonl").text
+    assert reply.startswith(f"Stored 1 input without answers from {tmp_path / 'tickets.jsonl'}")
+    assert "1 lines were not usable:" in reply and "tickets.jsonl:2:" in reply
+    assert interview.handle("/unlabeled").text.startswith("Paste the messages after /unlabeled")
+
+
+def test_lines_typed_before_the_task_is_known_are_not_offered_as_inputs(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "t.db")
+    interview = Interview(db, create_project(db, "tickets"), cwd=tmp_path)
+    interview.opening()
+    reply = interview.handle(PASTED_TICKETS).text
+    assert "without answers" not in reply
