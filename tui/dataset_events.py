@@ -55,3 +55,16 @@ class ExamplesChanged(Message):
         """How to take it back; None for an undo itself."""
         self.restored = tuple(restored)
         """The examples an undo put back as they were."""
+
+
+class ProposalsMade(Message):
+    """The labeller moved on (a progress line), or ended (``done``, with why when it failed)."""
+
+    def __init__(self, project: Project, line: str, *, done: bool = False) -> None:
+        super().__init__()
+        self.project = project
+        """The project whose rows are being labelled."""
+        self.line = line
+        """What the labeller is doing, or how it ended."""
+        self.done = done
+        """Whether the labeller has ended."""

@@ -80,7 +80,7 @@ async def test_label_by_accepting_picking_correcting_and_undo(db_path: Path) -> 
     app = TunesmithApp(db_path)
     async with app.run_test(size=SIZE) as pilot:
         await choose(pilot, "tickets")
-        assert "4 to label (press l)" in shown(app.screen, "#dataset-summary")
+        assert "4 to label (l; g proposes)" in shown(app.screen, "#dataset-summary")
         await pilot.press("l")
         await settle(pilot)
         queue = panel(app)
@@ -145,7 +145,7 @@ async def test_label_by_accepting_picking_correcting_and_undo(db_path: Path) -> 
         await settle(pilot)
         table = app.screen.query_one(ExamplesTable)
         assert table.has_focus and not queue.is_on_screen
-        assert "2 to label (press l)" in shown(app.screen, "#dataset-summary")
+        assert "2 to label (l; g proposes)" in shown(app.screen, "#dataset-summary")
 
 
 async def test_the_queue_explains_keys_it_cannot_do_and_digits_never_leave(
@@ -247,3 +247,63 @@ async def test_a_refused_label_puts_the_row_back_in_the_queue(db_path: Path) -> 
         assert shown(panel(app), "#queue-where").startswith("Example 5 ")
         assert shown(panel(app), "#queue-counts") == "4 left to label · 0 labelled this session"
         assert not stored(db_path)[5].answered
+
+
+def tiny_label_project(path: Path, model_dir: Path) -> Path:
+    """``tickets`` on the tiny model: two approved labelled rows and three without an answer."""
+    db = open_database(path)
+    project = create_project(db, "tickets", base_model=str(model_dir))
+    save_spec(db, project.id, TaskSpec(output_kind="labels", labels=LABELS))
+    add_examples(
+        db,
+        project.id,
+        [prompt_response("Charged twice", "billing"), prompt_response("Crash", "bug")],
+        source="typed",
+        split_mode="train",
+    )
+    inputs = ("I want a refund", "The app crashes", "Cannot log in")
+    add_examples(
+        db, project.id, [unlabeled_example(t) for t in inputs], source="imported", status="pending"
+    )
+    db.close()
+    return path
+
+
+async def test_g_has_the_base_model_propose_answers_as_it_goes(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    db_path = tiny_label_project(tmp_path / "t.db", tiny_model_dir)
+    app = TunesmithApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose(pilot, "tickets")
+        await pilot.press("g")
+        await pilot.pause()
+        assert shown(app.screen, "#dataset-work").startswith("Starting the labeller")
+        await settle(pilot)
+        rows = [e for e in stored(db_path).values() if not e.answered]
+        assert len(rows) == 3
+        assert all(r.proposed in LABELS and r.proposed_by == "base" for r in rows)
+        assert all(r.confidence is not None and 0 < r.confidence <= 1 for r in rows)
+        # Done: the work line is gone and the queue shows the least confident proposal first.
+        assert not app.screen.query_one("#dataset-work").display
+        await pilot.press("l")
+        await settle(pilot)
+        least = min(rows, key=lambda r: r.confidence or 0)
+        assert shown(panel(app), "#queue-where").startswith(f"Example {least.id} · 1 of 3")
+
+
+async def test_g_again_stops_the_labeller_and_keeps_what_it_stored(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    db_path = tiny_label_project(tmp_path / "t.db", tiny_model_dir)
+    app = TunesmithApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose(pilot, "tickets")
+        await pilot.press("g")
+        await pilot.pause()
+        await pilot.press("g")
+        await settle(pilot)
+        assert not app.screen.query_one("#dataset-work").display
+        # Stopped before the end: whatever it stored has a confidence; nothing half-written.
+        for row in stored(db_path).values():
+            assert (row.proposed is None) == (row.confidence is None)

@@ -40,7 +40,7 @@ AREA_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
         ("e  t", "edit turns and tags, move between train and eval"),
         ("d  u", "delete, undo the last change"),
         ("/  i", "filter the rows (Esc clears), import a file"),
-        ("ctrl+r", "read the examples again"),
+        ("ctrl+r g", "read again; a model proposes answers (g again stops)"),
         ("l", "label the rows without an answer, least sure first:"),
         ("", "  a/Enter accept, 1-9 a label, e correct, s skip, Esc back"),
     ),

@@ -3,6 +3,7 @@ the rows that came without an answer (the labelling queue, in place of the table
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, ClassVar
 
@@ -14,7 +15,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
 from textual.worker import Worker, WorkerState
 
-from store.errors import one_line_reason
+from store.errors import TunesmithError, one_line_reason
 from store.example_edits import (
     ExampleUpdate,
     edit_example,
@@ -24,10 +25,12 @@ from store.example_edits import (
 )
 from store.examples import ChatMessage, Example, give_answer, list_examples, unlabeled_examples
 from store.projects import Project, get_project_by_id
+from store.runs import latest_completed_run
 from store.vocabulary import ExampleStatus
+from trainer.control.labelling import LabellingJob, start_labelling
 from trainer.control.labels import project_labels
 from tui.dataset_checks import NO_CHECKS, DatasetChecks, TokenCounters, check_examples
-from tui.dataset_events import ExamplesChanged, ExamplesLoaded
+from tui.dataset_events import ExamplesChanged, ExamplesLoaded, ProposalsMade
 from tui.dataset_review import UNDO_DEPTH, UndoStep, describe, matches
 from tui.dialogs.edit_example import EditedExample, EditExampleScreen
 from tui.dialogs.import_file import ImportFileScreen, ImportOutcome
@@ -58,6 +61,14 @@ class DatasetScreen(AreaScreen):
         Binding("a", "approve", "Approve", tooltip="Approve the highlighted or selected examples"),
         Binding("r", "reject", "Reject", tooltip="Reject the highlighted or selected examples"),
         Binding("l", "label", "Label", tooltip="Label the rows without an answer, one by one"),
+        # Not in the footer (it is full at 80 columns): the summary and the help name it.
+        Binding(
+            "g",
+            "propose",
+            "Propose",
+            show=False,
+            tooltip="Have the latest run (else the base model) propose answers; g again stops",
+        ),
         # In the help, and the summary counts a selection: the footer keeps its room at 80
         # columns for the keys that act on the highlighted row.
         Binding(
@@ -99,9 +110,12 @@ class DatasetScreen(AreaScreen):
         self._undo: list[UndoStep] = []
         self._counters = TokenCounters()
         self._label_writes: dict[Worker[None], int] = {}
+        self._proposing: LabellingJob | None = None
+        self._proposing_lock = threading.Lock()
 
     def compose_area(self) -> Iterable[Widget]:
         yield Static(id="dataset-summary", markup=False)
+        yield Static(id="dataset-work", markup=False)
         yield Vertical(
             Input(
                 placeholder="filter: words in the text, tags, status, split or flag (esc clears)",
@@ -117,6 +131,7 @@ class DatasetScreen(AreaScreen):
     # Reading
 
     def watch_project(self, project: Project | None) -> None:
+        self._stop_proposing()
         self._undo.clear()
         self._label_writes.clear()
         self.labelling = False
@@ -312,6 +327,77 @@ class DatasetScreen(AreaScreen):
             return
         self.selected = self.selected ^ {highlighted.id}
         self.query_one(ExamplesTable).action_cursor_down()
+
+    # Proposing answers
+
+    def action_propose(self) -> None:
+        """Start the labeller on the rows without an answer; pressed again, stop it."""
+        if self.project is None:
+            return
+        if self._proposing is not None:
+            self._stop_proposing()
+            return
+        if not self.queue.waiting:
+            self.notify("Every row has an answer: nothing to propose.", markup=False)
+            return
+        self._show_work("Starting the labeller (g again stops it)…")
+        self._propose(self.project)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="dataset-propose")
+    def _propose(self, project: Project) -> None:
+        app_services = services(self)
+        with app_services.database() as database:
+            current = get_project_by_id(database, project.id)
+            labels = project_labels(database, current)
+            run = latest_completed_run(database, project.id)
+        job = start_labelling(
+            app_services.db_path,
+            current.name,
+            run_id=run.id if run is not None else None,
+            labels=labels,
+        )
+        with self._proposing_lock:
+            self._proposing = job
+        who = f"run {run.id}" if run is not None else "the base model, few-shot"
+        try:
+            with job:
+                for line in job.lines():
+                    self.post_message(ProposalsMade(project, f"{who}: {line} (g stops)"))
+                job.wait()
+            ended = "Proposals done: the queue (l) is least confident first."
+        except TunesmithError as error:
+            ended = error.message
+        finally:
+            with self._proposing_lock:
+                self._proposing = None
+        self.post_message(ProposalsMade(project, ended, done=True))
+
+    def _stop_proposing(self) -> None:
+        with self._proposing_lock:
+            job = self._proposing
+        if job is not None:
+            self._show_work("Stopping the labeller…")
+            job.cancel()
+
+    @on(ProposalsMade)
+    def _proposals_made(self, message: ProposalsMade) -> None:
+        if self.project is None or message.project.id != self.project.id:
+            return
+        if message.done:
+            self._show_work("")
+            self.notify(message.line, markup=False)
+        else:
+            self._show_work(message.line)
+        # Each proposal is stored as it is made: read them, so the queue re-sorts.
+        self._load_examples(self.project)
+
+    def _show_work(self, text: str) -> None:
+        line = self.query_one("#dataset-work", Static)
+        line.update(text)
+        line.display = bool(text)
+
+    def on_unmount(self) -> None:
+        self._stop_proposing()
 
     def action_clear(self) -> None:
         """Clear the filter (when typing in it), else the selection."""

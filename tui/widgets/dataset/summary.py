@@ -81,10 +81,10 @@ def flags_line(
     unanswered: int,
 ) -> Text:
     """Rows to label, duplicates, long rows, the selection, the filter and the start the
-    prompts share, e.g. ``4 to label (press l) · 2 dup · prompts share 'Classify this:'``."""
+    prompts share, e.g. ``4 to label (l; g proposes) · 2 dup · prompts share 'Classify this:'``."""
     parts: list[Text] = []
     if unanswered:
-        parts.append(Text(f"{unanswered} to label (press l)", style="bold"))
+        parts.append(Text(f"{unanswered} to label (l; g proposes)", style="bold"))
     if checks.duplicates:
         parts.append(Text(f"{checks.duplicates} same-prompt (dup)", style="bold"))
     if checks.too_long:
