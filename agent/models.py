@@ -7,7 +7,11 @@ printed.
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -15,7 +19,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
 from store.config import SETTINGS, Settings, config_path
-from store.errors import InputError
+from store.errors import InputError, one_line_reason
 from store.projects import DEFAULT_BASE_MODEL
 
 AGENT_BASE_URL_ENV = SETTINGS["agent"]["base_url"]
@@ -38,7 +42,25 @@ OPENAI_API_KEY_ENV = "OPENAI_API_KEY"
 LOCAL_MODEL = "local"
 """``--teacher`` value for the project's own base model, served on this machine."""
 
-_SMALL_MODEL_MARKERS = ("135m", "smollm2-135", DEFAULT_BASE_MODEL.lower())
+OLLAMA_PREFIX = "ollama:"
+"""Starts a model name that an Ollama server answers to, e.g. ``ollama:llama3.2``."""
+
+OLLAMA_HOST_ENV = "OLLAMA_HOST"
+"""Where Ollama listens (``HOST``, ``HOST:PORT`` or a URL), as Ollama itself reads it."""
+
+OLLAMA_DEFAULT_URL = "http://localhost:11434"
+"""Ollama's own default address."""
+
+OLLAMA_PROBE_SECONDS = 0.5
+"""How long to wait for a local Ollama server to list its models; a local one answers at once."""
+
+SMALL_MODEL_BILLIONS = 1.0
+"""Models with fewer parameters than this write poor drafts: they get the weak-teacher path."""
+
+_PARAMETER_COUNT = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)([mb])(?![a-z0-9])")
+"""A parameter count in a model name: ``135M``, ``0.5b``, ``7B``."""
+
+_OLLAMA_PORT = 11434
 
 
 @dataclass(frozen=True)
@@ -90,6 +112,8 @@ def teacher_endpoint(
 
 
 def _endpoint(model: str, base_url: str | None, env: Mapping[str, str]) -> Endpoint:
+    if model.lower().startswith(OLLAMA_PREFIX):
+        return ollama_endpoint(model[len(OLLAMA_PREFIX) :], env)
     api_key = env.get(AGENT_API_KEY_ENV, "").strip() or env.get(OPENAI_API_KEY_ENV, "").strip()
     if base_url is None and not api_key:
         raise InputError(
@@ -104,12 +128,63 @@ def _where(env: Mapping[str, str], variable: str, key: str) -> str:
     return variable if env.get(variable, "").strip() else f"{key} in {config_path(env)}"
 
 
+def ollama_url(environ: Mapping[str, str] | None = None) -> str:
+    """The address of the Ollama server: ``$OLLAMA_HOST`` (as Ollama reads it), else its default."""
+    env = os.environ if environ is None else environ
+    host = env.get(OLLAMA_HOST_ENV, "").strip().rstrip("/")
+    if not host:
+        return OLLAMA_DEFAULT_URL
+    parts = urllib.parse.urlsplit(host if "://" in host else f"http://{host}")
+    # Ollama listening on every address is reached on loopback.
+    hostname = parts.hostname or "localhost"
+    if hostname in ("0.0.0.0", "::"):
+        hostname = "localhost"
+    shown = f"[{hostname}]" if ":" in hostname else hostname
+    try:
+        port = parts.port or _OLLAMA_PORT
+    except ValueError as error:
+        raise InputError(f"{OLLAMA_HOST_ENV}={host!r} is not HOST[:PORT] or a URL") from error
+    return f"{parts.scheme or 'http'}://{shown}:{port}"
+
+
+def ollama_endpoint(name: str, environ: Mapping[str, str] | None = None) -> Endpoint:
+    """The Ollama model ``name`` on Ollama's OpenAI-compatible endpoint (it needs no key)."""
+    model = name.strip()
+    if not model:
+        raise InputError(f"{OLLAMA_PREFIX} needs a model name, e.g. {OLLAMA_PREFIX}llama3.2")
+    return Endpoint(model=model, base_url=f"{ollama_url(environ)}/v1")
+
+
+def ollama_models(base_url: str, *, timeout: float = OLLAMA_PROBE_SECONDS) -> list[str]:
+    """The models an Ollama server at ``base_url`` has (``:latest`` left off); none when nothing
+    answers there in ``timeout`` seconds or the answer is not Ollama's."""
+    # No proxy: the probe is for a server on this machine (or one named by $OLLAMA_HOST).
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"{base_url}/api/tags", timeout=timeout) as response:
+            listing = json.loads(response.read(1_000_000))
+    except (OSError, ValueError):
+        return []
+    entries = listing.get("models") if isinstance(listing, dict) else None
+    if not isinstance(entries, list):
+        return []
+    names = [entry.get("name") for entry in entries if isinstance(entry, dict)]
+    return [name.removesuffix(":latest") for name in names if isinstance(name, str) and name]
+
+
+def ollama_offer(models: list[str]) -> str:
+    """One line offering Ollama's models as teachers, naming the strongest-looking first."""
+    suggested = next((name for name in models if not is_small_model(name)), models[0])
+    return f"Ollama has {', '.join(models)} here: --teacher {OLLAMA_PREFIX}{suggested}"
+
+
 def openai_chat_model(
     endpoint: Endpoint,
     *,
     temperature: float = 0.2,
     max_tokens: int = 1024,
     timeout: float = 120.0,
+    max_retries: int = 1,
 ) -> BaseChatModel:
     """A langchain chat model for an OpenAI-compatible endpoint (OpenAI, Ollama, our server)."""
     # Imported here: the openai client takes a second to import, and most commands never need it.
@@ -124,14 +199,48 @@ def openai_chat_model(
         temperature=temperature,
         max_completion_tokens=max_tokens,
         timeout=timeout,
-        max_retries=1,
+        max_retries=max_retries,
     )
 
 
 def is_small_model(name: str) -> bool:
-    """Whether ``name`` is the small embedded default, too weak to lead or draft well."""
+    """Whether ``name`` is the embedded default or says it has under a billion parameters
+    (``SmolLM2-135M``, ``qwen2.5:0.5b``): too weak to lead or to write whole examples."""
     lowered = name.lower()
-    return any(marker in lowered for marker in _SMALL_MODEL_MARKERS)
+    if lowered == DEFAULT_BASE_MODEL.lower():
+        return True
+    for number, unit in _PARAMETER_COUNT.findall(lowered):
+        billions = float(number) / 1000 if unit == "m" else float(number)
+        if billions < SMALL_MODEL_BILLIONS:
+            return True
+    return False
+
+
+def call_failure(error: BaseException, model: object) -> str:
+    """Why a call to a chat model failed, in one line; a timeout says how long was waited."""
+    if _timed_out(error):
+        timeout = getattr(model, "request_timeout", None)
+        if isinstance(timeout, int | float) and not isinstance(timeout, bool):
+            return f"no answer within {timeout:g} s (the time limit of one request)"
+        return "no answer in time (the request timed out)"
+    return one_line_reason(error)
+
+
+def _timed_out(error: BaseException) -> bool:
+    """Whether ``error``, or one it was raised from, is a timeout of the HTTP client."""
+    # Imported here: only a failed call pays for loading the HTTP clients' error types.
+    import httpx
+    import openai
+
+    timeouts = (TimeoutError, openai.APITimeoutError, httpx.TimeoutException)
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, timeouts):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 @dataclass

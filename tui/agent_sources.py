@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from store.errors import InputError
+
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
@@ -54,6 +56,23 @@ def teacher_source(name: str | None, local: LocalSource) -> ChatModelSource:
     return source_for(endpoint, max_tokens=TEACHER_MAX_TOKENS)
 
 
+def ollama_teacher_offer(name: str | None) -> str | None:
+    """A line offering the Ollama server's models as teachers, when no teacher is named or
+    configured (drafts would go to the small local model) and Ollama answers here."""
+    from agent.models import ollama_models, ollama_offer, ollama_url
+    from store.config import load_settings
+
+    settings = load_settings()
+    if name is not None or settings.teacher.model or settings.agent.model:
+        return None
+    try:
+        models = ollama_models(ollama_url())
+    except InputError:
+        # A malformed $OLLAMA_HOST only matters to someone asking for an Ollama teacher.
+        return None
+    return ollama_offer(models) if models else None
+
+
 def served_source(
     base_model: str, server: Callable[[], ServerHandle], max_tokens: int, *, cache: bool
 ) -> ChatModelSource:
@@ -76,4 +95,5 @@ def served_chat_model(handle: ServerHandle, max_tokens: int) -> BaseChatModel:
     endpoint = Endpoint(
         model=BASE_MODEL_NAME, base_url=f"{handle.base_url}/v1", api_key=handle.api_key
     )
-    return openai_chat_model(endpoint, temperature=0.0, max_tokens=max_tokens)
+    # No retry: asking our own server again after a timeout only repeats the slow work.
+    return openai_chat_model(endpoint, temperature=0.0, max_tokens=max_tokens, max_retries=0)

@@ -122,6 +122,20 @@ def test_streamed_and_plain_completions_agree(
     assert "".join(deltas) == choice["message"]["content"]
 
 
+def test_the_client_sends_stop_strings_and_seeds(project_server: ServerHandle) -> None:
+    def answer(**options: Any) -> str:
+        return "".join(
+            stream_chat(project_server.base_url, project_server.api_key, "base", HELLO, **options)
+        )
+
+    whole = answer(max_tokens=30)
+    assert len(whole) > 12
+    stop = whole[len(whole) // 2 :][:3]
+    assert answer(max_tokens=30, stop=["never-said", stop]) == whole[: whole.find(stop)]
+    sampled = answer(max_tokens=12, temperature=1.0, seed=11)
+    assert answer(max_tokens=12, temperature=1.0, seed=11) == sampled
+
+
 def test_stream_follows_the_openai_event_format(project_server: ServerHandle) -> None:
     status, body = _post(
         project_server, _chat_body(stream=True, stream_options={"include_usage": True})
@@ -208,6 +222,10 @@ def test_requests_without_the_key_are_refused(
         (_chat_body(messages=[{"role": "user"}]), 400, "messages[0]"),
         (_chat_body(max_tokens=0), 400, "max_tokens"),
         (_chat_body(temperature="hot"), 400, "temperature"),
+        (_chat_body(stop=["a", "b", "c", "d", "e"]), 400, "stop"),
+        (_chat_body(stop=["\n", ""]), 400, "stop"),
+        (_chat_body(stop=7), 400, "stop"),
+        (_chat_body(seed="lucky"), 400, "seed"),
         (_chat_body(model="run-999"), 404, "model"),
         (_chat_body(messages=[{"role": "user", "content": "word " * 600}]), 400, "messages"),
     ],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, cast
 
 from store.errors import ModelError
@@ -38,10 +38,13 @@ def stream_chat(
     *,
     max_tokens: int = 512,
     temperature: float = 0.0,
+    stop: Sequence[str] = (),
+    seed: int | None = None,
     timeout: float = 600,
 ) -> Generator[str, None, None]:
     """Yield the reply's text pieces as the server streams them; errors are one-line ModelErrors.
 
+    The reply ends before the first of ``stop``; ``seed`` makes a sampled reply repeatable.
     The request is sent when iteration starts; closing the generator early closes the
     connection, which makes the server stop generating.
     """
@@ -54,6 +57,8 @@ def stream_chat(
                 messages=cast("list[ChatCompletionMessageParam]", messages),
                 max_tokens=max_tokens,
                 temperature=temperature,
+                stop=list(stop) if stop else openai.omit,
+                seed=seed if seed is not None else openai.omit,
                 stream=True,
                 extra_headers=_headers(api_key),
             )

@@ -90,7 +90,12 @@ class ChatService:
         except InputError as error:
             raise RequestError(400, error.message, param="messages") from error
         generation = self.pool.start(
-            chat.model, prompt, temperature=chat.temperature, top_p=chat.top_p
+            chat.model,
+            prompt,
+            temperature=chat.temperature,
+            top_p=chat.top_p,
+            stops=chat.stop_sequences,
+            seed=chat.seed,
         )
         identity = CompletionIdentity(model=chat.model)
         if chat.stream:

@@ -27,7 +27,7 @@ from trainer.control.adapter_files import check_adapter_folder
 from trainer.control.launch import BASE_MODEL_NAME
 
 REUSED_PREFIXES = 4
-"""Conversations whose keys and values are kept (one per model name, the latest used)."""
+"""Conversations whose keys and values are kept: the latest used, of any model names."""
 
 MIN_REUSED_TOKENS = 32
 """Fewest shared leading tokens worth copying a kept cache for."""
@@ -35,8 +35,10 @@ MIN_REUSED_TOKENS = 32
 
 @dataclass(frozen=True)
 class _Prefix:
-    """The keys and values of a model's last conversation, and the tokens they cover."""
+    """The keys and values of a model's conversation, and the tokens they cover."""
 
+    name: str
+    """The model name that computed them."""
     token_ids: torch.Tensor
     cache: Any
 
@@ -85,30 +87,101 @@ class _StopWhenSet(StoppingCriteria):
         return stop  # type: ignore[return-value]
 
 
+class _StopAtText(StoppingCriteria):
+    """Stops generation once the answer's text contains one of the stop strings."""
+
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, prompt_tokens: int, stops: tuple[str, ...]
+    ) -> None:
+        self._tokenizer = tokenizer
+        self._prompt_tokens = prompt_tokens
+        self._stops = stops
+        # A token decodes to at least part of a character, so a stop string never spans more
+        # tokens than twice its characters; only that tail of the answer is decoded each step.
+        self._tail = 2 * max(len(stop) for stop in stops) + 4
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor | None, **kwargs: object
+    ) -> torch.BoolTensor:
+        start = max(self._prompt_tokens, input_ids.shape[1] - self._tail)
+        tails = self._tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
+        stop = torch.tensor(
+            [any(s in tail for s in self._stops) for tail in tails], device=input_ids.device
+        )
+        return stop  # type: ignore[return-value]
+
+
+class StopScanner:
+    """Cuts streamed text at the first stop string, holding back what may begin one."""
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self._stops = stops
+        self._held = ""
+        self.stopped = False
+        """Whether a stop string has appeared (the text after it is never given out)."""
+
+    def feed(self, piece: str) -> str:
+        """The text of ``piece`` that can be given out now."""
+        if self.stopped:
+            return ""
+        text = self._held + piece
+        found = [index for stop in self._stops if (index := text.find(stop)) >= 0]
+        if found:
+            self.stopped = True
+            self._held = ""
+            return text[: min(found)]
+        keep = max(
+            (n for stop in self._stops for n in range(1, len(stop)) if text.endswith(stop[:n])),
+            default=0,
+        )
+        self._held = text[len(text) - keep :]
+        return text[: len(text) - keep]
+
+    def flush(self) -> str:
+        """What was held back, once the answer has ended without a stop string."""
+        held, self._held = self._held, ""
+        return held
+
+
 class Generation:
     """One answer being generated on a worker thread: iterate for its text, cancel to stop it.
 
-    After iteration ends, ``completion_tokens`` and ``finish_reason`` describe the answer.
+    The text ends before the first of ``stops``, and generation ends once one appears. After
+    iteration ends, ``completion_tokens`` and ``finish_reason`` describe the answer.
     """
 
     def __init__(
-        self, pool: ModelPool, name: str, prompt: Prompt, sampling: dict[str, Any]
+        self,
+        pool: ModelPool,
+        name: str,
+        prompt: Prompt,
+        sampling: dict[str, Any],
+        *,
+        stops: tuple[str, ...] = (),
+        seed: int | None = None,
     ) -> None:
         self.prompt = prompt
         self.completion_tokens = 0
         """Tokens generated, counted once the answer is complete."""
         self.finish_reason = "stop"
-        """``stop`` (end of answer or cancelled) or ``length`` (ran out of tokens)."""
+        """``stop`` (end of answer, a stop string, or cancelled) or ``length`` (out of tokens)."""
         self._pool = pool
         self._streamer = TextIteratorStreamer(
             pool.tokenizer, skip_prompt=True, skip_special_tokens=True
         )
+        self._scanner = StopScanner(stops)
         self._cancelled = threading.Event()
         self._sequences: torch.Tensor | None = None
         self._failure: BaseException | None = None
         self._done = False
+        criteria: list[StoppingCriteria] = []
+        if stops:
+            criteria.append(_StopAtText(pool.tokenizer, prompt.prompt_tokens, stops))
         self._worker = threading.Thread(
-            target=self._produce, args=(name, sampling), name=f"generate-{name}", daemon=True
+            target=self._produce,
+            args=(name, sampling, criteria, seed),
+            name=f"generate-{name}",
+            daemon=True,
         )
         self._worker.start()
 
@@ -128,13 +201,26 @@ class Generation:
         """The next non-empty piece of text; blocks until the model produces it."""
         if not self._done:
             for piece in self._streamer:
-                if piece:
-                    return str(piece)
+                text = self._scanner.feed(str(piece))
+                if self._scanner.stopped:
+                    # Generation stops at the stop string by itself; this covers a race.
+                    self.cancel()
+                if text:
+                    return text
             self._done = True
             self._finish()
+            rest = self._scanner.flush()
+            if rest:
+                return rest
         raise StopIteration
 
-    def _produce(self, name: str, sampling: dict[str, Any]) -> None:
+    def _produce(
+        self,
+        name: str,
+        sampling: dict[str, Any],
+        criteria: list[StoppingCriteria],
+        seed: int | None,
+    ) -> None:
         # The streamer is ended on every path, or the reading thread would wait forever.
         try:
             self._sequences = self._pool.run_generate(
@@ -142,6 +228,8 @@ class Generation:
                 {"input_ids": self.prompt.input_ids, "attention_mask": self.prompt.attention_mask},
                 max_new_tokens=self.prompt.max_new_tokens,
                 cancelled=self._cancelled,
+                criteria=criteria,
+                seed=seed,
                 streamer=self._streamer,
                 **sampling,
             )
@@ -161,7 +249,8 @@ class Generation:
         completion_ids = self._sequences[0, self.prompt.prompt_tokens :].tolist()
         self.completion_tokens = len(completion_ids)
         ended_on_eos = bool(completion_ids) and completion_ids[-1] in self._pool.eos_token_ids
-        if self.completion_tokens >= self.prompt.max_new_tokens and not ended_on_eos:
+        out_of_tokens = self.completion_tokens >= self.prompt.max_new_tokens
+        if out_of_tokens and not ended_on_eos and not self._scanner.stopped:
             self.finish_reason = "length"
 
 
@@ -177,9 +266,11 @@ class ModelPool:
     ) -> None:
         self.tokenizer = tokenizer
         self.reuse_prefixes = reuse_prefixes
-        """Whether a conversation that goes on from the last one of its model starts from the
-        keys and values already computed for it, instead of reading it all again."""
-        self._prefixes: dict[str, _Prefix] = {}
+        """Whether a conversation that goes on from a recent one of its model (a chat's next
+        turn, or the same few-shot prefix with a new last message) starts from the keys and
+        values already computed for it, instead of reading it all again."""
+        self._prefixes: list[_Prefix] = []
+        """The conversations kept, oldest first."""
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         self._base = model.eval()
@@ -281,11 +372,21 @@ class ModelPool:
         return prompt
 
     def start(
-        self, name: str, prompt: Prompt, *, temperature: float = 0.0, top_p: float | None = None
+        self,
+        name: str,
+        prompt: Prompt,
+        *,
+        temperature: float = 0.0,
+        top_p: float | None = None,
+        stops: tuple[str, ...] = (),
+        seed: int | None = None,
     ) -> Generation:
-        """Start answering ``prompt`` as ``name`` on a worker thread; iterate the result."""
+        """Start answering ``prompt`` as ``name`` on a worker thread; iterate the result.
+
+        The answer ends before the first of ``stops``; ``seed`` makes sampling repeatable.
+        """
         self.check_name(name)
-        return Generation(self, name, prompt, _sampling(temperature, top_p))
+        return Generation(self, name, prompt, _sampling(temperature, top_p), stops=stops, seed=seed)
 
     def stream(
         self,
@@ -331,14 +432,25 @@ class ModelPool:
         *,
         max_new_tokens: int,
         cancelled: threading.Event | None = None,
+        criteria: list[StoppingCriteria] | None = None,
+        seed: int | None = None,
         **options: Any,
     ) -> torch.Tensor | None:
-        """The one call of ``generate``, as ``name``; None when cancelled before it began."""
+        """The one call of ``generate``, as ``name``; None when cancelled before it began.
+
+        ``cancelled`` stops it after the current token once set; ``criteria`` may stop it
+        too; ``seed`` seeds the sampling (generation is serialized, so the global RNG is ours).
+        """
         with self.lock:
+            stopping = list(criteria or [])
             if cancelled is not None:
                 if cancelled.is_set():
                     return None
-                options["stopping_criteria"] = StoppingCriteriaList([_StopWhenSet(cancelled)])
+                stopping.append(_StopWhenSet(cancelled))
+            if stopping:
+                options["stopping_criteria"] = StoppingCriteriaList(stopping)
+            if seed is not None:
+                torch.manual_seed(seed)
             reusable = self.reuse_prefixes and bool(inputs["attention_mask"].all())
             reusable = reusable and inputs["input_ids"].shape[0] == 1
             if reusable:
@@ -358,33 +470,39 @@ class ModelPool:
         return output
 
     def _start_from_prefix(self, name: str, token_ids: torch.Tensor, options: Any) -> None:
-        """Hand ``generate`` the kept cache of ``name`` cut to what ``token_ids`` shares with it
-        (hold ``lock``). A chat's next turn then reads only its new tokens.
+        """Hand ``generate`` the kept cache of ``name`` that shares the most leading tokens with
+        ``token_ids``, cut to them (hold ``lock``). A chat's next turn then reads only its new
+        tokens; two conversations that take turns (a teacher and a labeller) keep theirs.
 
         The cache is taken, not copied: ``generate`` extends it in place, and what it returns
-        is kept in its stead, so a model holds one conversation's keys and values at a time.
+        is kept in its stead.
         """
-        kept = self._prefixes.pop(name, None)
-        if kept is None:
-            return
+        new_ids = token_ids.cpu()
         # The last prompt token is always read again: its logits give the first answer token.
-        shared = min(shared_prefix(kept.token_ids, token_ids.cpu()), token_ids.shape[0] - 1)
-        if shared >= MIN_REUSED_TOKENS:
-            surplus = kept.token_ids.shape[0] - shared
-            if surplus:
-                # A negative count removes that many tokens from the end.
-                kept.cache.crop(-surplus)
-            options["past_key_values"] = kept.cache
+        longest = token_ids.shape[0] - 1
+        shares = [
+            (min(shared_prefix(kept.token_ids, new_ids), longest), index)
+            for index, kept in enumerate(self._prefixes)
+            if kept.name == name
+        ]
+        shared, index = max(shares, default=(0, -1))
+        if shared < MIN_REUSED_TOKENS:
+            return
+        kept = self._prefixes.pop(index)
+        surplus = kept.token_ids.shape[0] - shared
+        if surplus:
+            # A negative count removes that many tokens from the end.
+            kept.cache.crop(-surplus)
+        options["past_key_values"] = kept.cache
 
     def _keep_prefix(self, name: str, sequence: torch.Tensor, cache: Any) -> None:
-        """Keep the cache ``generate`` built for ``sequence`` as the latest of ``name``."""
+        """Keep the cache ``generate`` built for ``sequence`` as the latest conversation."""
         # Only a cache that can be cut back to a shared prefix is of use (not a sliding one).
         if cache is None or not hasattr(cache, "crop"):
             return
         length = int(cache.get_seq_length())
-        self._prefixes[name] = _Prefix(sequence[:length].cpu(), cache)
-        while len(self._prefixes) > REUSED_PREFIXES:
-            del self._prefixes[next(iter(self._prefixes))]
+        self._prefixes.append(_Prefix(name, sequence[:length].cpu(), cache))
+        del self._prefixes[:-REUSED_PREFIXES]
 
 
 def _sampling(temperature: float, top_p: float | None) -> dict[str, Any]:

@@ -26,6 +26,9 @@ from pydantic import (
 DEFAULT_MAX_TOKENS = 512
 """Completion length when a request names neither ``max_tokens`` nor ``max_completion_tokens``."""
 
+MAX_STOP_SEQUENCES = 4
+"""Most stop strings one request may give, as OpenAI allows."""
+
 _DEFAULT_WHEN_NULL = ("max_tokens", "temperature", "top_p")
 """Fields where an explicit ``null`` means the default, as OpenAI reads them."""
 
@@ -37,7 +40,8 @@ _FIELD_ERRORS = {
     "top_p": "'top_p' must be a number from 0 to 1.",
     "stream": "'stream' must be true or false.",
     "n": "Only n=1 is supported.",
-    "stop": "'stop' sequences are not supported.",
+    "stop": f"'stop' must be a string or a list of up to {MAX_STOP_SEQUENCES} non-empty strings.",
+    "seed": "'seed' must be an integer.",
 }
 """The message a client gets when the field named first in a validation error is at fault."""
 
@@ -101,8 +105,10 @@ class ChatRequest(BaseModel):
     top_p: StrictFloat | None = Field(None, ge=0.0, le=1.0)
     stream: StrictBool = False
     n: Literal[1] = 1
-    stop: Any = None
-    """Only "no stop sequence" is served: absent, null, empty text or an empty list."""
+    stop: StrictStr | list[StrictStr] | None = None
+    """Text that ends the answer (left out of it); empty text or an empty list is none."""
+    seed: StrictInt | None = None
+    """Makes a sampled answer repeatable: the same seed and request give the same answer."""
     stream_options: Any = None
     """Read for ``include_usage`` alone; anything else in it is ignored."""
 
@@ -122,10 +128,17 @@ class ChatRequest(BaseModel):
 
     @field_validator("stop")
     @classmethod
-    def _no_stop_sequences(cls, value: Any) -> Any:
-        if value not in (None, [], ""):
-            raise ValueError("stop sequences are not supported")
+    def _few_non_empty_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and (len(value) > MAX_STOP_SEQUENCES or not all(value)):
+            raise ValueError(f"up to {MAX_STOP_SEQUENCES} non-empty stop strings")
         return value
+
+    @property
+    def stop_sequences(self) -> tuple[str, ...]:
+        """The stop strings, none for an absent or empty ``stop``."""
+        if isinstance(self.stop, str):
+            return (self.stop,) if self.stop else ()
+        return tuple(self.stop or ())
 
     @property
     def include_usage(self) -> bool:

@@ -19,6 +19,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,12 @@ STARTUP_FAILURE_EXIT_CODE = 2
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
 """How long answers in flight may go on once the server is asked to stop."""
+
+THREAD_PROBE_SECONDS = 1.0
+"""Longest the generation speed of one thread count is measured at startup."""
+
+THREAD_PROBE_STEPS = 8
+"""Tokens generated to measure one thread count."""
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -100,11 +107,48 @@ def _load(args: argparse.Namespace) -> ChatService:
     # Module.to() is mistyped by the transformers decorators; the call is the plain torch one.
     movable: Any = model
     movable.to("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        choose_threads(model)
     pool = ModelPool(model, tokenizer)
     for name, folder in adapters.items():
         _print_status(f"Attaching the adapter {name}...")
         pool.attach(name, folder)
     return ChatService(pool, system_prompt)
+
+
+def choose_threads(model: Any) -> int:
+    """Set and return the CPU thread count that generates fastest, measured on the model.
+
+    Generating one token is many small steps that every thread must finish: on a busy
+    machine a thread that waits for its core holds up the rest, and a small model can then
+    answer many times faster on one thread than on all of them. More threads win ties (10%).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = max(1, cores or 1)
+    seconds_per_token = {}
+    for threads in sorted({1, max(1, cores // 2), cores}):
+        torch.set_num_threads(threads)
+        seconds_per_token[threads] = _decode_seconds(model)
+    fastest = min(seconds_per_token.values())
+    best = max(t for t, seconds in seconds_per_token.items() if seconds <= 1.1 * fastest)
+    torch.set_num_threads(best)
+    return best
+
+
+def _decode_seconds(model: Any) -> float:
+    """Seconds per generated token, over at most THREAD_PROBE_SECONDS."""
+    prompt = torch.ones((1, 16), dtype=torch.long, device=model.device)
+    with torch.inference_mode():
+        cache = model(prompt, use_cache=True).past_key_values
+        token = prompt[:, -1:]
+        # The first step wakes the threads up; it is not counted.
+        cache = model(token, past_key_values=cache, use_cache=True).past_key_values
+        steps = 0
+        start = time.perf_counter()
+        while steps < THREAD_PROBE_STEPS and time.perf_counter() - start < THREAD_PROBE_SECONDS:
+            cache = model(token, past_key_values=cache, use_cache=True).past_key_values
+            steps += 1
+    return (time.perf_counter() - start) / steps
 
 
 def _print_status(message: str) -> None:

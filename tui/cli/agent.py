@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
@@ -24,7 +25,9 @@ from tui.cli.state import CliState, pass_state
 from tui.safe_text import json_text, terminal_safe
 
 if TYPE_CHECKING:
+    from agent.drafting import DraftReport
     from agent.models import ChatModelSource
+    from agent.work import Work
     from trainer.control.launch import ServerHandle
 
 MAX_DRAFT_COUNT = 200
@@ -89,8 +92,9 @@ def chat_command(
     """Talk with the agent about project NAME, line by line on stdin and stdout.
 
     The agent asks for what the task spec lacks and keeps the examples you type. A new NAME
-    creates the project. An "Input:" line runs until its "Output:" line; end a line with a
-    backslash to go on. End of input (Ctrl-D) or /quit ends the session; all is saved as you go.
+    creates the project. An "Input:" line and the "Output:" line after it are one example; end
+    a line with a backslash to go on. End of input (Ctrl-D) or /quit ends the session; all is
+    saved as you go.
     """
     from agent.interview import Interview
     from agent.models import LOCAL_MODEL
@@ -148,31 +152,139 @@ def chat_command(
             click.echo(f"Saved. Continue any time: tunesmith chat {project.name}", err=True)
 
 
+_DRAFT_TEACHER_HELP = (
+    _TEACHER_HELP + " 'ollama:NAME' names a model of the Ollama server here ($OLLAMA_HOST)."
+)
+
+EXIT_CANCELLED = 130
+"""Exit status of a ``draft`` stopped by Ctrl-C (the drafts stored so far stay)."""
+
+
 @click.command("draft")
 @click.argument("name")
 @click.argument("count", type=click.IntRange(1, MAX_DRAFT_COUNT))
-@click.option("--teacher", default=None, help=_TEACHER_HELP)
+@click.option("--teacher", default=None, help=_DRAFT_TEACHER_HELP)
 @pass_state
 def draft_command(state: CliState, name: str, count: int, teacher: str | None) -> None:
     """Have a teacher model draft COUNT new examples for NAME, stored as pending for review.
 
     Drafts go to the labels and cases with the fewest examples; ones that repeat an existing
     input (exactly or nearly) and lines the teacher got wrong are skipped, each with a reason.
-    The exit status is 1 when no draft was usable.
+    A small teacher writes one input at a time and the latest tuned run (else the base model
+    shown the approved examples) gives its answer. Each draft is stored as it is made, and
+    "drafted n/N" goes to stderr; Ctrl-C stops after the current model call and keeps them.
+    The exit status is 1 when no draft was usable, 130 when cancelled.
     """
     from agent.drafting import WEAK_TEACHER_WARNING, describe_report, draft_examples
+    from tui.agent_sources import ollama_teacher_offer
+    from tui.labellers import project_labeller
 
     db = state.db()
     project = get_project(db, name)
+    offer = ollama_teacher_offer(teacher)
+    if offer is not None:
+        click.echo(terminal_safe(offer), err=True)
     with ExitStack() as stack:
-        source = teacher_source(teacher, _LocalServer(project.base_model, stack).source)
+        server = _ProjectServer(state, project, stack)
+        source = teacher_source(teacher, server.source)
+        labeller = None
         if source.weak:
             click.echo(WEAK_TEACHER_WARNING, err=True)
-        click.echo(f"Drafting {count} examples with {terminal_safe(source.name)}...", err=True)
-        report = draft_examples(db, project.id, source.get(), count)
+            labeller = project_labeller(db, project, server.handle)
+            click.echo(
+                f"Answers come from {labeller.name}."
+                if labeller is not None
+                else "No tuned run or approved example can answer the drafts: each waits"
+                " for you to label it.",
+                err=True,
+            )
+        click.echo(
+            f"Drafting {count} examples with {terminal_safe(source.name)} (Ctrl-C cancels)...",
+            err=True,
+        )
+        model = source.get()
+        report = _draft_until_done(
+            lambda work: draft_examples(
+                db, project.id, model, count, weak=source.weak, labeller=labeller, work=work
+            )
+        )
     click.echo(terminal_safe(source.redact(describe_report(report, project.name))))
+    if report.cancelled:
+        sys.exit(EXIT_CANCELLED)
     if not report.added:
         sys.exit(1)
+
+
+def _draft_until_done(draft: Callable[[Work], DraftReport]) -> DraftReport:
+    """Run ``draft`` on a worker thread, printing its progress; the first Ctrl-C cancels it
+    after the current model call, a second one stops at once."""
+    from agent.work import Work
+
+    work = Work(report=lambda line: click.echo(terminal_safe(line), err=True))
+    outcome: list[DraftReport] = []
+    failure: list[BaseException] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append(draft(work))
+        except BaseException as error:  # handed to the main thread, which raises it
+            failure.append(error)
+        finally:
+            done.set()
+
+    # Daemon: a second Ctrl-C leaves the call in flight behind; the server stops with us.
+    # An event, not Thread.join: a join cut short by Ctrl-C can leave the thread seen as ended.
+    threading.Thread(target=run, name="draft", daemon=True).start()
+    try:
+        while not done.wait(timeout=0.2):
+            pass
+    except KeyboardInterrupt:
+        work.cancel.set()
+        click.echo(
+            "Stopping after the current model call (Ctrl-C again stops at once)...", err=True
+        )
+        while not done.wait(timeout=0.2):
+            pass
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+class _ProjectServer:
+    """The project's model server (its base model, completed runs and system prompt), started
+    on first use and stopped at exit; the teacher and the labeller share it."""
+
+    def __init__(self, state: CliState, project: Project, stack: ExitStack) -> None:
+        self._state = state
+        self._project = project
+        self._stack = stack
+        self._handle: ServerHandle | None = None
+        self._lock = threading.Lock()
+
+    def source(self, max_tokens: int) -> ChatModelSource:
+        """The base model as a teacher, starting the server the first time it is used."""
+        return served_source(self._project.base_model, self.handle, max_tokens, cache=True)
+
+    def handle(self) -> ServerHandle:
+        """The running server, started now on first use."""
+        from trainer.control.launch import start_server
+
+        # The teacher and the labeller may ask from different threads.
+        with self._lock:
+            if self._handle is None:
+                click.echo(
+                    f"Starting the model server for {terminal_safe(self._project.base_model)}...",
+                    err=True,
+                )
+                self._handle = self._stack.enter_context(
+                    start_server(
+                        db_path=self._state.db_path,
+                        project=self._project.name,
+                        on_status=_echo_status,
+                    )
+                )
+            return self._handle
 
 
 def read_messages(
@@ -180,9 +292,11 @@ def read_messages(
 ) -> Iterator[str]:
     """Group typed lines into messages: one line each, unless it is left unfinished.
 
-    An "Input:" line runs until its "Output:" has text; an open code fence or JSON object runs
-    until closed; a trailing backslash joins the next line. A slash command always starts a
-    new message. ``prompt`` is called with "> " or "... " before each line is read.
+    An open code fence or JSON object runs until closed, an "Input:" or "Output:" with no text
+    yet takes the next line, and a trailing backslash joins the next line. An input and its
+    output on two lines stay two messages: the interview pairs them, as it does in the app. A
+    slash command always starts a new message. ``prompt`` is called with "> " or "... " before
+    each line is read.
     """
     from agent.typed_examples import needs_more_lines
 

@@ -69,13 +69,55 @@ def test_the_issue_example_in_the_repl(tmp_path: Path) -> None:
     assert "Created project 'tickets'" in result.stderr
     assert "Guided mode" in result.stderr
     assert result.stdout.startswith("Hi! I'll help you write down the task for tickets")
-    assert "Saved 1 example; you have 2 of the 50 to aim for." in result.stdout
+    assert "Got the input. Now its Output:" in result.stdout
+    assert "Saved example 2: technical; you have 2 of the 50 to aim for." in result.stdout
     spec = load_spec(get_project(open_database(db_path), "tickets"))
     assert spec.labels == ("billing", "technical", "account", "shipping")
     stored = examples_of(db_path, "tickets")
     assert [(e.prompt, e.response, e.status, e.source) for e in stored] == [
         ("My card was charged twice this month.", "billing", "approved", "typed"),
         ("The app crashes every time I open settings.", "technical", "approved", "typed"),
+    ]
+
+
+def test_the_two_message_example_is_one_example_as_in_the_app(tmp_path: Path) -> None:
+    db_path = tmp_path / "t.db"
+    setup = [
+        "I need a model that classifies customer support tickets.",
+        "yes",
+        "billing, bug, account, shipping",
+    ]
+    run(db_path, "chat", "tickets", input="\n".join(setup) + "\n")
+    db = open_database(db_path)
+    before = load_spec(get_project(db, "tickets"))
+    pair = ["Input: You charged my card twice this month.", "Output: billing"]
+    result = run(db_path, "chat", "tickets", input="\n".join(pair) + "\n")
+    assert result.exit_code == 0, result.output
+    stored = examples_of(db_path, "tickets")
+    assert [(e.prompt, e.response) for e in stored] == [
+        ("You charged my card twice this month.", "billing")
+    ]
+    assert f"Saved example {stored[0].id}: billing;" in result.stdout
+    assert load_spec(get_project(db, "tickets")) == before
+    said = [m.content for m in list_messages(db, get_project(db, "tickets").id) if m.role == "user"]
+    assert said[-2:] == pair
+
+
+def test_an_input_typed_over_several_lines_is_one_input(tmp_path: Path) -> None:
+    db_path = tmp_path / "t.db"
+    lines = ["Input: Hello,", "my parcel never came.", "", "Output: shipping", "Input: x"]
+    result = run(db_path, "chat", "tickets", input="\n".join(lines) + "\n")
+    assert result.exit_code == 0, result.output
+    stored = examples_of(db_path, "tickets")
+    assert [(e.prompt, e.response) for e in stored] == [
+        ("Hello,\nmy parcel never came.", "shipping")
+    ]
+    # The last input waits for its output in the next session.
+    again = run(db_path, "chat", "tickets", input="Output: y\n")
+    assert "The input 'x' still waits for its output." in again.stdout
+    assert [e.prompt for e in examples_of(db_path, "tickets")] == [
+        "Hello,\nmy parcel never came.",
+        "x",
     ]
 
 
@@ -219,12 +261,13 @@ def test_draft_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def fake_teacher(name: str | None, server: object) -> ChatModelSource:
         assert name == "big-model"
         teacher = FakeMessagesListChatModel(responses=[AIMessage(next(answers))])
-        return fixed_source(teacher, "big-model", weak=True)
+        # A strong teacher writes whole examples (the weak path has tests of its own).
+        return fixed_source(teacher, "big-model")
 
     monkeypatch.setattr(cli_agent, "teacher_source", fake_teacher)
     first = run(db_path, "draft", "tickets", "1", "--teacher", "big-model")
     assert first.exit_code == 0, first.output
-    assert "drafts will be weak" in first.stderr
+    assert "drafts will be weak" not in first.stderr
     assert first.stdout.startswith("Drafted 1 of 1 examples")
     second = run(db_path, "draft", "tickets", "1", "--teacher", "big-model")
     assert second.exit_code == 1
@@ -376,8 +419,10 @@ def lines_of(text: str) -> Iterator[str]:
     ("typed", "messages"),
     [
         ("a\nb", ["a", "b"]),
-        ("Input: x\nmore x\n\nOutput: y\nnext", ["Input: x\nmore x\n\nOutput: y", "next"]),
-        ('Input: x\nOutput:\n{\n"k": 1\n}\nz', ['Input: x\nOutput:\n{\n"k": 1\n}', "z"]),
+        # An input and its output are separate messages: the interview pairs them.
+        ("Input: x\nmore x\n\nOutput: y\nnext", ["Input: x", "more x", "Output: y", "next"]),
+        ('Input: x\nOutput:\n{\n"k": 1\n}\nz', ["Input: x", 'Output:\n{\n"k": 1\n}', "z"]),
+        ("Input:\nx", ["Input:\nx"]),
         ("one \\\ntwo\nthree", ["one \ntwo", "three"]),
         ("```\na\n\nb\n```\nc", ["```\na\n\nb\n```", "c"]),
         ("Input: x\n/spec\nd", ["Input: x", "/spec", "d"]),
