@@ -8,7 +8,7 @@ guided mode, once and saying so, when the model cannot give structured answers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,7 +19,13 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from agent import intake, phrasing
 from agent.answers import without_examples
 from agent.coverage import coverage
-from agent.drafting import MAX_DRAFT, WEAK_TEACHER_WARNING, describe_report, draft_examples
+from agent.drafting import (
+    MAX_DRAFT,
+    WEAK_TEACHER_WARNING,
+    Labeller,
+    describe_report,
+    draft_examples,
+)
 from agent.guided import guided_reply, skip
 from agent.model_mode import (
     MAX_REPLY_CHARS,
@@ -34,6 +40,7 @@ from agent.spec import missing_parts
 from agent.spec_session import EXAMPLES_HINT, SpecSession
 from agent.spec_text import describe_spec, summarize_part
 from agent.typed_examples import looks_like_example
+from agent.work import Work
 from store.errors import TunesmithError, one_line_reason
 from store.examples import list_examples
 from store.imports import parse_unlabeled_text, read_examples, read_unlabeled
@@ -89,12 +96,15 @@ class Interview(SpecSession):
         *,
         model: ChatModelSource | None = None,
         teacher: ChatModelSource | None = None,
+        labeller: Callable[[], Labeller | None] | None = None,
         cwd: Path | None = None,
     ) -> None:
         super().__init__(db, project, cwd or Path.cwd())
         self.mode: Mode = "model" if model is not None else "guided"
         self._model = model
         self._teacher = teacher
+        # Made when a draft starts: the best labeller changes as runs complete.
+        self._labeller = labeller
         self._warned_weak_teacher = False
 
     def opening(self) -> str:
@@ -136,8 +146,10 @@ class Interview(SpecSession):
             for m in list_messages(self.db, self.project_id, last=last)
         ]
 
-    def handle(self, text: str) -> Reply:
-        """Answer one message of the person: a slash command, an answer, examples, a fix."""
+    def handle(self, text: str, work: Work | None = None) -> Reply:
+        """Answer one message of the person: a slash command, an answer, examples, a fix.
+
+        ``work`` carries the progress and cancel of a long command (``/draft``)."""
         text = text.replace("\x00", "")
         earlier = list_messages(self.db, self.project_id, last=TRANSCRIPT_READ)
         held = intake.held_input(self, earlier)
@@ -145,7 +157,7 @@ class Interview(SpecSession):
             add_message(self.db, self.project_id, "user", text)
         try:
             if text.strip().startswith("/"):
-                reply = self._command(text.strip(), held)
+                reply = self._command(text.strip(), held, work or Work())
             else:
                 reply = Reply(self._read(text, earlier, held))
         except TunesmithError as error:
@@ -166,19 +178,19 @@ class Interview(SpecSession):
             return dropped + self._model_turn(text, earlier)
         return dropped + guided_reply(self, text)
 
-    def _command(self, text: str, held: str | None) -> Reply:
+    def _command(self, text: str, held: str | None, work: Work) -> Reply:
         """Run a slash command; an input waiting for its output stays held (``/skip`` drops it)."""
         name = text.partition(" ")[0].lower()
         if held is None:
-            return self._run_command(text)
+            return self._run_command(text, work)
         if name == "/skip":
             return Reply(intake.skip_held(self, held))
-        reply = self._run_command(text)
+        reply = self._run_command(text, work)
         if reply.action is not None or not reply.text:
             return reply
         return Reply(f"{reply.text}\n{intake.still_waiting(held)}")
 
-    def _run_command(self, text: str) -> Reply:
+    def _run_command(self, text: str, work: Work) -> Reply:
         # Split at any whitespace: "/unlabeled" may be followed by a pasted block on new lines.
         name, argument = [*text.split(None, 1), ""][:2]
         name, argument = name.lower(), argument.strip()
@@ -193,7 +205,7 @@ class Interview(SpecSession):
                 return Reply("Which file? e.g. /import tickets.jsonl")
             return Reply(self._import(argument))
         if name == "/draft":
-            return Reply(self._draft(argument))
+            return Reply(self._draft(argument, work))
         if name == "/unlabeled":
             return Reply(self._unlabeled(argument))
         if name == "/train":
@@ -264,7 +276,7 @@ class Interview(SpecSession):
             return ""
         return earlier[-2].content
 
-    def _draft(self, argument: str) -> str:
+    def _draft(self, argument: str, work: Work) -> str:
         count = DEFAULT_DRAFT
         if argument:
             if not argument.isdigit() or not 1 <= int(argument) <= MAX_DRAFT:
@@ -282,7 +294,20 @@ class Interview(SpecSession):
             lines.append(WEAK_TEACHER_WARNING)
             self._warned_weak_teacher = True
         try:
-            report = draft_examples(self.db, self.project_id, teacher.get(), count)
+            model = teacher.get()
+            labeller = self._labeller() if self._labeller is not None and teacher.weak else None
+            if teacher.weak:
+                answers = "a labeller" if labeller is not None else "none yet: you label them"
+                work.report(f"Drafting {count} inputs with {teacher.name}; answers: {answers}")
+            report = draft_examples(
+                self.db,
+                self.project_id,
+                model,
+                count,
+                weak=teacher.weak,
+                labeller=labeller,
+                work=work,
+            )
         except TunesmithError:
             raise
         except Exception as exc:  # starting or reaching an outside model can fail in many ways

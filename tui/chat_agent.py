@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import sqlite_utils
     from rich.text import Text
 
+    from agent.drafting import Labeller
     from agent.interview import Interview
     from agent.models import ChatModelSource
     from trainer.control.launch import ServerHandle
@@ -61,7 +62,13 @@ def open_interview(
     project = get_project_by_id(database, project_id)
     model, notice = agent_model()
     teacher = teacher_model(app_services, project)
-    interview = Interview(database, project, model=model, teacher=teacher)
+    interview = Interview(
+        database,
+        project,
+        model=model,
+        teacher=teacher,
+        labeller=lambda: drafts_labeller(database, project.id, app_services),
+    )
     earlier = tuple(
         (message.role, message.content)
         for message in list_messages(database, project.id, last=SHOWN_MESSAGES)
@@ -98,6 +105,25 @@ def teacher_model(app_services: AppServices, project: Project) -> ChatModelSourc
     except InputError:
         # A half-done endpoint setting is reported by the agent's notice; drafts go local.
         return local(TEACHER_MAX_TOKENS)
+
+
+def drafts_labeller(
+    database: sqlite_utils.Database, project_id: int, app_services: AppServices
+) -> Labeller | None:
+    """Who answers a weak teacher's drafted inputs: the latest completed run on the app's
+    server (restarted with it attached when needed), else the base model few-shot."""
+    from tui.labellers import project_labeller
+    from tui.services import completed_run_ids
+
+    project = get_project_by_id(database, project_id)
+    run_ids = tuple(completed_run_ids(database, project))
+
+    def server() -> ServerHandle:
+        return app_services.servers.server_for(
+            app_services.db_path, project, run_ids, lambda status: None
+        )
+
+    return project_labeller(database, project, server)
 
 
 def spec_panel_text(interview: Interview) -> Text:

@@ -485,3 +485,54 @@ def test_model_talk_keeps_complete_answers_per_model() -> None:
     assert talk.ask(both, "q1")["tuned"][1] == {"role": "assistant", "content": "t0"}
     talk.forget()
     assert talk.exchanges == [] and talk.request == 2
+
+
+SLOW_INPUTS = [f"My order number {n} never arrived at my house" for n in range(40)]
+"""What the scripted weak teacher writes, one input a call."""
+
+
+async def test_draft_shows_its_progress_and_esc_stops_it_keeping_the_drafts(
+    labelled_project_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    from agent.models import fixed_source
+    from tui import chat_agent
+
+    teacher = FakeListChatModel(responses=SLOW_INPUTS, sleep=0.3)
+    monkeypatch.setattr(
+        chat_agent,
+        "teacher_model",
+        lambda services, project: fixed_source(teacher, "tiny", weak=True),
+    )
+    monkeypatch.setattr(
+        chat_agent,
+        "drafts_labeller",
+        lambda database, project_id, services: lambda text: "shipping",
+    )
+    app = TunesmithApp(labelled_project_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose(pilot, "tickets")
+        screen = app.screen
+        for line in ("Input: Where is my parcel?", "Output: shipping"):
+            type_keys(app, line)
+            press_enter(app)
+            await settle(pilot)
+        type_keys(app, "/draft 20")
+        press_enter(app)
+        status = screen.query_one("#chat-status", Static)
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if "drafted 2/20" in str(status.render()):
+                break
+        assert "drafted 2/20 · esc stops" in str(status.render())
+        await pilot.press("escape")
+        await settle(pilot)
+        reply = agent_said(screen)[-1]
+    _, examples = stored_state(labelled_project_db)
+    drafted = examples[1:]
+    assert 2 <= len(drafted) < 20
+    # Answered by the labeller; an input written during the cancelled call waits unlabeled.
+    assert {output for _, output in drafted} <= {"shipping", ""}
+    assert sum(output == "shipping" for _, output in drafted) >= 2
+    assert f"Cancelled after {len(drafted)} of 20 drafts" in reply

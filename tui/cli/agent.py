@@ -37,7 +37,8 @@ _TEACHER_HELP = (
     "Model that drafts the examples: a model name on the configured endpoint"
     " ($TUNESMITH_TEACHER_BASE_URL or $TUNESMITH_AGENT_BASE_URL, else OpenAI with"
     " $OPENAI_API_KEY), or 'local' for the project's base model served here; default: the"
-    " config file's [teacher] model, else the agent's, else 'local'."
+    " config file's [teacher] model, else the agent's, else 'local'. 'ollama:NAME' names a"
+    " model of the Ollama server here ($OLLAMA_HOST)."
 )
 
 
@@ -98,7 +99,9 @@ def chat_command(
     """
     from agent.interview import Interview
     from agent.models import LOCAL_MODEL
+    from agent.work import Work
     from store.config import load_settings
+    from tui.labellers import project_labeller
 
     if sum([bool(model_name), use_local, guided]) > 1:
         raise InputError("--model, --local and --guided exclude each other; pick one")
@@ -107,7 +110,7 @@ def chat_command(
     stdin = sys.stdin
     interactive = stdin.isatty()
     with ExitStack() as stack:
-        server = _LocalServer(project.base_model, stack)
+        server = _ProjectServer(state, project, stack)
         agent_model = None
         if use_local:
             agent_model = server.source(AGENT_MAX_TOKENS)
@@ -126,7 +129,13 @@ def chat_command(
             # A broken endpoint setting must not keep a guided interview from starting.
             click.echo(f"{terminal_safe(error.message)}; /draft uses the local model", err=True)
             teacher_model = server.source(TEACHER_MAX_TOKENS)
-        interview = Interview(db, project, model=agent_model, teacher=teacher_model)
+        interview = Interview(
+            db,
+            project,
+            model=agent_model,
+            teacher=teacher_model,
+            labeller=lambda: project_labeller(db, get_project_by_id(db, project.id), server.handle),
+        )
         if agent_model is None:
             click.echo(
                 "Guided mode (no model needed). For model mode set TUNESMITH_AGENT_MODEL,"
@@ -139,7 +148,7 @@ def chat_command(
         prompt = _show_prompt if interactive else None
         try:
             for message in read_messages(stdin, prompt):
-                reply = interview.handle(message)
+                reply = interview.handle(message, Work(report=_echo_status))
                 if reply.text:
                     click.echo(terminal_safe(reply.text))
                 if reply.action == "train":
@@ -152,10 +161,6 @@ def chat_command(
             click.echo(f"Saved. Continue any time: tunesmith chat {project.name}", err=True)
 
 
-_DRAFT_TEACHER_HELP = (
-    _TEACHER_HELP + " 'ollama:NAME' names a model of the Ollama server here ($OLLAMA_HOST)."
-)
-
 EXIT_CANCELLED = 130
 """Exit status of a ``draft`` stopped by Ctrl-C (the drafts stored so far stay)."""
 
@@ -163,7 +168,7 @@ EXIT_CANCELLED = 130
 @click.command("draft")
 @click.argument("name")
 @click.argument("count", type=click.IntRange(1, MAX_DRAFT_COUNT))
-@click.option("--teacher", default=None, help=_DRAFT_TEACHER_HELP)
+@click.option("--teacher", default=None, help=_TEACHER_HELP)
 @pass_state
 def draft_command(state: CliState, name: str, count: int, teacher: str | None) -> None:
     """Have a teacher model draft COUNT new examples for NAME, stored as pending for review.
@@ -363,31 +368,6 @@ def _train(state: CliState, db: sqlite_utils.Database, project_id: int) -> str:
         f"Started run {run.id} on {len(train_rows)} approved examples; it trains in the"
         f" background. Follow it: tunesmith runs follow {run.id}"
     )
-
-
-class _LocalServer:
-    """The project's base model served on this machine: started on first use, stopped at exit."""
-
-    def __init__(self, base_model: str, stack: ExitStack) -> None:
-        self.base_model = base_model
-        self._stack = stack
-        self._handle: ServerHandle | None = None
-
-    def source(self, max_tokens: int) -> ChatModelSource:
-        """A model source that starts the server the first time it is used."""
-        return served_source(self.base_model, self._server, max_tokens, cache=True)
-
-    def _server(self) -> ServerHandle:
-        from trainer.control.launch import start_server
-
-        if self._handle is None:
-            click.echo(
-                f"Starting the model server for {terminal_safe(self.base_model)}...", err=True
-            )
-            self._handle = self._stack.enter_context(
-                start_server(self.base_model, on_status=_echo_status)
-            )
-        return self._handle
 
 
 def _echo_status(message: str) -> None:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import sqlite_utils
 
     from agent.interview import Interview, Reply
+    from agent.work import Work
 
 AGENT_HINT = (
     "Enter sends · ctrl+j new line · ctrl+t talks to the models instead · "
@@ -90,6 +91,14 @@ class ChatScreen(AreaScreen):
             self.summary = summary
             """The spec panel's text after the turn."""
 
+    class AgentWorking(Message):
+        """The agent's long work moved on ("drafted 4/10")."""
+
+        def __init__(self, project_id: int, line: str) -> None:
+            super().__init__()
+            self.project_id = project_id
+            self.line = line
+
     class RunsRead(Message):
         """The project's completed runs were read: they can be talked to."""
 
@@ -110,6 +119,8 @@ class ChatScreen(AreaScreen):
         self._talk = ModelTalk()
         self._turn: ModelTurn | None = None
         self._openings = 0
+        self._work: Work | None = None
+        """The long work of the agent's current turn, which esc cancels."""
         self._notice = ""
         self._unsent: deque[str] = deque()
         """Messages to the agent sent while it worked on an earlier one, oldest first."""
@@ -307,9 +318,19 @@ class ChatScreen(AreaScreen):
 
     @work(thread=True, exit_on_error=False, group="chat-turn")
     def _agent_turn(self, interview: Interview, text: str) -> None:
-        with self._connection_lock:
-            reply = interview.handle(text)
-            summary = spec_panel_text(interview)
+        from agent.work import Work
+
+        def report(line: str) -> None:
+            self.post_message(self.AgentWorking(interview.project_id, line))
+
+        work = Work(report=report)
+        self._work = work
+        try:
+            with self._connection_lock:
+                reply = interview.handle(text, work)
+                summary = spec_panel_text(interview)
+        finally:
+            self._work = None
         self.post_message(self.AgentReplied(interview.project_id, reply, summary))
 
     def watch_busy(self, busy: bool) -> None:
@@ -317,6 +338,11 @@ class ChatScreen(AreaScreen):
             self._set_status("The agent is thinking…")
         elif self._interview is not None:
             self._set_status(self._notice)
+
+    @on(AgentWorking)
+    def _agent_working(self, message: AgentWorking) -> None:
+        if self.busy and self.project is not None and message.project_id == self.project.id:
+            self._set_status(f"{message.line} · esc stops")
 
     @on(AgentReplied)
     def _agent_replied(self, message: AgentReplied) -> None:
@@ -437,7 +463,13 @@ class ChatScreen(AreaScreen):
         return True
 
     def action_leave_prompt(self) -> None:
-        """Move from the message box to the transcript, to scroll it."""
+        """Stop the agent's long work (a draft) after its current step; else move from the
+        message box to the transcript, to scroll it."""
+        work = self._work
+        if work is not None and self.busy:
+            work.cancel.set()
+            self._set_status("Stopping after the current model call…")
+            return
         self.query_one("#chat-log" if self.target.is_agent else "#chat-models").focus()
 
     def _set_status(self, text: str) -> None:
