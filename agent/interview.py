@@ -294,6 +294,8 @@ class Interview(SpecSession):
             lines.append(WEAK_TEACHER_WARNING)
             self._warned_weak_teacher = True
         try:
+            # Starting a local teacher loads its model first (seconds, a minute to convert).
+            work.report(f"Loading the teacher {teacher.name}…")
             model = teacher.get()
             labeller = self._labeller() if self._labeller is not None and teacher.weak else None
             if teacher.weak:
