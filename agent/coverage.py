@@ -33,6 +33,8 @@ class Coverage:
     by_requirement: tuple[tuple[Requirement, Count], ...]
     off_spec: int
     """Approved or pending examples whose answer does not fit the output format."""
+    unlabeled: int = 0
+    """Pending inputs that have no answer yet (they wait in the labelling queue)."""
 
 
 def coverage(spec: TaskSpec, examples: Sequence[Example]) -> Coverage:
@@ -50,7 +52,7 @@ def coverage(spec: TaskSpec, examples: Sequence[Example]) -> Coverage:
         for tag in example.tags:
             if tag in by_requirement:
                 by_requirement[tag][column] += 1
-        if output_problem(spec, example.response) is not None:
+        if example.answered and output_problem(spec, example.response) is not None:
             off_spec += 1
     return Coverage(
         approved=sum(1 for e in live if e.status == "approved"),
@@ -59,4 +61,5 @@ def coverage(spec: TaskSpec, examples: Sequence[Example]) -> Coverage:
         by_label=tuple((label, Count(*by_label[label])) for label in spec.labels),
         by_requirement=tuple((r, Count(*by_requirement[r.id])) for r in spec.requirements),
         off_spec=off_spec,
+        unlabeled=sum(1 for e in counted if not e.answered),
     )

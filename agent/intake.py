@@ -115,7 +115,7 @@ def store_unlabeled(session: SpecSession, parsed: ParsedFile, *, origin: str) ->
     if result.duplicates:
         text += f" ({result.duplicates} already there)"
     text += (
-        ". Label them in the Dataset area (F2, then l), or have a model propose answers:"
+        ". Label them in the Dataset area (F3, then l; g has a model propose answers), or:"
         f" tunesmith label {session.project_name}"
     )
     if parsed.rejected:

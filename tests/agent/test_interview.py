@@ -598,3 +598,12 @@ def test_lines_typed_before_the_task_is_known_are_not_offered_as_inputs(tmp_path
     interview.opening()
     reply = interview.handle(PASTED_TICKETS).text
     assert "without answers" not in reply
+
+
+def test_inputs_without_answers_count_to_label_not_off_format(tmp_path: Path) -> None:
+    from agent.coverage import coverage
+
+    interview = issue_interview(tmp_path)
+    interview.handle("/unlabeled\n" + PASTED_TICKETS)
+    counts = coverage(interview.spec, list_examples(interview.db, interview.project_id))
+    assert (counts.pending, counts.unlabeled, counts.off_spec) == (4, 4, 0)

@@ -53,6 +53,8 @@ def spec_summary(spec: TaskSpec, counts: Coverage, missing: list[str]) -> Text:
     )
     if counts.off_spec:
         text.append(f"{counts.off_spec} off the output format\n", style="bold")
+    if counts.unlabeled:
+        text.append(f"{counts.unlabeled} to label (F3, l)\n")
     rows = [(label, count) for label, count in counts.by_label]
     rows += [(requirement.id, count) for requirement, count in counts.by_requirement]
     for name, count in rows:
