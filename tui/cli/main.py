@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, NoReturn, cast
 
 import click
+from click.core import ParameterSource
 
 from store.config import load_settings
 from store.errors import TunesmithError
@@ -60,17 +61,45 @@ class TunesmithGroup(click.Group):
     default=None,
     help="Database file (default: $TUNESMITH_DB, else tunesmith.db in $TUNESMITH_HOME).",
 )
+@click.option(
+    "--web",
+    is_flag=True,
+    help="Serve the app to a browser instead of this terminal, and print the URL to open.",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="With --web: the address to listen on; off loopback the URL carries a random token.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8000,
+    show_default=True,
+    help="With --web: the port to listen on.",
+)
 @click.version_option(package_name="tunesmith")
 @click.pass_context
-def cli(ctx: click.Context, db_path: Path | None) -> None:
+def cli(ctx: click.Context, db_path: Path | None, web: bool, host: str, port: int) -> None:
     """Turn a conversation into a fine-tuned language model. With no command, open the app."""
     ctx.obj = CliState(db_path=db_path or default_db_path())
+    if web and ctx.invoked_subcommand is not None:
+        raise click.UsageError("--web serves the app; it takes no command.")
+    for option in ("host", "port"):
+        if not web and ctx.get_parameter_source(option) is ParameterSource.COMMANDLINE:
+            raise click.UsageError(f"--{option} goes with --web.")
     if ctx.invoked_subcommand is None:
-        # Imported here so scripted commands start without loading Textual.
-        from tui.app import run_app
-
         state: CliState = ctx.obj
         state.db()
+        # Imported here so scripted commands start without loading Textual or aiohttp.
+        if web:
+            from tui.web import serve_app, web_address
+
+            serve_app(state.db_path, web_address(host, port))
+            return
+        from tui.app import run_app
+
         run_app(state.db_path)
 
 
