@@ -3,8 +3,13 @@
 Both train the same LoRA (r=16, all linear layers) on the same demo rows with the same seed
 and learning rate, in this one process, alternating A/B rounds so machine load hits both
 alike. Plain TRL means `SFTConfig` defaults (gradient checkpointing on, bf16 when available,
-batch 8). Ours is `FastSFTTrainer` with the speedups `trainer.training.run` picks for this machine.
-Prints `train: ours X tok/s, baseline Y tok/s, ratio R` as its last line.
+batch 8). Ours is `FastSFTTrainer` with the precision, threads and speedups
+`trainer.training.run` picks for this machine.
+
+Prints `train: ours X tok/s, baseline Y tok/s, ratio R` as its last line and, on a CPU, before
+it `train-limit: ours X GFLOP/s, peak Y GFLOP/s, ratio R`: ours counts 4 FLOPs per token-path
+weight and real token, and the peak is the faster of fp32 and bf16 on training-shaped matmuls
+(`measure_throughput`), measured after each round of ours.
 
     python bench/train_throughput.py [--steps N] [--rounds K]
 """
@@ -21,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.state import AcceleratorState
 from datasets import Dataset
 from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
@@ -31,7 +37,14 @@ from trainer.training.arguments import lora_config, prepare_model, recompute_act
 from trainer.training.arguments import training_arguments as tunesmith_arguments
 from trainer.training.completion_head import FastSFTTrainer
 from trainer.training.data import LENGTH_MARGIN, longest_row, to_prompt_completion
-from trainer.training.hardware import Speedups, choose_precision, choose_speedups, choose_threads
+from trainer.training.hardware import (
+    MatmulShape,
+    Speedups,
+    choose_precision,
+    choose_speedups,
+    choose_threads,
+    measure_throughput,
+)
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "support_emails.jsonl"
 
@@ -97,6 +110,28 @@ def load_model(name: str) -> tuple[Any, Any]:
     return LlamaForCausalLM(config), tokenizer
 
 
+def demo_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The demo task's train rows, as stored and in TRL's prompt/completion form."""
+    raw = [json.loads(line) for line in DEMO.read_text(encoding="utf-8").splitlines()]
+    train_rows = [
+        {"id": number, **row} for number, row in enumerate(raw, 1) if row["split"] == "train"
+    ]
+    return train_rows, to_prompt_completion(train_rows, None)
+
+
+def token_path_parameters(model: Any) -> int:
+    """Weights every real token goes through forward and backward: the linear layers.
+
+    Not the embedding (a lookup) nor the LM head, which ours runs on the answer tokens only.
+    """
+    head = model.get_output_embeddings()
+    return sum(
+        module.weight.numel()
+        for module in model.modules()
+        if isinstance(module, torch.nn.Linear) and module is not head
+    )
+
+
 def peak_memory_mib() -> float:
     """Peak accelerator memory on CUDA, else the process's peak resident size."""
     if torch.cuda.is_available():
@@ -114,6 +149,9 @@ def measure(
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     clock = TokenClock()
+    # Ours may train in fp32 where plain TRL takes bf16; accelerate holds one precision per
+    # process unless reset, as transformers resets it between hyperparameter trials.
+    AcceleratorState._reset_state()
     common: dict[str, Any] = {
         "model": model,
         "args": arguments,
@@ -145,16 +183,17 @@ def main() -> None:
         help="Dense bf16 peak of the GPU for MFU (H100/H200: 989).",
     )
     args = parser.parse_args()
-    raw = [json.loads(line) for line in DEMO.read_text(encoding="utf-8").splitlines()]
-    train_rows = [
-        {"id": number, **row} for number, row in enumerate(raw, 1) if row["split"] == "train"
-    ]
-    rows = to_prompt_completion(train_rows, None)
+    train_rows, rows = demo_rows()
     config = plan_run(len(rows), 0, {"max_steps": args.steps}).config
-    _, tokenizer = load_base_model(DEFAULT_BASE_MODEL, on_status=print)
+    model, tokenizer = load_model(args.model)
     max_length = longest_row(train_rows, tokenizer, None)[0] + LENGTH_MARGIN
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    bf16 = choose_precision(device).bf16
+    default_threads = torch.get_num_threads()
+    threads = choose_threads() if device == "cpu" else default_threads
+    shape = MatmulShape.of_model(model.config)
+    precision = choose_precision(device, shape, on_status=print)
+    print(f"precision {precision.name}: {precision.reason}; {threads} threads")
+    bf16 = precision.bf16
     speed = choose_speedups(
         device, bf16=bf16, lora=True, quantized=False, target_modules=config.target_modules
     )
@@ -168,9 +207,8 @@ def main() -> None:
             evaluate=False,
             speed=speed,
             # Only a GPU run needs the model's shape to decide this.
-            recompute_activations=device == "cuda"
-            and recompute_activations(
-                load_model(args.model)[0], config.batch_size * max_length, device
+            recompute_activations=recompute_activations(
+                model, config.batch_size * max_length, device
             ),
         )
         ours_arguments.save_strategy = "no"
@@ -190,12 +228,13 @@ def main() -> None:
         baseline: list[float] = []
         memory: dict[str, float] = {}
         parameters = 0
-        default_threads = torch.get_num_threads()
-        threads = choose_threads() if device == "cpu" else default_threads
+        peak = 0.0
         for round_number in range(args.rounds):
             torch.set_num_threads(threads)
             rate, memory["ours"], parameters = measure(ours_arguments, rows, args.model, speed)
             ours.append(rate)
+            if device == "cpu":
+                peak = max(peak, measure_throughput(shape).best)
             # Plain TRL runs with torch's default thread count.
             torch.set_num_threads(default_threads)
             rate, memory["baseline"], parameters = measure(
@@ -211,6 +250,11 @@ def main() -> None:
             print(f"{side}: {rate:.0f} tok/s, peak {memory[side]:.0f} MiB, MFU {mfu:.1%}")
     else:
         print(f"peak memory: ours {memory['ours']:.0f} MiB, baseline {memory['baseline']:.0f} MiB")
+        achieved = 4 * token_path_parameters(model) * ours_median / 1e9
+        print(
+            f"train-limit: ours {achieved:.0f} GFLOP/s, peak {peak:.0f} GFLOP/s, "
+            f"ratio {achieved / peak:.2f}"
+        )
     # The CPU benchmark of `make bench` is plain "train"; other models are named in brackets.
     name = "train" if args.model == "embedded" else f"train[{args.model}]"
     print(

@@ -1,9 +1,15 @@
-"""Held-out evaluations of a run: per-item base and tuned answers, and their scores."""
+"""Held-out evaluations of a run: per-item answers of base, few-shot and tuned, and their scores.
+
+An evaluation's ``scores`` JSON holds the mean metrics of ``base`` and ``tuned`` (as since the
+first release) and, from the evaluation with three systems on, ``few_shot`` (with ``k``, the
+shots shown), ``intervals``, ``mcnemar``, ``labels`` (label tasks), ``json_fields`` (JSON
+tasks) and ``forgetting``. Older evaluations read with those absent (None or empty).
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import sqlite_utils
@@ -13,52 +19,168 @@ from store.database import write_transaction
 from store.errors import NotFoundError
 from store.vocabulary import PREFERENCES, Preference, check_choice
 
+Scores = dict[str, float | None]
+"""One system's metrics (of one item, or their means); None where a metric does not apply."""
+
+Interval = tuple[float, float]
+"""A 95% interval: low, high."""
+
 
 @dataclass(frozen=True)
 class EvalItem:
-    """One eval-split row answered by base and tuned."""
+    """One eval-split row answered by base, tuned and (from three-system evaluations on) the
+    base model shown few-shot examples."""
 
     example_id: int | None
     prompt: str
     reference: str
     base_output: str
     tuned_output: str
-    base_scores: dict[str, float | None]
-    tuned_scores: dict[str, float | None]
+    base_scores: Scores
+    tuned_scores: Scores
+    few_shot_output: str | None = None
+    few_shot_scores: Scores | None = None
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """McNemar's exact test of tuned against another system on one right-or-wrong metric."""
+
+    tuned_only: int
+    """Rows tuned got right and the other system wrong."""
+    other_only: int
+    """Rows the other system got right and tuned wrong."""
+    p_value: float
+
+
+@dataclass(frozen=True)
+class LabelReport:
+    """A label task's per-label results."""
+
+    labels: tuple[str, ...]
+    """Row and column order of the confusion matrices; their last column is "other" (an
+    answer that names no label)."""
+    per_label: dict[str, dict[str, float]]
+    """The tuned model's precision, recall, F1 and support of each label."""
+    accuracy: dict[str, float]
+    """Each system's share of rows answered with their true label."""
+    macro_f1: dict[str, float]
+    """Each system's mean F1 over the labels."""
+    confusion: dict[str, list[list[int]]]
+    """Each system's matrix: rows the truth, columns the answer."""
+
+
+@dataclass(frozen=True)
+class Forgetting:
+    """How far the tuned model moved from its base on general prompts."""
+
+    n: int
+    """General prompts measured."""
+    drift: float
+    """Mean per-token negative log-likelihood of the base's own answers under the tuned model
+    minus under the base (nats per token; 0 is no change)."""
+    verdict: str
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """A run's evaluation: mean scores of base and tuned over ``n`` items."""
+    """A run's evaluation: mean scores of each system over ``n`` items, and how sure they are."""
 
     id: int
     run_id: int
     n: int
-    base: dict[str, float | None]
-    tuned: dict[str, float | None]
+    base: Scores
+    tuned: Scores
     created_at: str
+    few_shot: Scores | None = None
+    """The base model shown ``shots`` approved train examples; None before three systems."""
+    shots: int | None = None
+    """How many examples the few-shot system was shown (k)."""
+    intervals: dict[str, dict[str, Interval]] = field(default_factory=dict)
+    """Per system (``base``, ``few_shot``, ``tuned``) and per difference (``tuned_minus_base``,
+    ``tuned_minus_few_shot``): each metric's 95% paired-bootstrap interval."""
+    mcnemar: dict[str, dict[str, PairedTest]] = field(default_factory=dict)
+    """``tuned_vs_base`` and ``tuned_vs_few_shot``: the test of each right-or-wrong metric."""
+    labels: LabelReport | None = None
+    """Per-label results of a label task; None for other tasks."""
+    json_fields: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per system, the accuracy of each top-level field of JSON references."""
+    forgetting: Forgetting | None = None
+    """Drift on general prompts; None when it was not measured."""
+
+    def scores_record(self) -> dict[str, Any]:
+        """The ``scores`` JSON stored for this evaluation."""
+        record: dict[str, Any] = {"base": self.base, "tuned": self.tuned}
+        if self.few_shot is not None:
+            record["few_shot"] = {**self.few_shot, "k": self.shots}
+        if self.intervals:
+            record["intervals"] = {
+                name: {metric: list(bounds) for metric, bounds in metrics.items()}
+                for name, metrics in self.intervals.items()
+            }
+        if self.mcnemar:
+            record["mcnemar"] = {
+                name: {metric: asdict(test) for metric, test in tests.items()}
+                for name, tests in self.mcnemar.items()
+            }
+        if self.labels is not None:
+            record["labels"] = {
+                "per_label": self.labels.per_label,
+                "accuracy": self.labels.accuracy,
+                "macro_f1": self.labels.macro_f1,
+                "confusion": {"labels": list(self.labels.labels), **self.labels.confusion},
+            }
+        if self.json_fields:
+            record["json_fields"] = self.json_fields
+        if self.forgetting is not None:
+            record["forgetting"] = asdict(self.forgetting)
+        return record
 
 
 def save_evaluation(
     db: sqlite_utils.Database,
     run_id: int,
     items: list[EvalItem],
-    base: dict[str, float | None],
-    tuned: dict[str, float | None],
+    base: Scores,
+    tuned: Scores,
+    *,
+    few_shot: Scores | None = None,
+    shots: int | None = None,
+    intervals: dict[str, dict[str, Interval]] | None = None,
+    mcnemar: dict[str, dict[str, PairedTest]] | None = None,
+    labels: LabelReport | None = None,
+    json_fields: dict[str, dict[str, float]] | None = None,
+    forgetting: Forgetting | None = None,
 ) -> Evaluation:
     """Store an evaluation and its items in one transaction."""
     timestamp = now_iso()
+    unsaved = Evaluation(
+        id=0,
+        run_id=run_id,
+        n=len(items),
+        base=base,
+        tuned=tuned,
+        created_at=timestamp,
+        few_shot=few_shot,
+        shots=shots,
+        intervals=intervals or {},
+        mcnemar=mcnemar or {},
+        labels=labels,
+        json_fields=json_fields or {},
+        forgetting=forgetting,
+    )
     with write_transaction(db):
         cursor = db.execute(
             "INSERT INTO evals (run_id, item_count, scores, created_at) VALUES (?, ?, ?, ?)",
-            [run_id, len(items), json.dumps({"base": base, "tuned": tuned}), timestamp],
+            [run_id, len(items), json.dumps(unsaved.scores_record()), timestamp],
         )
         eval_id = cursor.lastrowid
         assert eval_id is not None
         for item in items:
             db.execute(
                 "INSERT INTO eval_items (eval_id, example_id, prompt, reference, base_output,"
-                " tuned_output, base_scores, tuned_scores) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " tuned_output, base_scores, tuned_scores, few_shot_output, few_shot_scores)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     eval_id,
                     item.example_id,
@@ -68,9 +190,11 @@ def save_evaluation(
                     item.tuned_output,
                     json.dumps(item.base_scores),
                     json.dumps(item.tuned_scores),
+                    item.few_shot_output,
+                    None if item.few_shot_scores is None else json.dumps(item.few_shot_scores),
                 ],
             )
-    return Evaluation(eval_id, run_id, len(items), base, tuned, timestamp)
+    return replace(unsaved, id=eval_id)
 
 
 def latest_evaluation(db: sqlite_utils.Database, run_id: int) -> Evaluation | None:
@@ -89,6 +213,9 @@ def list_evaluations(db: sqlite_utils.Database, run_id: int) -> list[Evaluation]
 
 def _evaluation_from_row(row: dict[str, Any]) -> Evaluation:
     scores: dict[str, Any] = json.loads(row["scores"])
+    few_shot = scores.get("few_shot")
+    labels = scores.get("labels")
+    forgetting = scores.get("forgetting")
     return Evaluation(
         id=row["id"],
         run_id=row["run_id"],
@@ -96,6 +223,35 @@ def _evaluation_from_row(row: dict[str, Any]) -> Evaluation:
         base=scores["base"],
         tuned=scores["tuned"],
         created_at=row["created_at"],
+        few_shot=(
+            {metric: value for metric, value in few_shot.items() if metric != "k"}
+            if few_shot is not None
+            else None
+        ),
+        shots=few_shot.get("k") if few_shot is not None else None,
+        intervals={
+            name: {metric: (bounds[0], bounds[1]) for metric, bounds in metrics.items()}
+            for name, metrics in scores.get("intervals", {}).items()
+        },
+        mcnemar={
+            name: {metric: PairedTest(**test) for metric, test in tests.items()}
+            for name, tests in scores.get("mcnemar", {}).items()
+        },
+        labels=_label_report(labels) if labels is not None else None,
+        json_fields=scores.get("json_fields", {}),
+        forgetting=Forgetting(**forgetting) if forgetting is not None else None,
+    )
+
+
+def _label_report(record: dict[str, Any]) -> LabelReport:
+    confusion = dict(record["confusion"])
+    order = confusion.pop("labels")
+    return LabelReport(
+        labels=tuple(order),
+        per_label=record["per_label"],
+        accuracy=record["accuracy"],
+        macro_f1=record["macro_f1"],
+        confusion=confusion,
     )
 
 
@@ -128,6 +284,12 @@ def stored_evaluation_items(db: sqlite_utils.Database, eval_id: int) -> list[Sto
                 tuned_output=row["tuned_output"] or "",
                 base_scores=json.loads(row["base_scores"]),
                 tuned_scores=json.loads(row["tuned_scores"]),
+                few_shot_output=row["few_shot_output"],
+                few_shot_scores=(
+                    json.loads(row["few_shot_scores"])
+                    if row["few_shot_scores"] is not None
+                    else None
+                ),
             ),
             preference=row["preference"],
         )

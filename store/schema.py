@@ -215,3 +215,53 @@ def m003_unlabeled_examples(db: sqlite_utils.Database) -> None:
         db.execute("COMMIT")
     finally:
         db.execute("PRAGMA foreign_keys = ON")
+
+
+@MIGRATIONS()
+def m004_few_shot_eval_items(db: sqlite_utils.Database) -> None:
+    """Each eval item's answer from the base model shown few-shot examples, and its scores.
+
+    NULL on items stored before: those evaluations had two systems.
+    """
+    _execute_all(
+        db,
+        """
+        ALTER TABLE eval_items ADD COLUMN few_shot_output TEXT;
+        ALTER TABLE eval_items ADD COLUMN few_shot_scores TEXT
+        """,
+    )
+
+
+_M005_EXAMPLE_PAGES = """
+ALTER TABLE examples ADD COLUMN prompt_key TEXT;
+DROP INDEX examples_queue;
+CREATE INDEX examples_counts ON examples(project_id, status, split) WHERE deleted_at IS NULL;
+CREATE INDEX examples_unanswered ON examples(project_id, confidence IS NULL, confidence)
+    WHERE deleted_at IS NULL AND json_extract(messages, '$[#-1].role') != 'assistant';
+CREATE INDEX examples_changed ON examples(project_id, updated_at) WHERE deleted_at IS NULL;
+CREATE INDEX examples_length ON examples(project_id, length(messages)) WHERE deleted_at IS NULL;
+CREATE INDEX examples_prompt ON examples(project_id, prompt_key) WHERE deleted_at IS NULL
+"""
+
+_M005_STALE_PROMPT_KEY = """
+CREATE TRIGGER examples_prompt_key_stale AFTER UPDATE OF messages ON examples
+BEGIN
+    UPDATE examples SET prompt_key = NULL WHERE id = NEW.id;
+END
+"""
+
+
+@MIGRATIONS()
+def m005_example_pages(db: sqlite_utils.Database) -> None:
+    """What the Dataset area pages, counts, sorts and flags a million examples by, in SQL.
+
+    Counts by status and split; the rows without an answer, least confident proposal first
+    (replacing ``examples_queue``, which held every row); the orders by last change and by
+    length; and ``prompt_key``, a hash of each row's prompt with case and spacing ignored, to
+    find rows that share a prompt. A row's key is cleared whenever its conversation changes,
+    by whichever writer, and the store computes missing keys (rows stored before this
+    migration, or changed since) when it next looks for shared prompts.
+    """
+    _execute_all(db, _M005_EXAMPLE_PAGES)
+    # One statement with semicolons inside, which _execute_all would split.
+    db.execute(_M005_STALE_PROMPT_KEY)

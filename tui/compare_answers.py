@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, replace
 
 from store.evals import Evaluation, PromptVote, StoredEvalItem
 from store.vocabulary import Preference
-from tui.run_text import primary_metric
+from trainer.control.eval_report import primary_metric
+from trainer.control.scoring import METRIC_LABELS
 
 SIDES = ("base", "tuned")
 """The two answers, left then right (unless blind mode swaps them)."""
@@ -130,11 +131,16 @@ def preference_summary(items: Sequence[StoredEvalItem], typed: Mapping[str, int]
 def score_summary(
     evaluation: Evaluation, items: Sequence[StoredEvalItem], typed: Mapping[str, int]
 ) -> str:
-    """``exact match 33% → 67% on 3 held-out rows``, then the votes so far."""
+    """``exact match base 0% · few-shot 33% · tuned 67% on 3 held-out rows``, then the votes
+    so far."""
     metric = primary_metric(evaluation)
-    base, tuned = evaluation.base.get(metric), evaluation.tuned.get(metric)
-    label = "JSON equal" if metric == "json_equal" else "exact match"
-    parts = [f"{label} {base or 0:.0%} → {tuned or 0:.0%} on {evaluation.n} held-out rows"]
+    systems = [("base", evaluation.base), ("few-shot", evaluation.few_shot)]
+    scores = " · ".join(
+        f"{name} {value:.0%}"
+        for name, values in [*systems, ("tuned", evaluation.tuned)]
+        if values is not None and (value := values.get(metric)) is not None
+    )
+    parts = [f"{METRIC_LABELS[metric]} {scores} on {evaluation.n} held-out rows"]
     preferences = preference_summary(items, typed)
     if preferences:
         parts.append(preferences)

@@ -16,7 +16,11 @@ class RunsRead(Message):
     """The project's completed runs and their evaluations were read."""
 
     def __init__(
-        self, project: Project, runs: Sequence[Run], evaluations: dict[int, Evaluation | None]
+        self,
+        project: Project,
+        runs: Sequence[Run],
+        evaluations: dict[int, Evaluation | None],
+        evaluating: frozenset[int],
     ) -> None:
         super().__init__()
         self.project = project
@@ -25,6 +29,8 @@ class RunsRead(Message):
         """Its completed runs, oldest first."""
         self.evaluations = evaluations
         """The latest evaluation of each, by run id."""
+        self.evaluating = evaluating
+        """The runs whose process is still evaluating them."""
 
 
 class EvaluationRead(Message):

@@ -35,6 +35,7 @@ def run_summary(
     project_chosen: bool,
     has_runs: bool,
     read_once: bool,
+    evaluating: bool = False,
 ) -> str:
     """The top line: the chosen run's scores and votes, or why there are none."""
     if not project_chosen:
@@ -43,16 +44,27 @@ def run_summary(
         if read_once:
             return "No trained run yet: start one in Train (3). Meanwhile the base model answers."
         return "Reading runs…"
+    if evaluation is None and evaluating:
+        return "This run is evaluating itself: its scores show here when they are stored."
     if evaluation is None:
         return "This run has no evaluation (it had no eval rows)."
     return score_summary(evaluation, items, typed)
 
 
-def eval_title(evaluation: Evaluation | None, *, shown: bool, blind: bool, sort: str) -> str:
+def eval_title(
+    evaluation: Evaluation | None,
+    *,
+    shown: bool,
+    blind: bool,
+    sort: str,
+    evaluating: bool = False,
+) -> str:
     """The line over the eval rows: how to use them, or why there are none (nothing when
     ``shown`` is false: no project or no run)."""
     if not shown:
         return ""
+    if evaluation is None and evaluating:
+        return "Answering the eval rows with base, few-shot and tuned…"
     if evaluation is None:
         return (
             "No evaluation for this run: runs with eval examples evaluate themselves when "

@@ -8,7 +8,12 @@ from rich.text import Text
 
 from store.evals import Evaluation
 from store.runs import Run, RunMetric
-from trainer.control.scoring import METRIC_LABELS, compared_metrics
+from trainer.control.eval_report import (
+    drift_line,
+    headline,
+    metric_rows,
+    primary_metric,
+)
 from tui.widgets.theme_colors import theme_color
 
 STATUS_STYLES = {
@@ -42,13 +47,6 @@ def format_seconds(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def primary_metric(evaluation: Evaluation) -> str:
-    """The metric a run is summed up by: JSON equality for JSON tasks, else exact match."""
-    if evaluation.tuned.get("json_equal") is not None:
-        return "json_equal"
-    return "exact_match"
-
-
 def result_cell(run: Run, evaluation: Evaluation | None, *, evaluating: bool = False) -> str:
     """The history table's summary of a run: ``0%→95%`` once evaluated, ``evaluating…`` while
     its process evaluates it, else its steps."""
@@ -63,19 +61,32 @@ def result_cell(run: Run, evaluation: Evaluation | None, *, evaluating: bool = F
 
 
 def evaluation_lines(evaluation: Evaluation) -> list[Text]:
-    """Base against tuned for each metric that applies, e.g. ``exact match  0% → 95%``."""
-    lines = [Text(f"Held-out eval on {evaluation.n} rows, base → tuned:", style="bold")]
-    width = max(len(label) for label in METRIC_LABELS.values())
-    for label, base, tuned in compared_metrics(evaluation.base, evaluation.tuned):
-        change = (tuned - base) * 100
+    """The evaluation on its primary metric (``exact match  0% → 25% → 95%``: base, base shown
+    k examples, tuned), tuned against few-shot in words (else against base), and the drift.
+    Few lines, so the Train area keeps room for the chart at 24 rows; the Compare area shows
+    every metric and table (m)."""
+    metric = primary_metric(evaluation)
+    row = next((row for row in metric_rows(evaluation) if row.metric == metric), None)
+    shots = "" if evaluation.few_shot is None else f"{evaluation.shots}-shot → "
+    lines = [Text(f"Held-out eval, {evaluation.n} rows (base → {shots}tuned):", style="bold")]
+    if row is not None:
+        few = "" if evaluation.few_shot is None else f"{_whole_percent(row.few_shot)} → "
         lines.append(
             Text.assemble(
-                f"  {label:<{width}}  {base:>6.1%} → ",
-                (f"{tuned:.1%}", "bold"),
-                f"  ({change:+.1f} pts)",
+                f"  {row.label}  {_whole_percent(row.base)} → {few}",
+                (_whole_percent(row.tuned), "bold"),
             )
         )
+    # The last sentence compares with few-shot where there is one: the bar fine-tuning must clear.
+    lines += [Text(sentence) for sentence in headline(evaluation)[-1:]]
+    drift = drift_line(evaluation)
+    if drift:
+        lines.append(Text(drift))
     return lines
+
+
+def _whole_percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
 
 
 def stats_line(metrics: list[RunMetric]) -> str:

@@ -176,7 +176,13 @@ def test_the_migrations_apply_in_order() -> None:
     db = sqlite_utils.Database(memory=True)
     MIGRATIONS.apply(db)
     applied = [row[0] for row in db.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
-    assert applied[:3] == ["m001_initial", "m002_prompt_votes", "m003_unlabeled_examples"]
+    assert applied == [
+        "m001_initial",
+        "m002_prompt_votes",
+        "m003_unlabeled_examples",
+        "m004_few_shot_eval_items",
+        "m005_example_pages",
+    ]
 
 
 def _database_at_m002() -> sqlite_utils.Database:
@@ -226,3 +232,61 @@ def test_m003_after_a_crash_before_it_was_recorded_is_not_run_twice() -> None:
     MIGRATIONS.apply(db)
     assert db.execute("SELECT count(*) FROM examples").fetchone()[0] == 2
     assert "m003_unlabeled_examples" in [m.name for m in MIGRATIONS.applied(db)]
+
+
+def test_m004_gives_eval_items_few_shot_columns_and_keeps_older_items() -> None:
+    db = sqlite_utils.Database(memory=True)
+    MIGRATIONS.apply(db, stop_before="m004_few_shot_eval_items")
+    db.execute(
+        "INSERT INTO projects (name, base_model, created_at, updated_at)"
+        " VALUES ('tickets', 'm', 't', 't')"
+    )
+    db.execute(
+        "INSERT INTO runs (project_id, status, created_at, updated_at)"
+        " VALUES (1, 'completed', 't', 't')"
+    )
+    db.execute("INSERT INTO evals (run_id, created_at) VALUES (1, 't')")
+    db.execute(
+        "INSERT INTO eval_items (eval_id, prompt, reference, base_output, tuned_output)"
+        " VALUES (1, 'q', 'a', 'x', 'a')"
+    )
+    db.conn.commit()
+    MIGRATIONS.apply(db)
+    applied = [row[0] for row in db.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
+    assert applied[3] == "m004_few_shot_eval_items"
+    row = dict(next(iter(db.query("SELECT * FROM eval_items"))))
+    assert (row["prompt"], row["tuned_output"]) == ("q", "a")
+    assert (row["few_shot_output"], row["few_shot_scores"]) == (None, None)
+
+
+def test_m005_indexes_what_the_dataset_area_asks_and_keys_prompts_later() -> None:
+    db = sqlite_utils.Database(memory=True)
+    MIGRATIONS.apply(db, stop_before="m005_example_pages")
+    db.execute(
+        "INSERT INTO projects (name, base_model, created_at, updated_at)"
+        " VALUES ('tickets', 'm', 't', 't')"
+    )
+    db.execute(
+        "INSERT INTO examples (project_id, messages, content_hash, source, status, split,"
+        " created_at, updated_at) VALUES (1, ?, 'h', 'typed', 'approved', 'train', 't', 't')",
+        ['[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]'],
+    )
+    db.conn.commit()
+    MIGRATIONS.apply(db)
+    indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {
+        "examples_counts",
+        "examples_unanswered",
+        "examples_changed",
+        "examples_length",
+        "examples_prompt",
+    } <= indexes
+    # The unanswered rows' index replaces the queue's, which held every row.
+    assert "examples_queue" not in indexes
+    # Rows from before have no key yet; any change of a conversation clears the key.
+    assert db.execute("SELECT prompt_key FROM examples").fetchone() == (None,)
+    db.execute("UPDATE examples SET prompt_key = 'k'")
+    db.execute("UPDATE examples SET status = 'rejected'")
+    assert db.execute("SELECT prompt_key FROM examples").fetchone() == ("k",)
+    db.execute("UPDATE examples SET messages = '[]', prompt_key = 'new'")
+    assert db.execute("SELECT prompt_key FROM examples").fetchone() == (None,)

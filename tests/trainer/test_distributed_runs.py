@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from safetensors.torch import load_file
 
 from store.database import open_database
 from store.examples import add_examples
+from store.paths import ensure_private_dir, home_dir
 from store.projects import Project, create_project
 from store.runs import get_run, metrics
 from tests.conftest import TinyRun, tiny_task_rows
@@ -25,6 +27,7 @@ from tests.reliability.harness import tiny_project, wait_for
 from trainer.control.distributed import Launch
 from trainer.control.jobs import plan_for_project, resume_run, start_run, stop_run
 from trainer.training.checkpoints import complete_checkpoints
+from trainer.training.hardware import MEASURED_FILENAME
 
 ADAPTER_FILE = "adapter_model.safetensors"
 TWO = Launch(processes=2)
@@ -46,11 +49,16 @@ def test_two_ranks_train_the_adapter_one_process_trains(
     project = colours_project(db, tiny_model_dir)
     # The settings of completed_tiny_run: 4 rows per step in all, 2 on each rank.
     plan = plan_for_project(db, project, {"max_steps": 6, "batch_size": 4})
+    # The precision that run measured, kept on this machine as it would be: several ranks
+    # go by it instead of measuring side by side.
+    ensure_private_dir(home_dir())
+    shutil.copy(completed_tiny_run.home / MEASURED_FILENAME, home_dir() / MEASURED_FILENAME)
     run = start_run(db, db_path, project, plan, TWO)
 
     done = wait_for(db, run.id, lambda r: r.status not in ("queued", "running"), "the end")
     log = Path(done.log_path or "").read_text()
     assert done.status == "completed", log[-3000:]
+    assert "kept in hardware.json" in log
     assert "[rank 0] Run" in log and "[rank 1] Run" in log
     assert done.config["processes"] == 2 and done.config["strategy"] == "ddp"
 

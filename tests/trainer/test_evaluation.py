@@ -1,4 +1,5 @@
-"""``tunesmith eval``: the stored result of a run, a fresh one on demand, one-line errors."""
+"""``tunesmith eval``: the stored result of a run, a fresh one on demand, one-line errors; the
+three systems, their intervals, per-label results and drift; few-shot prompts that fit."""
 
 from __future__ import annotations
 
@@ -7,16 +8,21 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from transformers import AutoTokenizer
 
 from store.database import open_database
 from store.errors import TunesmithError
-from store.evals import latest_evaluation, list_evaluations, save_evaluation
+from store.evals import evaluation_items, latest_evaluation, list_evaluations, save_evaluation
 from store.paths import ensure_private_dir
 from store.projects import create_project
 from store.runs import Run, create_run, finish_run, get_run, mark_started
 from tests.conftest import TinyRun
+from trainer.control.few_shot import Shot, choose_shots, shot_count
+from trainer.control.forgetting import drift_verdict, general_prompts
 from trainer.control.scoring import METRICS, mean_scores
 from trainer.control.snapshot import EVAL_FILE
+from trainer.eval_generation import chat_token_ids
+from trainer.evaluation import few_shot_conversation, fitted_shots
 from tui.cli import evaluate as cli_eval
 from tui.cli.main import cli
 
@@ -60,11 +66,22 @@ def test_eval_json_prints_the_stored_evaluation(
     printed = json.loads(result.stdout)
     stored = latest_evaluation(open_database(completed_tiny_run.db_path), completed_tiny_run.run_id)
     assert stored is not None
-    assert list(printed) == ["run", "n", "base", "tuned"]
+    assert list(printed) == [
+        "run",
+        "n",
+        "base",
+        "tuned",
+        "few_shot",
+        "intervals",
+        "mcnemar",
+        "labels",
+        "forgetting",
+    ]
     assert printed["run"] == completed_tiny_run.run_id
     assert printed["n"] == 4
-    for side in ("base", "tuned"):
-        assert list(printed[side]) == list(METRICS)
+    assert printed["few_shot"]["k"] == stored.shots == 16
+    for side in ("base", "tuned", "few_shot"):
+        assert [m for m in printed[side] if m != "k"] == list(METRICS)
         assert all(0.0 <= printed[side][m] <= 1.0 for m in ("exact_match", "token_f1"))
         # The colour references are plain words: the JSON metrics do not apply.
         assert printed[side]["json_valid"] is None and printed[side]["json_equal"] is None
@@ -77,11 +94,18 @@ def test_eval_table_and_items_are_safe_text(completed_tiny_run: TinyRun) -> None
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"Run {completed_tiny_run.run_id} of 'colours': 4 eval rows")
-    assert lines[1].split() == ["metric", "base", "tuned", "change"]
-    assert lines[2].startswith("exact match") and lines[2].endswith("pts")
+    assert lines[1].split() == ["metric", "base", "few-shot", "tuned", "tuned-base", "tuned-few"]
+    assert lines[2].startswith("exact match") and lines[2].endswith("]")
+    assert any(line.startswith("Few-shot: the base model shown ") for line in lines)
+    assert any(line.startswith("Forgetting: drift ") for line in lines)
+    # The colours are a few repeated words: a label task, with its per-label table.
+    assert any(
+        line.split()[:5] == ["label", "precision", "recall", "F1", "support"] for line in lines
+    )
     assert not any("JSON" in line for line in lines), "JSON metrics are not shown when unused"
     assert "[1] Name colour number 16." in lines
     assert "    reference  red" in lines
+    assert any(line.startswith("    few-shot   ") for line in lines)
     assert "\x1b" not in result.stdout
 
 
@@ -172,10 +196,110 @@ def test_eval_waits_for_a_run_still_evaluating_itself(
     result = invoke(db_path, "eval", "p", "--json")
     assert result.exit_code == 0, result.output
     assert "is evaluating itself; waiting" in result.stderr
+    # A result with base and tuned alone prints the newer keys empty.
     assert json.loads(result.stdout) == {
         "run": fake.id,
         "n": 0,
         "base": dict.fromkeys(METRICS),
         "tuned": dict.fromkeys(METRICS),
+        "few_shot": None,
+        "intervals": {},
+        "mcnemar": {},
+        "forgetting": None,
     }
     assert checks == [4242, 4242, 4242]
+
+
+def test_every_evaluation_stores_three_systems_intervals_labels_and_drift(
+    completed_tiny_run: TinyRun,
+) -> None:
+    db = open_database(completed_tiny_run.db_path)
+    evaluation = latest_evaluation(db, completed_tiny_run.run_id)
+    assert evaluation is not None and evaluation.few_shot is not None
+    # Eight colours twice each: a label task, two shots a label, all fit the tiny context.
+    assert evaluation.shots == 16
+    items = evaluation_items(db, evaluation.id)
+    assert all(item.few_shot_output is not None and item.few_shot_scores for item in items)
+    assert set(evaluation.intervals) == {
+        "base",
+        "few_shot",
+        "tuned",
+        "tuned_minus_base",
+        "tuned_minus_few_shot",
+    }
+    low, high = evaluation.intervals["tuned_minus_base"]["token_f1"]
+    assert -1.0 <= low <= high <= 1.0
+    assert set(evaluation.mcnemar) == {"tuned_vs_base", "tuned_vs_few_shot"}
+    test = evaluation.mcnemar["tuned_vs_base"]["exact_match"]
+    assert 0.0 <= test.p_value <= 1.0 and test.tuned_only + test.other_only <= 4
+    labels = evaluation.labels
+    assert labels is not None
+    assert labels.labels[:4] == ("red", "green", "blue", "black")
+    for system in ("base", "few_shot", "tuned"):
+        matrix = labels.confusion[system]
+        # Rows: the truths; columns: the labels and "other"; one row each of the 4 eval rows.
+        assert len(matrix) == 8 and all(len(row) == 9 for row in matrix)
+        assert sum(map(sum, matrix)) == 4
+    assert set(labels.per_label["red"]) == {"precision", "recall", "f1", "support"}
+    assert evaluation.forgetting is not None
+    assert evaluation.forgetting.n == len(drift_prompts())
+    assert evaluation.forgetting.verdict == drift_verdict(evaluation.forgetting.drift)
+
+
+def drift_prompts() -> list[str]:
+    return [prompt.prompt for prompt in general_prompts() if prompt.use == "drift"]
+
+
+def long_shots() -> list[Shot]:
+    """Train rows of three labels whose inputs are long enough that not all fit 512 tokens."""
+    return [
+        Shot(f"Ticket {n}: " + "the printer on floor two jams again " * 8, label)
+        for n, label in enumerate(["billing", "bug", "praise"] * 5)
+    ]
+
+
+def test_few_shot_prompts_are_spread_deterministic_and_fit_the_context(
+    tiny_model_dir: Path,
+) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    labels = ("billing", "bug", "praise")
+    prompts = [
+        [{"role": "system", "content": "Sort the ticket."}, {"role": "user", "content": text}]
+        for text in ("Ticket A: refund please.", "Ticket B: " + "it crashes " * 10)
+    ]
+    shots = fitted_shots(tokenizer, long_shots(), labels, prompts, context=512, room=32)
+    assert fitted_shots(tokenizer, long_shots(), labels, prompts, context=512, room=32) == shots
+    assert 3 <= len(shots) < shot_count(labels), "some but not all shots fit"
+    assert [shot.answer for shot in shots[:3]] == list(labels)
+    longest = prompts[1]
+    fitting = chat_token_ids(tokenizer, few_shot_conversation(shots, longest))
+    assert len(fitting) + 32 <= 512
+    one_more = choose_shots(long_shots(), labels, len(shots) + 1)
+    too_long = chat_token_ids(tokenizer, few_shot_conversation(one_more, longest))
+    assert len(too_long) + 32 > 512
+    # Without a known context every default shot is shown.
+    unbounded = fitted_shots(tokenizer, long_shots(), labels, prompts, context=None, room=32)
+    assert len(unbounded) == shot_count(labels)
+
+
+def test_a_few_shot_conversation_puts_the_shots_after_the_system_prompt() -> None:
+    shots = [Shot("q1", "a1")]
+    row = [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "reply"},
+        {"role": "user", "content": "second"},
+    ]
+    assert [m["content"] for m in few_shot_conversation(shots, row)] == [
+        "S",
+        "q1",
+        "a1",
+        "first",
+        "reply",
+        "second",
+    ]
+    assert few_shot_conversation(shots, row[1:2]) == [
+        {"role": "user", "content": "q1"},
+        {"role": "assistant", "content": "a1"},
+        {"role": "user", "content": "first"},
+    ]

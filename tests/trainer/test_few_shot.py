@@ -9,11 +9,18 @@ from trainer.control.few_shot import (
     few_shot_messages,
     shot_count,
 )
-from trainer.control.labels import match_answer, task_labels
+from trainer.control.labels import match_answer, spec_labels, task_labels
 
 
 def test_the_spec_labels_win() -> None:
     assert task_labels(["billing", " bug ", "billing"], ["anything"]) == ("billing", "bug")
+
+
+def test_the_spec_names_labels_only_for_a_label_task() -> None:
+    assert spec_labels({"output": {"kind": "labels", "labels": ["a", "b", 3]}}) == ("a", "b")
+    # A JSON task's labels are one field's values, not whole answers.
+    assert spec_labels({"output": {"kind": "json", "labels": ["a", "b"]}}) == ()
+    assert spec_labels({}) == () and spec_labels({"output": "labels"}) == ()
 
 
 def test_a_few_repeated_short_answers_are_labels_most_common_first() -> None:

@@ -14,7 +14,7 @@ from textual.widgets import Static
 from textual.worker import WorkerState
 
 from store.database import open_database
-from store.evals import EvalItem, save_evaluation
+from store.evals import EvalItem, Scores, save_evaluation
 from store.examples import NewExample, add_examples, prompt_response
 from store.paths import ensure_private_dir
 from store.projects import Project, create_project
@@ -30,6 +30,8 @@ from store.runs import (
     set_max_steps,
 )
 from store.vocabulary import RunStatus
+from trainer.control.comparison import paired_tests, score_intervals
+from trainer.control.scoring import mean_scores
 from tui.dialogs.project_picker import ProjectPickerScreen
 from tui.widgets.dataset.examples_table import ExamplesTable
 from tui.widgets.key_table import KeyTable
@@ -189,43 +191,41 @@ def finished_run(
 
 
 def evaluate(db_path: Path, run: Run) -> None:
-    """Store an evaluation of ``run``: three items, the tuned answer ahead on two of them."""
+    """Store a three-system evaluation of ``run``: three items, the tuned answer ahead of base
+    on two of them and of few-shot on one, with intervals and tests computed from them."""
+    wrong: Scores
+    right: Scores
+    half: Scores
+    wrong, right, half = (
+        {"exact_match": 0.0, "token_f1": 0.0},
+        {"exact_match": 1.0, "token_f1": 1.0},
+        {"exact_match": 0.0, "token_f1": 0.5},
+    )
     items = [
+        EvalItem(1, "Meh.", "neutral", "positive", "neutral", wrong, right, "neutral", right),
         EvalItem(
-            1,
-            "Meh.",
-            "neutral",
-            "positive",
-            "neutral",
-            {"exact_match": 0.0, "token_f1": 0.0},
-            {"exact_match": 1.0, "token_f1": 1.0},
+            2, "So good!", "positive", "positive", "negative", right, wrong, "positive", right
         ),
         EvalItem(
-            2,
-            "So good!",
-            "positive",
-            "positive",
-            "negative",
-            {"exact_match": 1.0, "token_f1": 1.0},
-            {"exact_match": 0.0, "token_f1": 0.0},
-        ),
-        EvalItem(
-            3,
-            CLICK_TEXT,
-            "[/] negative",
-            ANSI_TEXT,
-            "[/] negative",
-            {"exact_match": 0.0, "token_f1": 0.5},
-            {"exact_match": 1.0, "token_f1": 1.0},
+            3, CLICK_TEXT, "[/] negative", ANSI_TEXT, "[/] negative", half, right, "negative", half
         ),
     ]
+    per_item = {
+        "base": [item.base_scores for item in items],
+        "few_shot": [item.few_shot_scores or {} for item in items],
+        "tuned": [item.tuned_scores for item in items],
+    }
     db = open_database(db_path)
     save_evaluation(
         db,
         run.id,
         items,
-        {"exact_match": 1 / 3, "token_f1": 0.5},
-        {"exact_match": 2 / 3, "token_f1": 2 / 3},
+        mean_scores(per_item["base"]),
+        mean_scores(per_item["tuned"]),
+        few_shot=mean_scores(per_item["few_shot"]),
+        shots=2,
+        intervals=score_intervals(per_item),
+        mcnemar=paired_tests(per_item),
     )
     db.close()
 

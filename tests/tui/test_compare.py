@@ -3,6 +3,8 @@ the eval table sorts by gain, blind A/B votes are stored, a tuned answer becomes
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +161,9 @@ async def test_eval_rows_sort_by_gain_and_show_in_the_panes(evaluated: tuple[Pat
         screen = app.screen
         table = screen.query_one(EvalTable)
         assert table.has_focus
-        assert "exact match 33% → 67% on 3 held-out rows" in shown(screen, "#compare-summary")
+        assert "exact match base 33% · few-shot 67% · tuned 67% on 3 held-out rows" in shown(
+            screen, "#compare-summary"
+        )
         assert [shown_item.gain for shown_item in table.items] == [1.0, -1.0, 1.0]
         await pilot.press("o")
         assert [shown_item.stored.item.prompt for shown_item in table.items][:2] == [
@@ -177,6 +181,64 @@ async def test_eval_rows_sort_by_gain_and_show_in_the_panes(evaluated: tuple[Pat
         assert pane_text(screen, "right") == "[/] negative"
         assert CLICK_TEXT in shown(screen, "#compare-context")
         assert app.is_running
+
+
+async def test_an_evaluation_that_lands_while_compare_is_open_shows(tmp_path: Path) -> None:
+    db_path = tmp_path / "t.db"
+    project = demo_project(db_path)
+    run = finished_run(db_path, project)
+    # The run's process evaluating after saving the adapter: a live process whose command
+    # line names trainer.training.run, as the liveness check reads it.
+    evaluator = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "-m", "trainer.training.run"]
+    )
+    try:
+        db = open_database(db_path)
+        db.execute("UPDATE runs SET pid = ? WHERE id = ?", [evaluator.pid, run.id])
+        db.close()
+        app = TunesmithApp(db_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await choose(pilot, "reviews")
+            await pilot.press("4")
+            await settle(pilot)
+            screen = app.screen
+            assert "evaluating itself" in shown(screen, "#compare-summary")
+            assert "Answering the eval rows" in shown(screen, "#compare-eval-title")
+            evaluate(db_path, run)
+            await wait_until(
+                pilot,
+                lambda: "held-out rows" in shown(screen, "#compare-summary"),
+                "the evaluation",
+            )
+            await wait_until(pilot, lambda: bool(screen.query_one(EvalTable).items), "its rows")
+            assert len(screen.query_one(EvalTable).items) == 3
+    finally:
+        evaluator.kill()
+        evaluator.wait()
+
+
+async def test_m_shows_the_whole_evaluation_and_the_rows_again(
+    evaluated: tuple[Path, int],
+) -> None:
+    db_path, _ = evaluated
+    app = TunesmithApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose(pilot, "reviews")
+        await pilot.press("4")
+        await settle(pilot)
+        screen = app.screen
+        await pilot.press("m")
+        await settle(pilot)
+        report = shown(screen, "#compare-report-text")
+        assert report.splitlines()[0].split()[:4] == ["metric", "base", "few-shot", "tuned"]
+        assert "Few-shot: the base model shown 2 examples from the train split." in report
+        assert "No clear difference between tuned and base on exact match" in report
+        assert not screen.query_one(EvalTable).display
+        assert "m shows its rows again" in shown(screen, "#compare-eval-title")
+        await pilot.press("m")
+        await settle(pilot)
+        assert screen.query_one(EvalTable).display
+        assert not screen.query_one("#compare-report").display
 
 
 async def test_blind_votes_are_recorded_as_base_or_tuned(evaluated: tuple[Path, int]) -> None:
@@ -216,7 +278,7 @@ async def test_blind_votes_are_recorded_as_base_or_tuned(evaluated: tuple[Path, 
         # f is off in blind mode: it would show which answer is the tuned one.
         assert screen.check_action("fix", ()) is False
         await pilot.press("v")
-        assert [cell.plain for cell in table.get_row_at(1)][3] == "tie"
+        assert [cell.plain for cell in table.get_row_at(1)][4] == "tie"
 
 
 async def test_a_server_that_cannot_start_is_an_error_in_both_panes(

@@ -93,7 +93,7 @@ async def test_a_real_tiny_run_is_followed_live_to_its_end(
         await wait_until(
             pilot, lambda: screen.query_one("#run-results").display, "the eval results"
         )
-        assert "Held-out eval on 2 rows" in shown(screen, "#run-results")
+        assert "Held-out eval, 2 rows" in shown(screen, "#run-results")
         assert bar.progress == bar.total == 3
         assert "loss" in shown(screen, "#run-stats")
         assert "completed" in shown(screen, "#run-title")
@@ -165,7 +165,9 @@ async def test_history_lists_runs_with_results_and_errors(tmp_path: Path) -> Non
         await settle(pilot)
         assert screen.selected_run_id == completed.id
         results = shown(screen, "#run-results")
-        assert "exact match" in results and "33.3% → 66.7%  (+33.3 pts)" in results
+        assert "Held-out eval, 3 rows (base → 2-shot → tuned):" in results
+        assert "exact match  33% → 67% → 67%" in results
+        assert "No clear difference between tuned and few-shot on exact match" in results
         assert "loss 0.3333 · eval loss 0.4167 · 250 tok/s · ETA 0s" in shown(screen, "#run-stats")
 
 

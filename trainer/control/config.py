@@ -19,7 +19,8 @@ class RunConfig:
     """How one run trains; every field has a default chosen from the data.
 
     A field's metadata holds its ``help`` and, for a setting a person may type, the bounds a
-    typed value must keep: ``min`` (above it, for a number with a fraction) and ``max``.
+    typed value must keep: ``min`` (above it, for a number with a fraction, unless
+    ``min_included``) and ``max``.
     """
 
     epochs: int = field(metadata={"help": "Passes over the training rows.", "min": 1, "max": 1000})
@@ -51,6 +52,18 @@ class RunConfig:
     qlora: bool = field(default=False, metadata={"help": "4-bit base model (CUDA only)."})
     keep_checkpoints: int = field(default=2, metadata={"help": "Complete checkpoints kept."})
     seed: int = field(default=0, metadata={"help": "Random seed."})
+    replay: float = field(
+        default=0.0,
+        metadata={
+            "help": (
+                "Share of the training rows that are the base model's own answers to general "
+                "prompts, against forgetting (0: none)."
+            ),
+            "min": 0.0,
+            "max": 0.9,
+            "min_included": True,
+        },
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """The config as JSON-ready values."""
@@ -93,7 +106,8 @@ def check_setting(name: str, value: object) -> None:
         return
     low, high = metadata["min"], metadata.get("max")
     if _FIELDS[name].type == "float":
-        fits = isinstance(value, int | float) and not isinstance(value, bool) and low < value
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        fits = number and (low <= value if metadata.get("min_included") else low < value)
     else:
         fits = isinstance(value, int) and not isinstance(value, bool) and low <= value
     if not fits or (high is not None and value > high):
@@ -162,6 +176,10 @@ def plan_run(n_train: int, n_eval: int, overrides: dict[str, Any] | None = None)
         "stops improving twice in a row"
         if n_eval
         else "no eval rows, so no eval loss and no early stopping"
+    )
+    reasons["replay"] = (
+        "none: your rows alone; if the evaluation reports drift, 0.2 mixes in the base "
+        "model's own answers to general prompts"
     )
     warmup_steps = max(0, math.ceil(max_steps * 0.05))
     reasons["warmup_steps"] = f"{warmup_steps}: 5% of the steps warm the rate up"

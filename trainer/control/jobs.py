@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import sqlite_utils
 
 from store.errors import InputError
-from store.examples import list_examples
+from store.examples import ExampleRows
 from store.paths import ensure_private_dir, home_dir, runs_dir
 from store.projects import Project
 from store.runs import (
@@ -63,10 +64,13 @@ def plan_for_project(
         raise InputError(str(error)) from error
 
 
-def approved_rows(db: sqlite_utils.Database, project: Project) -> tuple[list[Any], list[Any]]:
-    """The project's approved train-split and eval-split examples."""
-    approved = [e for e in list_examples(db, project.id) if e.status == "approved"]
-    return [e for e in approved if e.split == "train"], [e for e in approved if e.split == "eval"]
+def approved_rows(db: sqlite_utils.Database, project: Project) -> tuple[ExampleRows, ExampleRows]:
+    """The project's approved train-split and eval-split examples, counted and read from the
+    store when asked (a run's snapshot writes a million of them one at a time)."""
+    return (
+        ExampleRows(db, project.id, "approved", "train"),
+        ExampleRows(db, project.id, "approved", "eval"),
+    )
 
 
 def start_run(
@@ -216,6 +220,22 @@ def is_run_process_alive(pid: int) -> bool:
     # A zombie has already exited; a reused pid runs some other program. The command line
     # reads empty for a moment while a just-started process is still exec-ing.
     return state != "Z" and (not command or _is_run_command(command))
+
+
+def evaluating_runs(
+    runs: Iterable[Run], evaluations: Mapping[int, object | None]
+) -> frozenset[int]:
+    """The completed runs of ``evaluations`` with none stored yet whose process still runs:
+    a run is completed once its adapter is saved, and its process then evaluates it."""
+    return frozenset(
+        run.id
+        for run in runs
+        if run.status == "completed"
+        and run.id in evaluations
+        and evaluations[run.id] is None
+        and run.pid is not None
+        and is_run_process_alive(run.pid)
+    )
 
 
 def _is_run_command(command: bytes) -> bool:

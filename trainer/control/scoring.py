@@ -111,18 +111,6 @@ def mean_scores(items: Iterable[dict[str, float | None]]) -> dict[str, float | N
     }
 
 
-def compared_metrics(
-    base: dict[str, float | None], tuned: dict[str, float | None]
-) -> list[tuple[str, float, float]]:
-    """(label, base, tuned) for each metric that applies to both sides, in display order."""
-    rows = []
-    for metric in METRICS:
-        base_value, tuned_value = base.get(metric), tuned.get(metric)
-        if base_value is not None and tuned_value is not None:
-            rows.append((METRIC_LABELS[metric], base_value, tuned_value))
-    return rows
-
-
 def json_field_accuracy(answers: Sequence[str], references: Sequence[str]) -> dict[str, float]:
     """For each top-level field of the references that are JSON objects, the share of those
     rows whose answer is a JSON object holding an equal value there, in first-seen field order.

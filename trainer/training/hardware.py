@@ -1,18 +1,47 @@
-"""What the machine offers training: bf16 support and the fastest thread count, measured."""
+"""What the machine offers training: the precision and thread count that are fastest, measured.
+
+On a CPU, bf16 is fastest on some machines (AMX, and AMD's EPYC with avx512_bf16: 2-4x fp32)
+and slowest on others (Intel Xeons with avx512_bf16 but no AMX: about half of fp32), and no
+flag tells which. So the first run of a model shape on a machine times the work a training
+step is made of in both precisions and keeps the result under the tunesmith home.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import math
 import os
+import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 import torch
 
-CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-"""CPU features that make bf16 autocast faster than fp32 (2.2x measured on such a CPU)."""
+from store.atomic import write_atomically
+from store.paths import ensure_private_dir, home_dir
+
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+"""CPU features (x86's, and ARM's ``bf16``) without which bf16 is emulated: fp32 then wins
+without a measurement."""
+MEASURED_FILENAME = "hardware.json"
+"""The measurements kept under the tunesmith home, one per CPU model, torch version and shape."""
+MEASURED_TOKENS = 512
+"""Rows of the measured matmuls: a training batch is hundreds to thousands of tokens."""
+MEASURED_DIMENSION_LIMIT = 2048
+"""Largest hidden or intermediate size measured: past it the rate per FLOP no longer changes,
+and a 1.5B model's full shape would take seconds."""
+MEASURE_REPEATS = 5
+"""Timed passes per precision; the fastest counts, since load only ever slows a pass down."""
+MEASURE_SECONDS = 1.0
+"""After this long, no more repeats start (two always run): a large shape on a slow or busy CPU
+must not hold a run's start for long."""
+BF16_MARGIN = 1.1
+"""How much faster bf16 must measure to be chosen: fp32 rounds less, so a tie or noise keeps it."""
 
 
 @dataclass(frozen=True)
@@ -24,27 +53,217 @@ class Precision:
     reason: str
 
 
+@dataclass(frozen=True)
+class MatmulShape:
+    """Training-shaped work: ``tokens`` rows through one block's MLP, forward and backward."""
+
+    tokens: int
+    hidden: int
+    intermediate: int
+
+    @classmethod
+    def of_model(cls, config: Any) -> MatmulShape:
+        """The measured shape of a model (its MLP, capped at ``MEASURED_DIMENSION_LIMIT``)."""
+        text = config.get_text_config()
+        hidden = int(text.hidden_size)
+        intermediate = int(getattr(text, "intermediate_size", None) or 4 * hidden)
+        return cls(
+            tokens=MEASURED_TOKENS,
+            hidden=min(hidden, MEASURED_DIMENSION_LIMIT),
+            intermediate=min(intermediate, MEASURED_DIMENSION_LIMIT),
+        )
+
+    @property
+    def flops(self) -> int:
+        """FLOPs of one pass: two matmuls forward and their input gradients backward.
+
+        Frozen weights need no weight gradient, so this is LoRA's 4 FLOPs per weight and token.
+        """
+        return 4 * 2 * self.tokens * self.hidden * self.intermediate
+
+    def __str__(self) -> str:
+        return f"{self.tokens}x{self.hidden}x{self.intermediate}"
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Training-shaped matmul rates measured in each precision, in GFLOP/s."""
+
+    fp32: float
+    bf16: float
+
+    @property
+    def best(self) -> float:
+        """The faster of the two."""
+        return max(self.fp32, self.bf16)
+
+
 def cpu_flags() -> set[str]:
-    """The CPU feature flags Linux reports (empty elsewhere)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        return set()
-    for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
+    """The CPU feature flags Linux reports (x86 ``flags``, ARM ``Features``; empty elsewhere)."""
+    for key, value in _cpuinfo():
+        if key in ("flags", "Features"):
+            return set(value.split())
     return set()
 
 
-def choose_precision(device: str) -> Precision:
-    """bf16 where the hardware computes it natively, else fp32."""
+def cpu_model() -> str:
+    """The CPU's model name, as Linux reports it, else as Python's platform module does."""
+    for key, value in _cpuinfo():
+        if key == "model name":
+            return value
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _cpuinfo() -> list[tuple[str, str]]:
+    """The ``key: value`` lines of the first CPU in ``/proc/cpuinfo`` (none off Linux)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        return []
+    lines = []
+    for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            break
+        key, _, value = line.partition(":")
+        lines.append((key.strip(), value.strip()))
+    return lines
+
+
+def measure_throughput(shape: MatmulShape, *, repeats: int = MEASURE_REPEATS) -> Throughput:
+    """Time ``shape``'s pass in fp32 and under bf16 autocast, at torch's current thread count.
+
+    bf16 runs as a LoRA run does: frozen weights stored in bf16, inputs cast by autocast. The
+    passes alternate, so a busy machine slows both alike, and each precision's fastest of
+    ``repeats`` (fewer past ``MEASURE_SECONDS``) counts.
+    """
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(shape.tokens, shape.hidden, generator=generator)
+    up = torch.randn(shape.intermediate, shape.hidden, generator=generator) / shape.hidden**0.5
+    down = torch.randn(shape.hidden, shape.intermediate, generator=generator)
+    down /= shape.intermediate**0.5
+    weights = {False: (up, down), True: (up.bfloat16(), down.bfloat16())}
+    fastest = dict.fromkeys(weights, math.inf)
+    # The first pass of each precision picks and compiles its kernels: not timed.
+    for bf16, (up_weight, down_weight) in weights.items():
+        _training_pass(inputs, up_weight, down_weight, bf16=bf16)
+    began = time.perf_counter()
+    for repeat in range(repeats):
+        if repeat >= 2 and time.perf_counter() - began > MEASURE_SECONDS:
+            break
+        for bf16, (up_weight, down_weight) in weights.items():
+            start = time.perf_counter()
+            _training_pass(inputs, up_weight, down_weight, bf16=bf16)
+            fastest[bf16] = min(fastest[bf16], time.perf_counter() - start)
+    return Throughput(
+        fp32=shape.flops / fastest[False] / 1e9, bf16=shape.flops / fastest[True] / 1e9
+    )
+
+
+def _training_pass(
+    inputs: torch.Tensor, up: torch.Tensor, down: torch.Tensor, *, bf16: bool
+) -> None:
+    """Forward through ``up`` and ``down``, then the gradient of the inputs only."""
+    rows = inputs.detach().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        outputs = torch.nn.functional.linear(torch.nn.functional.linear(rows, up), down)
+    torch.autograd.grad(outputs.sum(), rows)
+
+
+def choose_precision(
+    device: str,
+    shape: MatmulShape,
+    *,
+    on_status: Callable[[str], None],
+    alone: bool = True,
+    measure: Callable[[MatmulShape], Throughput] = measure_throughput,
+) -> Precision:
+    """bf16 where it trains faster than fp32 on this machine, else fp32.
+
+    A CUDA GPU keeps bf16 where it supports it. A CPU with bf16 instructions is measured once
+    per CPU model, torch version and ``shape`` (``measure``), and the result kept under the
+    tunesmith home; ``on_status`` hears what went wrong with that file. ``alone`` is false
+    for one of several ranks: measured side by side they could disagree, so they go by the
+    measurement kept by an earlier run on this machine, else by the CPU's flags.
+    """
     if device == "cuda":
         if torch.cuda.is_bf16_supported():
             return Precision("bf16", True, "the GPU computes bf16 natively")
         return Precision("fp32", False, "this GPU has no bf16")
-    native = sorted(set(CPU_BF16_FLAGS) & cpu_flags())
-    if native:
-        return Precision("bf16", True, f"the CPU has {', '.join(native)}")
-    return Precision("fp32", False, "the CPU has no native bf16 (avx512_bf16 or amx_bf16)")
+    flags = cpu_flags()
+    native = sorted(set(CPU_BF16_FLAGS) & flags)
+    if flags and not native:
+        return Precision("fp32", False, "the CPU has no bf16 instructions (avx512_bf16, amx_bf16)")
+    path = home_dir() / MEASURED_FILENAME
+    key = f"{cpu_model()} | torch {torch.__version__} | {shape}"
+    kept = _read_measurements(path, on_status)
+    entry = kept.get(key)
+    if entry is not None:
+        throughput = _kept_throughput(entry)
+        if throughput is not None:
+            return _precision_of(throughput, f"measured {entry['measured']}, kept in {path.name}")
+        on_status(
+            f"Warning: ignoring the measurement for {key!r} in {path}: not two rates and a date"
+        )
+    if not alone:
+        if native:
+            return Precision("bf16", True, f"the CPU has {', '.join(native)} (several ranks)")
+        return Precision("fp32", False, "the CPU's bf16 support is unknown (several ranks)")
+    throughput = measure(shape)
+    kept[key] = {
+        "fp32_gflops": round(throughput.fp32, 1),
+        "bf16_gflops": round(throughput.bf16, 1),
+        "measured": date.today().isoformat(),
+    }
+    try:
+        ensure_private_dir(path.parent)
+        write_atomically(path, json.dumps(kept, indent=2, sort_keys=True) + "\n")
+    except OSError as error:
+        on_status(f"Could not keep the precision measurement in {path}: {error.strerror or error}")
+    return _precision_of(throughput, "measured now")
+
+
+def _precision_of(throughput: Throughput, when: str) -> Precision:
+    """The precision that ``throughput`` calls for, with its figures as the reason."""
+    fp32, bf16 = f"{throughput.fp32:.0f}", f"{throughput.bf16:.0f}"
+    if throughput.bf16 >= BF16_MARGIN * throughput.fp32:
+        return Precision("bf16", True, f"{bf16} vs {fp32} GFLOP/s measured for fp32 ({when})")
+    close = " (bf16 not 10% faster: fp32 rounds less)" if throughput.bf16 > throughput.fp32 else ""
+    return Precision("fp32", False, f"{fp32} vs {bf16} GFLOP/s measured for bf16{close} ({when})")
+
+
+def _read_measurements(path: Path, on_status: Callable[[str], None]) -> dict[str, Any]:
+    """The kept measurements by machine; a file that cannot be used is ignored, with a warning."""
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    except OSError as error:
+        on_status(f"Warning: ignoring {path}: {error.strerror or error}; measuring again")
+        return {}
+    except UnicodeDecodeError:
+        on_status(f"Warning: ignoring {path}: not UTF-8 text; measuring again")
+        return {}
+    except json.JSONDecodeError as error:
+        on_status(f"Warning: ignoring {path}: not JSON at line {error.lineno}; measuring again")
+        return {}
+    if not isinstance(kept, dict):
+        on_status(f"Warning: ignoring {path}: not a JSON object; measuring again")
+        return {}
+    return kept
+
+
+def _kept_throughput(entry: object) -> Throughput | None:
+    """The rates of a kept entry, or None where it is not two positive rates and a date."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("measured"), str):
+        return None
+    rates = []
+    for name in ("fp32_gflops", "bf16_gflops"):
+        rate = entry.get(name)
+        if isinstance(rate, bool) or not isinstance(rate, int | float):
+            return None
+        if not (0 < rate < math.inf):
+            return None
+        rates.append(float(rate))
+    return Throughput(fp32=rates[0], bf16=rates[1])
 
 
 def choose_threads() -> int:

@@ -17,6 +17,7 @@ import traceback
 import warnings
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 from datasets import Dataset
@@ -38,9 +39,12 @@ from trainer.control.distributed import (
     report_rank_failure,
     strategy_arguments,
 )
+from trainer.control.forgetting import answers_for, general_prompts
 from trainer.control.snapshot import EVAL_FILE, TRAIN_FILE, read_snapshot_rows
+from trainer.eval_generation import general_answers
 from trainer.evaluation import evaluate_run
 from trainer.models import load_base_model
+from trainer.serving.inference import ModelPool
 from trainer.training.arguments import (
     lora_config,
     prepare_model,
@@ -57,9 +61,15 @@ from trainer.training.data import (
     LENGTH_MARGIN,
     check_end_of_turn_is_trained,
     longest_row,
+    replay_rows,
     to_prompt_completion,
 )
-from trainer.training.hardware import choose_precision, choose_speedups, choose_threads
+from trainer.training.hardware import (
+    MatmulShape,
+    choose_precision,
+    choose_speedups,
+    choose_threads,
+)
 from trainer.training.quantized import load_4bit_model
 from trainer.training.reporting import TrainingFailed, log, log_failure
 
@@ -133,12 +143,35 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         threads = torch.get_num_threads()
     else:
         threads = choose_threads() if device == "cpu" else torch.get_num_threads()
-    precision = choose_precision(device)
-    log(f"Device {device}, {threads} threads, {precision.name}: {precision.reason}")
     if config.qlora:
         model, tokenizer = load_4bit_model(project.base_model, device)
     else:
         model, tokenizer = load_base_model(project.base_model, on_status=log)
+    shape = MatmulShape.of_model(model.config)
+    precision = choose_precision(device, shape, on_status=log, alone=rank.world_size == 1)
+    log(f"Device {device}, {threads} threads, {precision.name}: {precision.reason}")
+    if config.replay:
+        if device == "cuda" and not config.qlora:
+            # Answered on the GPU that will train; Module.to() is mistyped by transformers.
+            movable: Any = model
+            movable.to(torch.device("cuda", rank.local_rank))
+        prompts = general_prompts()
+        # Every rank builds the same rows; rank 0 alone records answers it had to make.
+        answers = general_answers(
+            ModelPool(model, tokenizer),
+            project.base_model,
+            prompts,
+            record=rank.is_zero,
+            on_status=log,
+        )
+        replay = replay_rows(
+            answers_for(prompts, answers, "replay"), len(train_rows), config.replay
+        )
+        log(
+            f"Replay: {len(replay)} rows of the base model's own answers to general prompts "
+            f"({len(replay)} of {len(train_rows) + len(replay)} rows)"
+        )
+        train_rows = train_rows + replay
     speed = choose_speedups(
         device,
         bf16=precision.bf16,

@@ -199,6 +199,7 @@ def _bounded(ctx: click.Context, param: click.Parameter, value: float | None) ->
 @click.option("--batch-size", type=int, callback=_bounded, help=setting_help("batch_size"))
 @click.option("--max-steps", type=int, callback=_bounded, help=setting_help("max_steps"))
 @click.option("--save-every", type=int, callback=_bounded, help=setting_help("save_every"))
+@click.option("--replay", type=float, callback=_bounded, help=setting_help("replay"))
 @click.option("--full", is_flag=True, default=None, help="Full fine-tune instead of LoRA.")
 @click.option("--qlora", is_flag=True, default=None, help="4-bit base model (CUDA only).")
 @click.option("--detach", is_flag=True, help="Start the run and return at once.")

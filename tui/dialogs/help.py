@@ -40,6 +40,8 @@ AREA_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
         ("e  t", "edit turns and tags, move between train and eval"),
         ("d  u", "delete, undo the last change"),
         ("/  i", "filter the rows (Esc clears), import a file"),
+        ("o", "order: oldest, newest, last changed or longest first"),
+        ("Home End", "the first or last row (pages of rows are read as you move)"),
         ("ctrl+r g", "read again; a model proposes answers (g again stops)"),
         ("l", "label the rows without an answer, least sure first:"),
         ("", "  a/Enter accept, 1-9 a label, e correct, s skip, Esc back"),
@@ -57,6 +59,7 @@ AREA_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
         ("o", "sort eval rows: tuned ahead, base ahead"),
         ("f", "fix the tuned answer into a new example"),
         ("v", "blind A/B; then a, b or = records a vote"),
+        ("m", "the whole evaluation: every metric, per label or field"),
     ),
 }
 """The keys of each area (by mode name), listed after the general ones."""

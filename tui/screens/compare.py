@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.text import Text
 from textual import on, work
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import DataTable, Select, Static
@@ -28,6 +29,8 @@ from store.examples import NewExample, add_examples
 from store.projects import Project
 from store.runs import Run, list_runs
 from store.vocabulary import Preference
+from trainer.control.eval_report import report_lines
+from trainer.control.jobs import evaluating_runs
 from trainer.control.launch import BASE_MODEL_NAME, run_model_name
 from tui.compare_answers import (
     BlindSides,
@@ -62,6 +65,9 @@ from tui.widgets.compare.prompt_box import PromptBox
 if TYPE_CHECKING:
     import sqlite_utils
 
+EVALUATING_POLL_SECONDS = 1.0
+"""How often the area reads again while the shown run evaluates itself."""
+
 
 class CompareScreen(AreaScreen):
     """Ask base and tuned the same prompt; read and vote on the chosen run's evaluation."""
@@ -74,6 +80,12 @@ class CompareScreen(AreaScreen):
         Binding("v", "blind", "Blind A/B", tooltip="Hide which answer is which, and vote"),
         Binding("o", "sort", "Sort", tooltip="Sort the eval rows by where tuned and base differ"),
         Binding("f", "fix", "Fix → example", tooltip="Correct the tuned answer into an example"),
+        Binding(
+            "m",
+            "report",
+            "Report",
+            tooltip="The whole evaluation: leads with intervals, per-label or per-field tables",
+        ),
         Binding("a", "vote('a')", "A better", tooltip="Record that answer A is better"),
         Binding("b", "vote('b')", "B better", tooltip="Record that answer B is better"),
         Binding("equals_sign", "vote('tie')", "Tie", key_display="=", tooltip="Record a tie"),
@@ -91,6 +103,9 @@ class CompareScreen(AreaScreen):
     sort: reactive[str] = reactive(SORTS[0])
     """The order of the eval rows (one of ``SORTS``)."""
 
+    report: reactive[bool] = reactive(False)
+    """Whether the lower part shows the evaluation's report instead of its rows."""
+
     def __init__(self, database: sqlite_utils.Database) -> None:
         super().__init__(database)
         self._evaluations: dict[int, Evaluation | None] = {}
@@ -101,6 +116,7 @@ class CompareScreen(AreaScreen):
         self._requests = 0
         self._blind_sides = BlindSides()
         self._read_once = False
+        self._evaluating: frozenset[int] = frozenset()
 
     def compose_area(self) -> Iterable[Widget]:
         with Horizontal(id="compare-top"):
@@ -112,6 +128,8 @@ class CompareScreen(AreaScreen):
         with Vertical(id="compare-eval"):
             yield Static(id="compare-eval-title", markup=False)
             yield EvalTable(id="compare-items")
+            with VerticalScroll(id="compare-report"):
+                yield Static(id="compare-report-text", markup=False)
 
     def on_mount(self) -> None:
         self.watch(self.app, "compare_run_id", self._run_requested)
@@ -149,7 +167,7 @@ class CompareScreen(AreaScreen):
         with services(self).database() as database:
             runs = [run for run in list_runs(database, project.id) if run.status == "completed"]
             evaluations = {run.id: latest_evaluation(database, run.id) for run in runs}
-        self.post_message(RunsRead(project, runs, evaluations))
+        self.post_message(RunsRead(project, runs, evaluations, evaluating_runs(runs, evaluations)))
 
     @on(RunsRead)
     def _runs_read(self, message: RunsRead) -> None:
@@ -157,6 +175,10 @@ class CompareScreen(AreaScreen):
             return
         self._read_once = True
         self._evaluations = message.evaluations
+        self._evaluating = message.evaluating
+        if message.evaluating:
+            # Opened while a run evaluates itself: read again until its evaluation lands.
+            self.set_timer(EVALUATING_POLL_SECONDS, lambda: self._read_again(message.project))
         self.runs = message.runs
         wanted = getattr(self.app, "compare_run_id", None)
         ids = [run.id for run in message.runs]
@@ -164,9 +186,18 @@ class CompareScreen(AreaScreen):
             self.run_id = wanted
         elif self.run_id not in ids:
             self.run_id = ids[-1] if ids else None
+        evaluation = self._evaluations.get(self.run_id) if self.run_id is not None else None
+        if evaluation is not None and self.run_id is not None and not self._items:
+            # An evaluation that landed since the last read: the run is the same one, so
+            # watch_run_id does not read its rows.
+            self._read_items(self.run_id, evaluation.id)
         self._show_runs()
         self._show_items()
         self._show_panes()
+
+    def _read_again(self, project: Project) -> None:
+        if self.project is not None and self.project.id == project.id and self.is_active:
+            self._read_runs(project)
 
     def watch_run_id(self, run_id: int | None) -> None:
         self._items = ()
@@ -222,6 +253,7 @@ class CompareScreen(AreaScreen):
             project_chosen=self.project is not None,
             has_runs=bool(self.runs),
             read_once=self._read_once,
+            evaluating=self.run_id in self._evaluating,
         )
         self.query_one("#compare-summary", Static).update(line)
 
@@ -229,9 +261,26 @@ class CompareScreen(AreaScreen):
         table = self.query_one(EvalTable)
         title = self.query_one("#compare-eval-title", Static)
         evaluation = self._evaluations.get(self.run_id) if self.run_id is not None else None
+        report = self.query_one("#compare-report")
+        report.display = self.report and evaluation is not None and not self.blind
+        if report.display and evaluation is not None:
+            title.update(f"Evaluation of run {self.run_id}; m shows its rows again")
+            # Text: labels and field names come from the dataset.
+            lines = report_lines(evaluation)
+            self.query_one("#compare-report-text", Static).update(Text("\n".join(lines)))
+            table.display = False
+            return
         table.display = bool(self._items)
         shown = self.project is not None and bool(self.runs)
-        title.update(eval_title(evaluation, shown=shown, blind=self.blind, sort=self.sort))
+        title.update(
+            eval_title(
+                evaluation,
+                shown=shown,
+                blind=self.blind,
+                sort=self.sort,
+                evaluating=self.run_id in self._evaluating,
+            )
+        )
         if self._items:
             items = shown_items(self._items, evaluation, self.sort, self._blind_sides.tuned_is_a)
             table.show_items(items, blind=self.blind)
@@ -330,6 +379,9 @@ class CompareScreen(AreaScreen):
             return bool(self._items) and not prompt_focused
         if action == "sort":
             return bool(self._items) and not self.blind and not prompt_focused
+        if action == "report":
+            has_evaluation = self.run_id is not None and bool(self._evaluations.get(self.run_id))
+            return has_evaluation and not self.blind and not prompt_focused
         if action == "fix":
             return not self.blind and not prompt_focused and self._fixable() is not None
         return True
@@ -351,6 +403,14 @@ class CompareScreen(AreaScreen):
         self.blind = not self.blind
         if self.blind:
             self.query_one(EvalTable).focus()
+
+    def action_report(self) -> None:
+        """Show the whole evaluation instead of its rows, or the rows again."""
+        self.report = not self.report
+        self._show_items()
+        target = self.query_one("#compare-report") if self.report else self.query_one(EvalTable)
+        if target.display:
+            target.focus()
 
     def action_sort(self) -> None:
         """Show the eval rows in the next order: as evaluated, tuned ahead, base ahead."""

@@ -19,7 +19,7 @@ from store.runs import RESUMABLE_STATUSES, Run, RunMetric, list_runs, metrics
 from trainer.control.distributed import Launch
 from trainer.control.jobs import (
     approved_rows,
-    is_run_process_alive,
+    evaluating_runs,
     plan_for_project,
     refresh_runs,
     resume_run,
@@ -214,15 +214,7 @@ class TrainScreen(AreaScreen):
                 for run in runs
                 if run.status == "completed" and run.id not in known
             }
-            # A run is completed once its adapter is saved; its process then evaluates it.
-            evaluating = frozenset(
-                run.id
-                for run in runs
-                if run.id in evaluations
-                and evaluations[run.id] is None
-                and run.pid is not None
-                and is_run_process_alive(run.pid)
-            )
+            evaluating = evaluating_runs(runs, evaluations)
             if run_id is None and runs:
                 run_id = runs[-1].id
             new_metrics = metrics(database, run_id, after_id=after_row) if run_id else []

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from store.evals import Evaluation, StoredEvalItem
-from tui.run_text import primary_metric
+from trainer.control.eval_report import primary_metric
 from tui.text import plain
 from tui.widgets.key_table import KeyTable
 
@@ -31,6 +31,7 @@ class ShownItem:
     base_score: float | None
     tuned_score: float | None
     tuned_is_a: bool
+    few_shot_score: float | None = None
 
     @property
     def gain(self) -> float:
@@ -63,6 +64,11 @@ def shown_items(
             stored.item.base_scores.get(metric),
             stored.item.tuned_scores.get(metric),
             tuned_is_a=tuned_is_a(stored.id),
+            few_shot_score=(
+                stored.item.few_shot_scores.get(metric)
+                if stored.item.few_shot_scores is not None
+                else None
+            ),
         )
         for number, stored in enumerate(items, start=1)
     ]
@@ -116,7 +122,7 @@ class EvalTable(KeyTable):
         # Besides the text columns: the number, scores or vote, and two cells of padding each.
         if self._blind:
             return max(8, (available - 3 - 4 - 5 * 2) // 3)
-        return max(8, (available - 3 - 4 - 5 - 5 - 8 * 2) // 4)
+        return max(8, (available - 3 - 4 - 4 - 5 - 5 - 9 * 2) // 4)
 
     def show_items(self, items: Sequence[ShownItem], *, blind: bool) -> None:
         """Replace the rows, keeping the cursor on the same item where possible."""
@@ -133,6 +139,7 @@ class EvalTable(KeyTable):
             self.add_column("vote", key="vote")
         else:
             self.add_column("base", key="base")
+            self.add_column("few", key="few_shot")
             self.add_column("tuned", key="tuned")
             self.add_column("pref", key="pref")
             self.add_column("prompt", key="prompt", width=width)
@@ -154,6 +161,7 @@ class EvalTable(KeyTable):
                 cells = [
                     number,
                     _score(shown.base_score),
+                    _score(shown.few_shot_score),
                     _score(shown.tuned_score),
                     Text(shown.stored.preference or ""),
                     *(
