@@ -108,6 +108,7 @@ def test_merged_export_loads_with_transformers_alone(
         completed_tiny_run.run_id,
         target,
         merged=True,
+        dtype="f32",
         on_status=quiet,
     )
     assert result.kind == "merged"
@@ -119,6 +120,45 @@ def test_merged_export_loads_with_transformers_alone(
     torch.testing.assert_close(logits(merged, tiny_model_dir), expected, atol=1e-4, rtol=1e-4)
     card = (target / "README.md").read_text(encoding="utf-8")
     assert "library_name: transformers" in card and "merged into its weights" in card
+
+
+def test_a_merged_export_is_bf16_unless_asked(completed_tiny_run: TinyRun, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    result = invoke(
+        completed_tiny_run.db_path,
+        "export",
+        str(completed_tiny_run.run_id),
+        str(tmp_path / "merged"),
+        "--merged",
+    )
+    assert result.exit_code == 0, result.output
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert merged.dtype == torch.bfloat16
+    parameters = sum(parameter.numel() for parameter in merged.parameters())
+    weights = (tmp_path / "merged" / "model.safetensors").stat().st_size
+    assert weights == pytest.approx(2 * parameters, rel=0.01)
+
+
+def test_the_model_card_names_no_path_of_this_machine(
+    completed_tiny_run: TinyRun, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    run_id = completed_tiny_run.run_id
+    ways: list[tuple[str, dict[str, Any]]] = [
+        ("adapter", {}),
+        ("merged", {"merged": True}),
+        ("gguf", {"gguf": "f16"}),
+    ]
+    for name, options in ways:
+        target = tmp_path / "exports" / name
+        export_run(completed_tiny_run.db_path, run_id, target, on_status=quiet, **options)
+        card = (target / "README.md").read_text(encoding="utf-8")
+        modelfile = target / "Modelfile"
+        for text in (card, modelfile.read_text() if modelfile.exists() else ""):
+            assert str(tmp_path) not in text and str(tiny_model_dir.parent) not in text
+            assert str(completed_tiny_run.home) not in text and str(Path.home()) not in text
+        assert f"- Project base model: `{tiny_model_dir.name}`" in card
+        assert f"from_pretrained({name!r}" in card and ")  # this folder\n" in card
 
 
 def test_a_non_empty_folder_is_replaced_only_with_force(
@@ -220,3 +260,12 @@ def test_a_full_fine_tune_exports_as_the_model_itself(tiny_model_dir: Path, tmp_
     assert_only_safe_files(tmp_path / "out")
     card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
     assert "fully fine-tuned" in card and "Be brief." in card and "f" * 64 in card
+
+    with pytest.raises(InputError, match="is a full fine-tune and has no adapter"):
+        export_run(db_path, run.id, tmp_path / "lora", gguf_adapter=True, on_status=quiet)
+    (model_dir / "training_args.bin").unlink()  # loading refuses pickles; copying leaves them
+    as_gguf = export_run(db_path, run.id, tmp_path / "gguf", gguf="f16", on_status=quiet)
+    assert (as_gguf.kind, as_gguf.format) == ("full", "gguf")
+    assert f"full-run{run.id}-f16.gguf" in as_gguf.files
+    modelfile = (tmp_path / "gguf" / "Modelfile").read_text(encoding="utf-8")
+    assert 'SYSTEM """Be brief."""' in modelfile

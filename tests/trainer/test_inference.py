@@ -1,10 +1,14 @@
-"""The model pool: base and adapters on one copy of the weights, cancelling, reused prefixes."""
+"""The model pool: base and adapters on one copy of the weights, cancelling, reused prefixes,
+several choices, and log probabilities that are the model's own."""
 
 from __future__ import annotations
 
 import pytest
 
+from tests.trainer.one_thread import one_torch_thread
 from trainer.serving.inference import ModelPool, UnknownModelError, shared_prefix
+
+pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
 
 HELLO = [{"role": "user", "content": "Say hello."}]
 COLOUR_PROMPT = [{"role": "user", "content": "Name colour number 3."}]
@@ -18,7 +22,7 @@ def test_cancelled_generation_stops_early(pool: ModelPool) -> None:
     generation.cancel()
     rest = list(generation)
 
-    assert first
+    assert first.text
     assert generation.completion_tokens < 50
     assert len(rest) < 50
     # The lock is free again: a new answer runs to its end.
@@ -81,3 +85,46 @@ def test_shared_prefix_counts_leading_tokens_in_common() -> None:
     assert shared_prefix(torch.tensor([1, 2, 3, 4]), torch.tensor([1, 2, 9])) == 2
     assert shared_prefix(torch.tensor([1, 2]), torch.tensor([1, 2, 3])) == 2
     assert shared_prefix(torch.tensor([5]), torch.tensor([1])) == 0
+
+
+def test_sampled_choices_are_rows_of_one_batch_and_greedy_ones_one_answer(
+    pool: ModelPool,
+) -> None:
+    def answers(temperature: float) -> tuple[list[str], list[str], int]:
+        generation = pool.start(
+            "base", pool.prepare(HELLO, 6), temperature=temperature, seed=1, choices=3
+        )
+        texts = ["", "", ""]
+        for piece in generation:
+            texts[piece.index] += piece.text
+        return texts, generation.finish_reasons, generation.completion_tokens
+
+    sampled, reasons, tokens = answers(1.0)
+    greedy, _, greedy_tokens = answers(0.0)
+
+    assert len(set(sampled)) == 3
+    assert reasons == ["length"] * 3
+    assert tokens == 18
+    assert greedy == [greedy[0]] * 3 and greedy[0]
+    assert greedy_tokens == 18
+
+
+def test_an_answers_log_probabilities_are_the_models_own(pool: ModelPool) -> None:
+    prompt = pool.prepare_completion("Name colour number 3.", 6)
+    generation = pool.start("base", prompt, temperature=1.0, seed=2, top_logprobs=2)
+    pieces = list(generation)
+    text = "".join(piece.text for piece in pieces)
+    generated = [token for piece in pieces for token in piece.tokens]
+    # The same tokens read as a prompt, after the ones before them, weigh the same.
+    ids = prompt.input_ids[0].tolist() + [token.token_id for token in generated]
+    whole = pool.prepare_completion(ids, 0)
+    scored = pool.prompt_logprobs("base", whole, 2)[-len(generated) :]
+
+    assert [token.text for token in scored] == [token.text for token in generated]
+    assert [token.logprob for token in scored] == pytest.approx(
+        [token.logprob for token in generated], abs=1e-4
+    )
+    assert [token.offset for token in generated] == [
+        len("".join(token.text for token in generated[:index])) for index in range(len(generated))
+    ]
+    assert "".join(token.text for token in generated) == text

@@ -194,6 +194,39 @@ def test_the_openai_client_talks_to_the_server(
         stranger.models.list()
 
 
+def test_the_server_process_forces_json_and_continues_prompts(
+    project_server: ServerHandle, tuned_name: str
+) -> None:
+    client = openai.OpenAI(
+        base_url=project_server.base_url + "/v1", api_key=project_server.api_key, max_retries=0
+    )
+    schema = {
+        "type": "object",
+        "properties": {"colour": {"enum": ["red", "green", "blue"]}, "sure": {"type": "boolean"}},
+        "required": ["colour", "sure"],
+        "additionalProperties": False,
+    }
+    answer = client.chat.completions.create(
+        model=tuned_name,
+        messages=[{"role": "user", "content": "Name colour number 3."}],
+        max_tokens=40,
+        temperature=1.0,
+        n=2,
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+    )
+    completion = client.completions.create(
+        model="base", prompt="Once upon a time", max_tokens=3, temperature=0, logprobs=1
+    )
+
+    for choice in answer.choices:
+        value = json.loads(choice.message.content or "")
+        assert value["colour"] in schema["properties"]["colour"]["enum"]  # type: ignore[index]
+        assert isinstance(value["sure"], bool)
+    [continued] = completion.choices
+    assert continued.logprobs is not None and continued.logprobs.tokens
+    assert "".join(continued.logprobs.tokens) == continued.text
+
+
 @pytest.mark.parametrize("api_key", [None, "wrong-key"])
 def test_requests_without_the_key_are_refused(
     project_server: ServerHandle, api_key: str | None
@@ -226,6 +259,10 @@ def test_requests_without_the_key_are_refused(
         (_chat_body(stop=["\n", ""]), 400, "stop"),
         (_chat_body(stop=7), 400, "stop"),
         (_chat_body(seed="lucky"), 400, "seed"),
+        (_chat_body(n=9), 400, "n"),
+        (_chat_body(tools=[{"type": "function"}]), 400, "tools"),
+        (_chat_body(response_format={"type": "xml"}), 400, "response_format"),
+        (_chat_body(top_logprobs=2), 400, "top_logprobs"),
         (_chat_body(model="run-999"), 404, "model"),
         (_chat_body(messages=[{"role": "user", "content": "word " * 600}]), 400, "messages"),
     ],
@@ -243,7 +280,7 @@ def test_bad_requests_get_openai_errors(
 
 
 def test_unknown_routes_and_methods_answer_json(project_server: ServerHandle) -> None:
-    status, answer = _post(project_server, b"{}", path="/v1/completions")
+    status, answer = _post(project_server, b"{}", path="/v1/embeddings")
     assert status == 404
     assert json.loads(answer)["error"]["code"] == "not_found"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,12 @@ import torch
 from peft import PeftModel
 from transformers import (
     AutoModelForCausalLM,
+    LogitsProcessor,
+    LogitsProcessorList,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     StoppingCriteria,
     StoppingCriteriaList,
-    TextIteratorStreamer,
 )
 
 from store.errors import InputError, ModelError, NotFoundError, one_line_reason
@@ -25,6 +27,18 @@ from trainer.control.adapter_files import check_adapter_folder
 
 # Model names are part of the HTTP protocol, so they live with the torch-free launcher.
 from trainer.control.launch import BASE_MODEL_NAME
+from trainer.serving.choices import (
+    ChoiceStreamer,
+    LogprobRecorder,
+    Piece,
+    TokenLogprob,
+    read_logprobs,
+    token_logprob,
+)
+from trainer.serving.json_constraint import JsonConstraint, JsonVocabulary
+from trainer.serving.json_prefix import advance, is_complete, start_state
+from trainer.serving.json_schema import Shape
+from trainer.serving.vocabulary import TokenTexts
 
 REUSED_PREFIXES = 4
 """Conversations whose keys and values are kept: the latest used, of any model names."""
@@ -111,43 +125,14 @@ class _StopAtText(StoppingCriteria):
         return stop  # type: ignore[return-value]
 
 
-class StopScanner:
-    """Cuts streamed text at the first stop string, holding back what may begin one."""
-
-    def __init__(self, stops: tuple[str, ...]) -> None:
-        self._stops = stops
-        self._held = ""
-        self.stopped = False
-        """Whether a stop string has appeared (the text after it is never given out)."""
-
-    def feed(self, piece: str) -> str:
-        """The text of ``piece`` that can be given out now."""
-        if self.stopped:
-            return ""
-        text = self._held + piece
-        found = [index for stop in self._stops if (index := text.find(stop)) >= 0]
-        if found:
-            self.stopped = True
-            self._held = ""
-            return text[: min(found)]
-        keep = max(
-            (n for stop in self._stops for n in range(1, len(stop)) if text.endswith(stop[:n])),
-            default=0,
-        )
-        self._held = text[len(text) - keep :]
-        return text[: len(text) - keep]
-
-    def flush(self) -> str:
-        """What was held back, once the answer has ended without a stop string."""
-        held, self._held = self._held, ""
-        return held
-
-
 class Generation:
-    """One answer being generated on a worker thread: iterate for its text, cancel to stop it.
+    """One answer being generated on a worker thread: iterate for its pieces, cancel to stop it.
 
-    The text ends before the first of ``stops``, and generation ends once one appears. After
-    iteration ends, ``completion_tokens`` and ``finish_reason`` describe the answer.
+    It holds ``choices`` answers to one prompt, sampled together as rows of one batch; greedy
+    choices are one answer given ``choices`` times (greedy decoding repeats itself). Each
+    choice's text ends before the first of ``stops`` and is a JSON value of ``shape`` when one
+    is given; ``top_logprobs`` (0-20, None for none) adds each token's log probabilities.
+    After iteration ends, ``finish_reasons`` and ``completion_tokens`` describe the answers.
     """
 
     def __init__(
@@ -157,29 +142,57 @@ class Generation:
         prompt: Prompt,
         sampling: dict[str, Any],
         *,
+        choices: int = 1,
         stops: tuple[str, ...] = (),
         seed: int | None = None,
+        top_logprobs: int | None = None,
+        shape: Shape | None = None,
     ) -> None:
         self.prompt = prompt
+        self.choices = choices
         self.completion_tokens = 0
-        """Tokens generated, counted once the answer is complete."""
-        self.finish_reason = "stop"
-        """``stop`` (end of answer, a stop string, or cancelled) or ``length`` (out of tokens)."""
+        """Tokens generated over all choices, counted once the answers are complete."""
+        self.finish_reasons = ["stop"] * choices
+        """Per choice: ``stop`` (end of answer, a stop string, or cancelled) or ``length``."""
         self._pool = pool
-        self._streamer = TextIteratorStreamer(
-            pool.tokenizer, skip_prompt=True, skip_special_tokens=True
+        self._shape = shape
+        self._copies = 1 if sampling.get("do_sample") else choices
+        rows = choices // self._copies
+        recorder = LogprobRecorder() if top_logprobs is not None else None
+        self._streamer = ChoiceStreamer(
+            pool.token_texts,
+            rows=rows,
+            stops=stops,
+            eos_token_ids=pool.eos_token_ids,
+            recorder=recorder,
+            top_logprobs=top_logprobs or 0,
         )
-        self._scanner = StopScanner(stops)
+        self._pending: deque[Piece] = deque()
         self._cancelled = threading.Event()
-        self._sequences: torch.Tensor | None = None
         self._failure: BaseException | None = None
         self._done = False
+        processors: list[LogitsProcessor] = [] if recorder is None else [recorder]
+        if shape is not None:
+            processors.append(
+                JsonConstraint(
+                    pool.json_vocabulary(),
+                    shape,
+                    rows=rows,
+                    prompt_tokens=prompt.prompt_tokens,
+                    max_new_tokens=prompt.max_new_tokens,
+                    eos_token_ids=pool.eos_token_ids,
+                )
+            )
         criteria: list[StoppingCriteria] = []
         if stops:
             criteria.append(_StopAtText(pool.tokenizer, prompt.prompt_tokens, stops))
+        inputs = {
+            "input_ids": prompt.input_ids.repeat(rows, 1),
+            "attention_mask": prompt.attention_mask.repeat(rows, 1),
+        }
         self._worker = threading.Thread(
             target=self._produce,
-            args=(name, sampling, criteria, seed),
+            args=(name, inputs, sampling, processors, criteria, seed),
             name=f"generate-{name}",
             daemon=True,
         )
@@ -194,64 +207,75 @@ class Generation:
         """Whether the answer was cancelled."""
         return self._cancelled.is_set()
 
-    def __iter__(self) -> Iterator[str]:
+    @property
+    def finish_reason(self) -> str:
+        """Why the first choice ended."""
+        return self.finish_reasons[0]
+
+    def __iter__(self) -> Iterator[Piece]:
         return self
 
-    def __next__(self) -> str:
-        """The next non-empty piece of text; blocks until the model produces it."""
+    def __next__(self) -> Piece:
+        """The next piece of any choice; blocks until the model produces it."""
+        if self._pending:
+            return self._pending.popleft()
         if not self._done:
-            for piece in self._streamer:
-                text = self._scanner.feed(str(piece))
-                if self._scanner.stopped:
-                    # Generation stops at the stop string by itself; this covers a race.
-                    self.cancel()
-                if text:
-                    return text
+            piece = self._streamer.pieces.get()
+            if piece is not None:
+                # Greedy copies of the one answer get each piece as it comes.
+                self._pending.extend(
+                    Piece(piece.index + copy, piece.text, piece.tokens)
+                    for copy in range(1, self._copies)
+                )
+                return piece
             self._done = True
             self._finish()
-            rest = self._scanner.flush()
-            if rest:
-                return rest
         raise StopIteration
 
     def _produce(
         self,
         name: str,
+        inputs: dict[str, torch.Tensor],
         sampling: dict[str, Any],
+        processors: list[LogitsProcessor],
         criteria: list[StoppingCriteria],
         seed: int | None,
     ) -> None:
         # The streamer is ended on every path, or the reading thread would wait forever.
         try:
-            self._sequences = self._pool.run_generate(
-                name,
-                {"input_ids": self.prompt.input_ids, "attention_mask": self.prompt.attention_mask},
-                max_new_tokens=self.prompt.max_new_tokens,
-                cancelled=self._cancelled,
-                criteria=criteria,
-                seed=seed,
-                streamer=self._streamer,
-                **sampling,
-            )
+            if self.prompt.max_new_tokens > 0:
+                self._pool.run_generate(
+                    name,
+                    inputs,
+                    max_new_tokens=self.prompt.max_new_tokens,
+                    cancelled=self._cancelled,
+                    criteria=criteria,
+                    processors=processors,
+                    seed=seed,
+                    streamer=self._streamer,
+                    **sampling,
+                )
         except BaseException as error:
             self._failure = error
-            self._streamer.end()
-            return
-        if self._sequences is None:
+        finally:
             self._streamer.end()
 
     def _finish(self) -> None:
         self._worker.join()
         if self._failure is not None:
             raise ModelError(f"generation failed: {one_line_reason(self._failure)}")
-        if self._sequences is None:
-            return
-        completion_ids = self._sequences[0, self.prompt.prompt_tokens :].tolist()
-        self.completion_tokens = len(completion_ids)
-        ended_on_eos = bool(completion_ids) and completion_ids[-1] in self._pool.eos_token_ids
-        out_of_tokens = self.completion_tokens >= self.prompt.max_new_tokens
-        if out_of_tokens and not ended_on_eos and not self._scanner.stopped:
-            self.finish_reason = "length"
+        for row_index, row in enumerate(self._streamer.rows):
+            reason = "stop"
+            out_of_tokens = row.count >= self.prompt.max_new_tokens
+            if out_of_tokens and not row.ended_on_eos and not row.scanner.stopped:
+                reason = "length"
+            if reason == "length" and self._shape is not None:
+                # The constraint closes a JSON value as its tokens run out: that one is whole.
+                whole = advance(start_state(self._shape), "".join(row.given))
+                reason = "stop" if whole is not None and is_complete(whole) else reason
+            for copy in range(self._copies):
+                self.finish_reasons[row_index * self._copies + copy] = reason
+            self.completion_tokens += row.count * self._copies
 
 
 class ModelPool:
@@ -285,6 +309,31 @@ class ModelPool:
             eos if isinstance(eos, list) else [] if eos is None else [eos]
         )
         """Token ids that end an answer."""
+        self.token_texts = TokenTexts(tokenizer)
+        """What each token writes, for log probabilities."""
+        self._json_vocabulary: JsonVocabulary | None = None
+        self._json_lock = threading.Lock()
+
+    def json_vocabulary(self) -> JsonVocabulary:
+        """The vocabulary as JSON text for constrained decoding, built on first use (~2 s)."""
+        with self._json_lock:
+            if self._json_vocabulary is None:
+                logits = self._base.get_output_embeddings()
+                width = getattr(logits, "out_features", None) or self.token_texts.size
+                self._json_vocabulary = JsonVocabulary(self.token_texts, width)
+            return self._json_vocabulary
+
+    def json_refusal(self, shape: Shape) -> str | None:
+        """Why this model's vocabulary cannot force answers of ``shape``; None when it can."""
+        if not self.eos_token_ids:
+            return "the model has no end-of-answer token to end a JSON answer with"
+        vocabulary = self.json_vocabulary()
+        if vocabulary.missing_characters:
+            return f"no single token of the model writes {vocabulary.missing_characters!r}"
+        unspelled = vocabulary.unspelled(shape)
+        if unspelled is not None:
+            return f"the model's tokens cannot spell {unspelled} one character at a time"
+        return None
 
     @property
     def names(self) -> list[str]:
@@ -359,17 +408,59 @@ class ModelPool:
             raise InputError(
                 f"the model's chat template rejected the messages: {one_line_reason(error)}"
             ) from error
-        prompt = Prompt(inputs["input_ids"], inputs["attention_mask"], max_new_tokens)
+        return self._fitted(Prompt(inputs["input_ids"], inputs["attention_mask"], max_new_tokens))
+
+    def prepare_completion(self, prompt: str | list[int], max_new_tokens: int) -> Prompt:
+        """A plain prompt (text, or token ids) to be continued, with no chat template, fitted
+        like ``prepare``."""
+        if isinstance(prompt, str):
+            with self._encode_lock:
+                encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=True)
+            input_ids = encoded["input_ids"]
+        else:
+            unknown = [token for token in prompt if not 0 <= token < self.token_texts.size]
+            if unknown:
+                raise InputError(f"token id {unknown[0]} is not in the model's vocabulary")
+            input_ids = torch.tensor([prompt], dtype=torch.long)
+        if input_ids.shape[1] == 0:
+            raise InputError("the prompt is empty")
+        return self._fitted(Prompt(input_ids, torch.ones_like(input_ids), max_new_tokens))
+
+    def _fitted(self, prompt: Prompt) -> Prompt:
+        """``prompt`` with its answer's length cut to the room left in the model's context."""
         context_length = getattr(self._base.config, "max_position_embeddings", None)
-        if isinstance(context_length, int):
-            if prompt.prompt_tokens >= context_length:
-                raise PromptTooLongError(
-                    f"the prompt has {prompt.prompt_tokens} tokens; "
-                    f"the model's context holds {context_length}"
-                )
-            room = context_length - prompt.prompt_tokens
-            prompt = Prompt(prompt.input_ids, prompt.attention_mask, min(max_new_tokens, room))
-        return prompt
+        if not isinstance(context_length, int):
+            return prompt
+        if prompt.prompt_tokens >= context_length:
+            raise PromptTooLongError(
+                f"the prompt has {prompt.prompt_tokens} tokens; "
+                f"the model's context holds {context_length}"
+            )
+        room = context_length - prompt.prompt_tokens
+        return Prompt(prompt.input_ids, prompt.attention_mask, min(prompt.max_new_tokens, room))
+
+    def prompt_logprobs(self, name: str, prompt: Prompt, top: int) -> list[TokenLogprob]:
+        """Each prompt token as the model ``name`` weighs it after the ones before (the ``top``
+        likeliest alongside), leaving out special tokens; offsets are into the prompt's text."""
+        ids = prompt.input_ids[0].tolist()
+        with self.lock, self.selected(name) as model, torch.inference_mode():
+            logits = model(
+                input_ids=prompt.input_ids.to(model.device),
+                attention_mask=prompt.attention_mask.to(model.device),
+            ).logits[0, :-1]
+            steps = torch.log_softmax(logits.float(), dim=-1)
+            read = read_logprobs(steps, ids[1:], top)
+        # Nothing comes before the first token, so it has no log probability.
+        weighed: list[tuple[int, float | None, list[tuple[int, float]]]] = [(ids[0], None, [])]
+        weighed += read
+        entries: list[TokenLogprob] = []
+        offset = 0
+        for token, logprob, best in weighed:
+            if token in self.token_texts.special_ids:
+                continue
+            entries.append(token_logprob(self.token_texts, token, logprob, best, offset))
+            offset += len(entries[-1].text)
+        return entries
 
     def start(
         self,
@@ -380,13 +471,28 @@ class ModelPool:
         top_p: float | None = None,
         stops: tuple[str, ...] = (),
         seed: int | None = None,
+        choices: int = 1,
+        top_logprobs: int | None = None,
+        shape: Shape | None = None,
     ) -> Generation:
         """Start answering ``prompt`` as ``name`` on a worker thread; iterate the result.
 
-        The answer ends before the first of ``stops``; ``seed`` makes sampling repeatable.
+        Each of the ``choices`` answers ends before the first of ``stops`` and, given a
+        ``shape``, is a JSON value of it; ``seed`` makes sampling repeatable; ``top_logprobs``
+        adds each token's log probability and that many likeliest alternatives.
         """
         self.check_name(name)
-        return Generation(self, name, prompt, _sampling(temperature, top_p), stops=stops, seed=seed)
+        return Generation(
+            self,
+            name,
+            prompt,
+            _sampling(temperature, top_p),
+            choices=choices,
+            stops=stops,
+            seed=seed,
+            top_logprobs=top_logprobs,
+            shape=shape,
+        )
 
     def stream(
         self,
@@ -401,7 +507,9 @@ class ModelPool:
             name, self.prepare(messages, max_new_tokens), temperature=temperature
         )
         try:
-            yield from generation
+            for piece in generation:
+                if piece.text:
+                    yield piece.text
         finally:
             generation.cancel()
 
@@ -433,14 +541,19 @@ class ModelPool:
         max_new_tokens: int,
         cancelled: threading.Event | None = None,
         criteria: list[StoppingCriteria] | None = None,
+        processors: Sequence[LogitsProcessor] = (),
         seed: int | None = None,
         **options: Any,
     ) -> torch.Tensor | None:
         """The one call of ``generate``, as ``name``; None when cancelled before it began.
 
         ``cancelled`` stops it after the current token once set; ``criteria`` may stop it
-        too; ``seed`` seeds the sampling (generation is serialized, so the global RNG is ours).
+        too; ``processors`` see the logits before sampling does; ``seed`` seeds the sampling
+        (generation is serialized, so the global RNG is ours; any integer is taken).
         """
+        if processors:
+            given = options.get("logits_processor") or []
+            options["logits_processor"] = LogitsProcessorList([*processors, *given])
         with self.lock:
             stopping = list(criteria or [])
             if cancelled is not None:
@@ -450,7 +563,7 @@ class ModelPool:
             if stopping:
                 options["stopping_criteria"] = StoppingCriteriaList(stopping)
             if seed is not None:
-                torch.manual_seed(seed)
+                torch.manual_seed(seed % 2**64)
             reusable = self.reuse_prefixes and bool(inputs["attention_mask"].all())
             reusable = reusable and inputs["input_ids"].shape[0] == 1
             if reusable:

@@ -1,7 +1,11 @@
-"""The model server's OpenAI wire format: the chat request it accepts and the objects it answers.
+"""The model server's OpenAI wire format: the requests it accepts and the objects it answers.
 
 Requests are validated by pydantic; a request that fails gets an OpenAI-style error naming the
-first field at fault, in the order OpenAI documents them.
+first field at fault. No field is dropped unread: a field is honoured, or it is one of
+``IGNORED_FIELDS`` (they cannot change an answer), or it is one of ``NEUTRAL_FIELDS`` at the
+value that does nothing; any other field is refused by name.
+
+``/v1/chat/completions`` is ``ChatRequest`` here; ``/v1/completions`` is in ``completion_schemas``.
 """
 
 from __future__ import annotations
@@ -13,15 +17,21 @@ from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
+    ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+
+from trainer.serving.choices import TokenLogprob
+from trainer.serving.json_schema import ANY_OBJECT, SchemaError, Shape, compile_schema
 
 DEFAULT_MAX_TOKENS = 512
 """Completion length when a request names neither ``max_tokens`` nor ``max_completion_tokens``."""
@@ -29,21 +39,63 @@ DEFAULT_MAX_TOKENS = 512
 MAX_STOP_SEQUENCES = 4
 """Most stop strings one request may give, as OpenAI allows."""
 
-_DEFAULT_WHEN_NULL = ("max_tokens", "temperature", "top_p")
+MAX_CHOICES = 8
+"""Most choices (``n``) one request may ask for."""
+
+MAX_TOP_LOGPROBS = 20
+"""Most alternatives per token a request may ask for, as OpenAI allows."""
+
+IGNORED_FIELDS = frozenset(
+    {
+        "user",
+        "safety_identifier",
+        "prompt_cache_key",
+        "metadata",
+        "store",
+        "service_tier",
+        "parallel_tool_calls",
+    }
+)
+"""Fields clients send that cannot change an answer (who asks, billing, storage on OpenAI's
+side, tool calls in parallel when there are no tools); read and left alone."""
+
+NEUTRAL_FIELDS: dict[str, tuple[object, ...]] = {
+    "frequency_penalty": (0, 0.0),
+    "presence_penalty": (0, 0.0),
+    "logit_bias": ({},),
+    "tools": ([],),
+    "functions": ([],),
+    "tool_choice": ("none",),
+    "function_call": ("none",),
+    "modalities": (["text"],),
+}
+"""Fields the server takes only at the values (or null) that change nothing."""
+
+_DEFAULT_WHEN_NULL = ("max_tokens", "temperature", "top_p", "n", "logprobs")
 """Fields where an explicit ``null`` means the default, as OpenAI reads them."""
 
-_FIELD_ERRORS = {
+SAMPLING_FIELD_ERRORS = {
     "model": "'model' is required and must be a string.",
-    "messages": "'messages' must be a non-empty list.",
-    "max_tokens": "'max_tokens' must be a positive integer.",
     "temperature": "'temperature' must be a number from 0 to 2.",
     "top_p": "'top_p' must be a number from 0 to 1.",
     "stream": "'stream' must be true or false.",
-    "n": "Only n=1 is supported.",
+    "n": f"'n' must be an integer from 1 to {MAX_CHOICES}.",
     "stop": f"'stop' must be a string or a list of up to {MAX_STOP_SEQUENCES} non-empty strings.",
     "seed": "'seed' must be an integer.",
+    "stream_options": "'stream_options' may hold only 'include_usage' and "
+    "'include_obfuscation', each true or false.",
 }
 """The message a client gets when the field named first in a validation error is at fault."""
+
+CHAT_FIELD_ERRORS = {
+    **SAMPLING_FIELD_ERRORS,
+    "messages": "'messages' must be a non-empty list.",
+    "max_tokens": "'max_tokens' must be a positive integer.",
+    "logprobs": "'logprobs' must be true or false.",
+    "top_logprobs": f"'top_logprobs' must be an integer from 0 to {MAX_TOP_LOGPROBS}, "
+    "with 'logprobs': true.",
+    "response_format": "'response_format' must be an object.",
+}
 
 
 class RequestError(Exception):
@@ -73,58 +125,32 @@ class RequestError(Exception):
         return ErrorBody(error=detail).model_dump()
 
 
-class TextPart(BaseModel):
-    """One ``{"type": "text"}`` part of a message's content."""
+class StreamOptions(BaseModel):
+    """What a streamed answer adds: a usage chunk at its end."""
 
-    type: Literal["text"]
-    text: StrictStr
+    model_config = ConfigDict(extra="forbid")
 
-
-class ChatMessage(BaseModel):
-    """One message of a conversation; ``developer`` is OpenAI's newer name for ``system``."""
-
-    role: Literal["system", "user", "assistant", "developer"]
-    content: StrictStr | list[TextPart]
-
-    def as_template_message(self) -> dict[str, str]:
-        """The message as the tokenizer's chat template takes it: a role and its text."""
-        role = "system" if self.role == "developer" else self.role
-        if isinstance(self.content, str):
-            return {"role": role, "content": self.content}
-        return {"role": role, "content": "".join(part.text for part in self.content)}
+    include_usage: StrictBool = False
+    include_obfuscation: StrictBool = False
+    """Random padding OpenAI adds against side channels; on loopback there is none to add."""
 
 
-class ChatRequest(BaseModel):
-    """A ``/v1/chat/completions`` request; fields the server has no use for are ignored."""
+class SamplingRequest(BaseModel):
+    """What the two completion requests share: the model, how to sample, where to stop."""
+
+    model_config = ConfigDict(extra="forbid")
 
     model: StrictStr = Field(min_length=1)
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: StrictInt = Field(DEFAULT_MAX_TOKENS, ge=1)
-    """The longest answer; ``max_completion_tokens``, when given, is read into it."""
     temperature: StrictFloat = Field(1.0, ge=0.0, le=2.0)
     top_p: StrictFloat | None = Field(None, ge=0.0, le=1.0)
+    n: StrictInt = Field(1, ge=1, le=MAX_CHOICES)
+    """Answers to the same prompt; greedy ones (temperature 0) are all the same answer."""
     stream: StrictBool = False
-    n: Literal[1] = 1
     stop: StrictStr | list[StrictStr] | None = None
     """Text that ends the answer (left out of it); empty text or an empty list is none."""
     seed: StrictInt | None = None
     """Makes a sampled answer repeatable: the same seed and request give the same answer."""
-    stream_options: Any = None
-    """Read for ``include_usage`` alone; anything else in it is ignored."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _resolve_defaults(cls, data: Any) -> Any:
-        """``max_completion_tokens`` wins over ``max_tokens``; a null field takes its default."""
-        if not isinstance(data, dict):
-            return data
-        resolved = dict(data)
-        if resolved.get("max_completion_tokens") is not None:
-            resolved["max_tokens"] = resolved["max_completion_tokens"]
-        for name in _DEFAULT_WHEN_NULL:
-            if name in resolved and resolved[name] is None:
-                del resolved[name]
-        return resolved
+    stream_options: StreamOptions | None = None
 
     @field_validator("stop")
     @classmethod
@@ -143,34 +169,179 @@ class ChatRequest(BaseModel):
     @property
     def include_usage(self) -> bool:
         """Whether a streamed answer ends with a usage chunk."""
-        options = self.stream_options
-        return isinstance(options, dict) and options.get("include_usage") is True
+        return self.stream_options is not None and self.stream_options.include_usage
+
+
+class TextPart(BaseModel):
+    """One ``{"type": "text"}`` part of a message's content."""
+
+    type: Literal["text"]
+    text: StrictStr
+
+
+class ChatMessage(BaseModel):
+    """One message of a conversation; ``developer`` is OpenAI's newer name for ``system``.
+
+    Other fields of a message (a ``name``) are ignored: the chat template has no place for them.
+    """
+
+    role: Literal["system", "user", "assistant", "developer"]
+    content: StrictStr | list[TextPart]
+
+    def as_template_message(self) -> dict[str, str]:
+        """The message as the tokenizer's chat template takes it: a role and its text."""
+        role = "system" if self.role == "developer" else self.role
+        if isinstance(self.content, str):
+            return {"role": role, "content": self.content}
+        return {"role": role, "content": "".join(part.text for part in self.content)}
+
+
+class ChatRequest(SamplingRequest):
+    """A ``/v1/chat/completions`` request."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: StrictInt = Field(DEFAULT_MAX_TOKENS, ge=1)
+    """The longest answer; ``max_completion_tokens``, when given, is read into it."""
+    logprobs: StrictBool = False
+    top_logprobs: StrictInt | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    response_format: Any = None
+    """Read by ``parse_chat_request`` into ``shape``."""
+    _shape: Shape | None = PrivateAttr(None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_completion_tokens(cls, data: Any) -> Any:
+        """``max_completion_tokens`` wins over ``max_tokens``."""
+        if not isinstance(data, dict):
+            return data
+        resolved = dict(data)
+        completion_tokens = resolved.pop("max_completion_tokens", None)
+        if completion_tokens is not None:
+            resolved["max_tokens"] = completion_tokens
+        return resolved
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _alternatives_need_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs needs logprobs: true")
+        return value
+
+    @property
+    def shape(self) -> Shape | None:
+        """The JSON shape every choice must have (``response_format``), or None for free text."""
+        return self._shape
+
+    @property
+    def alternatives(self) -> int | None:
+        """Alternatives per token to report, None when log probabilities were not asked for."""
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     def template_messages(self) -> list[dict[str, str]]:
         """The conversation as the tokenizer's chat template takes it."""
         return [message.as_template_message() for message in self.messages]
 
 
+def without_harmless_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` less the ignored fields, neutral fields at their neutral values and nulls that
+    mean a default; raises RequestError for a neutral field set to do something."""
+    kept = {key: value for key, value in data.items() if key not in IGNORED_FIELDS}
+    for name, neutral in NEUTRAL_FIELDS.items():
+        if name not in kept:
+            continue
+        value = kept.pop(name)
+        if value is not None and not any(_same(value, allowed) for allowed in neutral):
+            shown = ", ".join(json.dumps(allowed) for allowed in neutral)
+            raise RequestError(
+                400, f"'{name}' is not supported by this server (only {shown} or null).", param=name
+            )
+    for name in _DEFAULT_WHEN_NULL:
+        if name in kept and kept[name] is None:
+            del kept[name]
+    return kept
+
+
+def _same(value: object, neutral: object) -> bool:
+    """Equal as JSON values: numbers by value, but true and false are not numbers."""
+    if isinstance(value, bool) or isinstance(neutral, bool):
+        return value is neutral
+    return value == neutral
+
+
 def parse_chat_request(body: bytes) -> ChatRequest:
     """Validate a chat completion request body; raises RequestError for what cannot be served."""
+    try:
+        chat = ChatRequest.model_validate(load_json_object(body))
+    except ValidationError as error:
+        raise refusal(error, CHAT_FIELD_ERRORS) from None
+    chat._shape = response_shape(chat.response_format)
+    if chat.shape is not None and chat.stop_sequences:
+        raise RequestError(
+            400,
+            "'stop' cannot be combined with a JSON response_format: a stop string would cut "
+            "the JSON short.",
+            param="stop",
+        )
+    return chat
+
+
+def load_json_object(body: bytes) -> Any:
+    """The request body's JSON less its harmless fields; raises RequestError for a body that is
+    not JSON or sets a neutral field to do something."""
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RequestError(400, f"The request body is not valid JSON: {exc}") from exc
+    return without_harmless_fields(payload) if isinstance(payload, dict) else payload
+
+
+def response_shape(response_format: object) -> Shape | None:
+    """The JSON shape ``response_format`` asks for, None for text; refuses what it cannot force."""
+    where = "response_format"
+    if response_format is None:
+        return None
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    others = set(response_format) - {"type"} if isinstance(response_format, dict) else set()
+    if kind in ("text", "json_object") and not others:
+        return ANY_OBJECT if kind == "json_object" else None
+    if kind != "json_schema" or not isinstance(response_format, dict):
+        raise RequestError(
+            400,
+            f'\'{where}\' must be {{"type": "text"}}, {{"type": "json_object"}} or '
+            '{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}.',
+            param=where,
+        )
+    described = response_format.get("json_schema")
+    if not isinstance(described, dict):
+        raise RequestError(400, f"'{where}.json_schema' is missing.", param=where)
+    unknown = sorted(others - {"json_schema"}) + [
+        f"json_schema.{key}" for key in sorted(described.keys() - _JSON_SCHEMA_FIELDS)
+    ]
+    if unknown:
+        raise RequestError(400, f"'{where}.{unknown[0]}' is not supported.", param=where)
+    schema = described.get("schema", {"type": "object"})
     try:
-        return ChatRequest.model_validate(payload)
-    except ValidationError as error:
-        raise _refusal(error) from None
+        return compile_schema(schema, f"{where}.json_schema.schema")
+    except SchemaError as error:
+        raise RequestError(400, f"{error}.", param=where) from None
 
 
-def _refusal(error: ValidationError) -> RequestError:
-    """The OpenAI-style error for the first field at fault."""
-    location = error.errors()[0]["loc"]
+_JSON_SCHEMA_FIELDS = frozenset({"name", "schema", "strict", "description"})
+"""What a ``json_schema`` response format holds; answers follow the schema strictly either way."""
+
+
+def refusal(error: ValidationError, messages: dict[str, str]) -> RequestError:
+    """The OpenAI-style error for the first field at fault, with its message in ``messages``."""
+    first = error.errors()[0]
+    location = first["loc"]
     if not location:
         return RequestError(400, "The request body must be a JSON object.")
     field = str(location[0])
+    if first["type"] == "extra_forbidden" or field not in messages:
+        named = ".".join(str(part) for part in location)
+        return RequestError(400, f"'{named}' is not supported by this server.", param=field)
     if field != "messages" or len(location) < 2:
-        return RequestError(400, _FIELD_ERRORS[field], param=field)
+        return RequestError(400, messages[field], param=field)
     param = f"messages[{location[1]}]"
     if len(location) == 2:
         return RequestError(400, f"{param} must be an object.", param=param)
@@ -212,11 +383,50 @@ class ModelList(BaseModel):
 
 
 class Usage(BaseModel):
-    """Tokens read and written for one answer."""
+    """Tokens read and written for one answer (all its choices)."""
 
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+
+
+class TopLogprob(BaseModel):
+    """A token the model weighed in one place: its text, UTF-8 bytes and log probability."""
+
+    token: str
+    bytes: list[int] | None
+    logprob: float
+
+
+class ContentLogprob(TopLogprob):
+    """A token of the answer, with the likeliest tokens in its place."""
+
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    """The log probabilities of a choice's (or a chunk's) tokens."""
+
+    content: list[ContentLogprob] | None
+    refusal: None = None
+
+
+def choice_logprobs(tokens: tuple[TokenLogprob, ...] | list[TokenLogprob]) -> ChoiceLogprobs:
+    """The chat format of tokens' log probabilities."""
+    return ChoiceLogprobs(
+        content=[
+            ContentLogprob(
+                token=token.text,
+                bytes=list(token.data),
+                logprob=token.logprob if token.logprob is not None else 0.0,
+                top_logprobs=[
+                    TopLogprob(token=top.text, bytes=list(top.data), logprob=top.logprob)
+                    for top in token.top
+                ],
+            )
+            for token in tokens
+        ]
+    )
 
 
 class AssistantMessage(BaseModel):
@@ -224,21 +434,24 @@ class AssistantMessage(BaseModel):
 
     role: Literal["assistant"] = "assistant"
     content: str
+    refusal: None = None
 
 
 class Choice(BaseModel):
-    """The one choice of a whole completion."""
+    """One choice of a whole completion."""
 
     index: int = 0
     message: AssistantMessage
+    logprobs: ChoiceLogprobs | None = None
     finish_reason: str | None
 
 
 class ChunkChoice(BaseModel):
-    """The one choice of a streamed chunk: the text added since the last chunk."""
+    """One choice of a streamed chunk: the text added since the last chunk."""
 
     index: int = 0
     delta: dict[str, str]
+    logprobs: ChoiceLogprobs | None = None
     finish_reason: str | None
 
 

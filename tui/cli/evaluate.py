@@ -15,9 +15,11 @@ from store.errors import InputError, TunesmithError
 from store.evals import EvalItem, Evaluation, evaluation_items, latest_evaluation
 from store.projects import Project, get_project, get_project_by_id
 from store.runs import Run, get_run, latest_completed_run
+from trainer.control.eval_report import report_lines
 from trainer.control.jobs import is_run_process_alive
+from trainer.control.modelfile import GGUF_QUANTS, MERGED_DTYPES
 from trainer.control.process import child_command, child_environment, failure_message
-from trainer.control.scoring import METRICS, compared_metrics
+from trainer.control.scoring import METRICS
 from trainer.control.snapshot import EVAL_FILE, read_snapshot_rows
 from tui.cli.state import CliState, pass_state
 from tui.safe_text import json_text, one_line, terminal_safe
@@ -49,32 +51,44 @@ def run_to_evaluate(db: sqlite_utils.Database, project: Project, run_id: int | N
 
 
 def evaluation_record(evaluation: Evaluation) -> dict[str, Any]:
-    """An evaluation as the JSON that ``eval --json`` prints: every metric, None where unused."""
-    return {
+    """An evaluation as the JSON that ``eval --json`` prints: every metric of each system (None
+    where unused), the intervals, McNemar's tests and the drift; ``labels`` for a label task and
+    ``json_fields`` for a JSON task. An evaluation stored before few-shot has ``few_shot`` and
+    ``forgetting`` None and no intervals."""
+    record: dict[str, Any] = {
         "run": evaluation.run_id,
         "n": evaluation.n,
         "base": {metric: evaluation.base.get(metric) for metric in METRICS},
         "tuned": {metric: evaluation.tuned.get(metric) for metric in METRICS},
+        "few_shot": (
+            {metric: evaluation.few_shot.get(metric) for metric in METRICS}
+            | {"k": evaluation.shots}
+            if evaluation.few_shot is not None
+            else None
+        ),
     }
-
-
-def evaluation_table(evaluation: Evaluation) -> list[str]:
-    """Base against tuned for each metric that applies, with the change, as aligned lines."""
-    lines = [f"{'metric':<18} {'base':>7} {'tuned':>7} {'change':>12}"]
-    for label, base, tuned in compared_metrics(evaluation.base, evaluation.tuned):
-        change = f"{(tuned - base) * 100:+.1f} pts"
-        lines.append(f"{label:<18} {base:>7.1%} {tuned:>7.1%} {change:>12}")
-    return lines
+    stored = evaluation.scores_record()
+    record["intervals"] = stored.get("intervals", {})
+    record["mcnemar"] = stored.get("mcnemar", {})
+    for key in ("labels", "json_fields"):
+        if key in stored:
+            record[key] = stored[key]
+    record["forgetting"] = stored.get("forgetting")
+    return record
 
 
 def item_lines(number: int, item: EvalItem) -> list[str]:
-    """One eval row: the prompt, the reference and both answers, each on one safe line."""
-    return [
+    """One eval row: the prompt, the reference and each system's answer, each on one safe
+    line."""
+    lines = [
         f"[{number}] {one_line(item.prompt, ITEM_WIDTH)}",
         f"    reference  {one_line(item.reference, ITEM_WIDTH)}",
         f"    base       {one_line(item.base_output, ITEM_WIDTH)}",
-        f"    tuned      {one_line(item.tuned_output, ITEM_WIDTH)}",
     ]
+    if item.few_shot_output is not None:
+        lines.append(f"    few-shot   {one_line(item.few_shot_output, ITEM_WIDTH)}")
+    lines.append(f"    tuned      {one_line(item.tuned_output, ITEM_WIDTH)}")
+    return lines
 
 
 def run_trainer_module(module: str, arguments: list[str]) -> None:
@@ -117,10 +131,11 @@ def eval_command(
     show_items: bool,
     as_json: bool,
 ) -> None:
-    """Score base and tuned answers to the eval rows of project NAME.
+    """Score the answers of base, base few-shot and tuned to the eval rows of project NAME.
 
     A completed run evaluates itself, so its stored result is shown at once; without one
-    (or with --again) the eval rows are answered now, greedily, by both models.
+    (or with --again) the eval rows are answered now, greedily: by the base model, by the
+    base model shown train examples, and by the tuned model.
     """
     db = state.db()
     project = get_project(db, name)
@@ -137,8 +152,10 @@ def eval_command(
                     "prompt": item.prompt,
                     "reference": item.reference,
                     "base": item.base_output,
+                    "few_shot": item.few_shot_output,
                     "tuned": item.tuned_output,
                     "base_scores": item.base_scores,
+                    "few_shot_scores": item.few_shot_scores,
                     "tuned_scores": item.tuned_scores,
                 }
                 for item in evaluation_items(db, evaluation.id)
@@ -149,8 +166,9 @@ def eval_command(
         f"Run {run.id} of {project.name!r}: {evaluation.n} eval rows, greedy answers"
         f" (evaluated {evaluation.created_at[:16].replace('T', ' ')} UTC)"
     )
-    for line in evaluation_table(evaluation):
-        click.echo(line)
+    for line in report_lines(evaluation):
+        # Labels and field names come from the dataset.
+        click.echo(terminal_safe(line))
     if show_items:
         for number, item in enumerate(evaluation_items(db, evaluation.id), start=1):
             click.echo()
@@ -179,7 +197,10 @@ def _evaluate(db: sqlite_utils.Database, db_path: Path, run: Run, *, again: bool
         finished = latest_evaluation(db, run.id)
         if finished is not None:
             return finished
-    click.echo(f"Evaluating run {run.id}: {len(eval_rows)} eval rows, base and tuned...", err=True)
+    click.echo(
+        f"Evaluating run {run.id}: {len(eval_rows)} eval rows, base, few-shot and tuned...",
+        err=True,
+    )
     run_trainer_module("trainer.evaluation", ["--db", str(db_path), "--run-id", str(run.id)])
     evaluation = latest_evaluation(db, run.id)
     if evaluation is None or (previous is not None and evaluation.id == previous.id):
@@ -195,29 +216,74 @@ def _evaluate(db: sqlite_utils.Database, db_path: Path, run: Run, *, again: bool
     is_flag=True,
     help="Merge the adapter into the base weights: a full model transformers loads alone.",
 )
+@click.option(
+    "--dtype",
+    type=click.Choice(MERGED_DTYPES),
+    help="With --merged: the weights' dtype (default bf16, 2 bytes a parameter).",
+)
+@click.option(
+    "--gguf",
+    is_flag=True,
+    help="Write the merged model as one GGUF file and an Ollama Modelfile (llama.cpp, Ollama).",
+)
+@click.option(
+    "--quant",
+    type=click.Choice(GGUF_QUANTS),
+    help="With --gguf: f16 (default, exact to f16 rounding) or q8_0 (about half the size).",
+)
+@click.option(
+    "--gguf-adapter",
+    is_flag=True,
+    help="Write the adapter as a GGUF LoRA, with a Modelfile that applies it to its base.",
+)
 @click.option("--force", is_flag=True, help="Replace DIR even when it is not empty.")
 @pass_state
 def export_command(
-    state: CliState, run_id: int, directory: Path, merged: bool, force: bool
+    state: CliState,
+    run_id: int,
+    directory: Path,
+    merged: bool,
+    dtype: str | None,
+    gguf: bool,
+    quant: str | None,
+    gguf_adapter: bool,
+    force: bool,
 ) -> None:
     """Write run RUN_ID's adapter, tokenizer and a model card (README.md) to DIR.
 
-    Only safetensors, JSON and text are written, into a new folder renamed into place when
-    complete. A full fine-tuned run exports its whole model.
+    Only safetensors, GGUF, JSON and text are written, into a new folder renamed into place
+    when complete. A full fine-tuned run exports its whole model.
     """
+    chosen = [flag for flag, on in (("--merged", merged), ("--gguf", gguf)) if on]
+    chosen += ["--gguf-adapter"] if gguf_adapter else []
+    if len(chosen) > 1:
+        raise InputError(f"{' and '.join(chosen)} cannot be combined; choose one")
+    if dtype is not None and not merged:
+        raise InputError("--dtype goes with --merged")
+    if quant is not None and not gguf:
+        raise InputError("--quant goes with --gguf (a GGUF LoRA is always f16)")
     run = get_run(state.db(), run_id)
     if run.status != "completed":
         raise InputError(f"run {run.id} is {run.status}; only completed runs are exported")
     target = directory.expanduser().absolute()
     arguments = ["--db", str(state.db_path), "--run-id", str(run.id), "--dir", str(target)]
-    arguments += (["--merged"] if merged else []) + (["--force"] if force else [])
+    if merged:
+        arguments += ["--merged", "--dtype", dtype or "bf16"]
+    if gguf:
+        arguments += ["--gguf", "--quant", quant or "f16"]
+    arguments += (["--gguf-adapter"] if gguf_adapter else []) + (["--force"] if force else [])
     run_trainer_module("trainer.export", arguments)
     files = sorted(path.name for path in target.iterdir() if path.is_file())
-    what = "LoRA adapter" if "adapter_config.json" in files else "full model"
+    if gguf or gguf_adapter:
+        what = "GGUF LoRA adapter" if gguf_adapter else f"GGUF model, {quant or 'f16'}"
+    else:
+        what = "LoRA adapter" if "adapter_config.json" in files else "full model"
     click.echo(f"Exported run {run.id} ({what}) to {terminal_safe(str(target))}:")
     for name in files:
         size = (target / name).stat().st_size
-        click.echo(f"  {terminal_safe(name):<28} {_size(size):>9}")
+        click.echo(f"  {terminal_safe(name):<40} {_size(size):>9}")
+    if "Modelfile" in files:
+        click.echo(f"Run it: cd {terminal_safe(str(target))} && ollama create NAME -f Modelfile")
     click.echo(f"How to load it: {terminal_safe(str(target / 'README.md'))}")
 
 
