@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -28,6 +28,10 @@ MAX_CONTENT_CHARS = 100_000
 """Longest message text accepted; longer text is almost always a broken file."""
 EVAL_PERCENT = 15
 """Share of rows that ``--split auto`` holds out for evaluation."""
+INSERT_BATCH = 1000
+"""Rows ``add_examples`` hands SQLite at once: few enough to hold, many enough to be fast."""
+IMPORT_CACHE_KIB = 64 * 1024
+"""SQLite's page cache while ``add_examples`` writes, in KiB (its default is 2 MiB)."""
 
 SplitMode = Literal["train", "eval", "auto"]
 """Where ``add_examples`` puts rows: one split, or ``auto`` (the file's, else a stable one)."""
@@ -200,6 +204,14 @@ def content_hash(messages: Sequence[ChatMessage]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def prompt_key(messages: Sequence[ChatMessage]) -> str:
+    """A short hash of a conversation's first user turn, case and spacing ignored: rows with
+    equal keys share a prompt (``store.example_pages`` finds them through an index)."""
+    prompt = next((m.content for m in messages if m.role == "user"), "")
+    normalised = " ".join(prompt.casefold().split())
+    return hashlib.blake2b(normalised.encode("utf-8"), digest_size=12).hexdigest()
+
+
 def auto_split(digest: str) -> ExampleSplit:
     """The split ``--split auto`` gives a row: a stable ~15% of hashes go to eval."""
     return "eval" if int(digest[:8], 16) % 100 < EVAL_PERCENT else "train"
@@ -222,9 +234,36 @@ def add_examples(
     check_choice("source", source, EXAMPLE_SOURCES)
     check_choice("status", status, EXAMPLE_STATUSES)
     check_choice("split", split_mode, SPLIT_MODES)
-    counts = {"added": 0, "duplicates": 0, "train": 0, "eval": 0}
+    # A file's rows touch pages all over the unique and prompt indexes; with SQLite's default
+    # 2 MiB of cache a large import spends most of its time re-reading them.
+    (cache_size,) = db.execute("PRAGMA cache_size").fetchone()
+    db.execute(f"PRAGMA cache_size = {-IMPORT_CACHE_KIB}")
+    try:
+        return _insert_examples(db, project_id, new_examples, source, split_mode, status)
+    finally:
+        db.execute(f"PRAGMA cache_size = {int(cache_size)}")
+
+
+def _insert_examples(
+    db: sqlite_utils.Database,
+    project_id: int,
+    new_examples: Iterable[NewExample],
+    source: ExampleSource,
+    split_mode: SplitMode,
+    status: ExampleStatus,
+) -> AddResult:
     timestamp = now_iso()
+    given = 0
+    batch: list[list[object]] = []
+    insert = (
+        "INSERT OR IGNORE INTO examples (project_id, messages, content_hash, prompt_key, source,"
+        " status, split, tags, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
     with write_transaction(db):
+        # New rows get ids past every id there is, so the ids past this one are the rows added
+        # (a duplicate is ignored), counted once at the end: the rows go in by batches, in
+        # their order, and only a batch is held.
+        (last_id,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM examples").fetchone()
         for example in new_examples:
             digest = content_hash(example.messages)
             split: str = split_mode
@@ -235,38 +274,115 @@ def add_examples(
             check_choice("status", row_status, EXAMPLE_STATUSES)
             if row_status == "approved":
                 check_approvable(None, example.messages)
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO examples (project_id, messages, content_hash, source,"
-                " status, split, tags, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            batch.append(
                 [
                     project_id,
                     json.dumps(messages_to_json(example.messages), ensure_ascii=False),
                     digest,
+                    prompt_key(example.messages),
                     source,
                     row_status,
                     split,
                     json.dumps(list(example.tags), ensure_ascii=False),
                     timestamp,
                     timestamp,
-                ],
+                ]
             )
-            if cursor.rowcount:
-                counts["added"] += 1
-                counts[split] += 1
-            else:
-                counts["duplicates"] += 1
-    return AddResult(**counts)
+            given += 1
+            if len(batch) >= INSERT_BATCH:
+                db.conn.executemany(insert, batch)
+                batch.clear()
+        db.conn.executemany(insert, batch)
+        added = dict.fromkeys(EXAMPLE_SPLITS, 0)
+        for added_split, count in db.execute(
+            "SELECT split, COUNT(*) FROM examples WHERE id > ? GROUP BY split", [last_id]
+        ):
+            added[added_split] = count
+    total = sum(added.values())
+    return AddResult(
+        added=total, duplicates=given - total, train=added["train"], eval=added["eval"]
+    )
 
 
 def list_examples(
     db: sqlite_utils.Database, project_id: int, *, include_removed: bool = False
 ) -> list[Example]:
     """The project's examples in insertion order; removed ones only when asked."""
-    where = "project_id = ?" if include_removed else "project_id = ? AND deleted_at IS NULL"
-    return [
-        _example_from_row(row)
-        for row in db.query(f"SELECT * FROM examples WHERE {where} ORDER BY id", [project_id])
-    ]
+    return list(iter_examples(db, project_id, include_removed=include_removed))
+
+
+def iter_examples(
+    db: sqlite_utils.Database,
+    project_id: int,
+    *,
+    include_removed: bool = False,
+    status: ExampleStatus | None = None,
+    split: ExampleSplit | None = None,
+) -> Iterator[Example]:
+    """The project's examples in insertion order, read as they are used (a million never sit in
+    memory at once), optionally only those of one status and/or split.
+
+    One statement reads them all: one consistent view of the table (other connections'
+    writes wait for none of it in WAL mode), held until the iteration ends or is dropped.
+    """
+    where, params = _live_rows(project_id, status, split, include_removed=include_removed)
+    for row in db.query(f"SELECT * FROM examples WHERE {where} ORDER BY id", params):
+        yield example_from_row(row)
+
+
+def _live_rows(
+    project_id: int,
+    status: ExampleStatus | None,
+    split: ExampleSplit | None,
+    *,
+    include_removed: bool = False,
+) -> tuple[str, list[object]]:
+    """The SQL condition (and its parameters) for the project's live rows, or all its rows,
+    of a status and/or split when given."""
+    where = ["project_id = ?"]
+    params: list[object] = [project_id]
+    if not include_removed:
+        where.append("deleted_at IS NULL")
+    for column, value, choices in (
+        ("status", status, EXAMPLE_STATUSES),
+        ("split", split, EXAMPLE_SPLITS),
+    ):
+        if value is not None:
+            check_choice(column, value, choices)
+            where.append(f"{column} = ?")
+            params.append(value)
+    return " AND ".join(where), params
+
+
+def count_examples(
+    db: sqlite_utils.Database,
+    project_id: int,
+    *,
+    status: ExampleStatus | None = None,
+    split: ExampleSplit | None = None,
+) -> int:
+    """How many live examples the project has, optionally of one status and/or split (an
+    index count: no row is read)."""
+    where, params = _live_rows(project_id, status, split)
+    (count,) = db.execute(f"SELECT COUNT(*) FROM examples WHERE {where}", params).fetchone()
+    return int(count)
+
+
+@dataclass(frozen=True)
+class ExampleRows:
+    """The live examples of a project with one status and split, counted (``len``) and read
+    (iterating) from the store each time they are asked for, never held in memory."""
+
+    db: sqlite_utils.Database
+    project_id: int
+    status: ExampleStatus
+    split: ExampleSplit
+
+    def __len__(self) -> int:
+        return count_examples(self.db, self.project_id, status=self.status, split=self.split)
+
+    def __iter__(self) -> Iterator[Example]:
+        return iter_examples(self.db, self.project_id, status=self.status, split=self.split)
 
 
 def get_example(db: sqlite_utils.Database, example_id: int) -> Example:
@@ -274,7 +390,7 @@ def get_example(db: sqlite_utils.Database, example_id: int) -> Example:
     rows = list(db.query("SELECT * FROM examples WHERE id = ?", [example_id]))
     if not rows:
         raise NotFoundError(f"no example with id {example_id}")
-    return _example_from_row(rows[0])
+    return example_from_row(rows[0])
 
 
 def update_example(
@@ -317,6 +433,13 @@ def update_example(
 
 UNANSWERED = "json_extract(messages, '$[#-1].role') != 'assistant'"
 """SQL condition: the row's conversation has no answer yet."""
+UNANSWERED_INDEX = "INDEXED BY examples_unanswered"
+"""Names the partial index of the rows without an answer (m005), which a query needs next to
+``deleted_at IS NULL AND UNANSWERED``: without statistics SQLite would rather walk every row
+of the project through ``examples_project``."""
+QUEUE_ORDER = "confidence IS NULL, confidence, id"
+"""Least confident proposal first, rows without one last in the order they came: the order
+of ``examples_unanswered``."""
 
 
 def set_proposal(
@@ -377,9 +500,9 @@ def unlabeled_examples(
     if unproposed_only:
         where += " AND proposed IS NULL"
     return [
-        _example_from_row(row)
+        example_from_row(row)
         for row in db.query(
-            f"SELECT * FROM examples WHERE {where} ORDER BY confidence IS NULL, confidence, id",
+            f"SELECT * FROM examples {UNANSWERED_INDEX} WHERE {where} ORDER BY {QUEUE_ORDER}",
             [project_id],
         )
     ]
@@ -457,7 +580,8 @@ def live_duplicate(
     return int(rows[0]["id"]) if rows else None
 
 
-def _example_from_row(row: dict[str, Any]) -> Example:
+def example_from_row(row: dict[str, Any]) -> Example:
+    """An example from its row of ``examples`` (every column, as ``SELECT *`` reads it)."""
     return Example(
         id=row["id"],
         project_id=row["project_id"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 from store.atomic import atomic_text_file
@@ -11,12 +11,14 @@ from store.errors import InputError
 from store.examples import Example, messages_to_json
 
 
-def export_examples(path: Path, examples: Sequence[Example]) -> int:
-    """Write ``examples`` to ``path`` (replacing it whole, never half-written); return the count."""
+def export_examples(path: Path, examples: Iterable[Example]) -> int:
+    """Write ``examples`` to ``path`` as they come (a stream of a million is never held),
+    replacing it whole, never half-written; return the count."""
     if path.is_dir():
         raise InputError(f"{path}: is a folder; give a file name such as examples.jsonl")
     if not path.parent.is_dir():
         raise InputError(f"{path.parent}: no such folder")
+    count = 0
     with atomic_text_file(path) as handle:
         for example in examples:
             record = {
@@ -26,4 +28,5 @@ def export_examples(path: Path, examples: Sequence[Example]) -> int:
                 "tags": list(example.tags),
             }
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return len(examples)
+            count += 1
+    return count

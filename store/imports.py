@@ -1,20 +1,24 @@
 """Reading example files: JSONL, JSON arrays, CSV/TSV and folders saved by ``datasets``.
 
-Parsing is separate from storing: a file is read whole into valid rows and rejected rows
-(each with its location and reason) before a single row is written. The same readers take
-unlabeled inputs (rows with no answer yet, for a model to propose one and a person to accept
-it), and plain text with one input per line.
+Parsing is separate from storing. A file is read as a stream of rows, each either valid or
+rejected (with its location and reason), so a million-row file is never held at once: the
+store takes the valid rows as they come (``examples import`` in one transaction, so a file
+goes in whole or not at all). ``read_examples`` collects the stream for callers that want the
+rows in hand before they write. The same readers take unlabeled inputs (rows with no answer
+yet, for a model to propose one and a person to accept it), and plain text with one input per
+line.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from store.errors import InputError, NotFoundError
 from store.examples import (
@@ -30,9 +34,14 @@ from store.examples import (
 from store.vocabulary import EXAMPLE_SPLITS, EXAMPLE_STATUSES, ExampleSplit
 
 ChoiceT = TypeVar("ChoiceT", bound=str)
+LineT = TypeVar("LineT", str, bytes)
 
-MAX_FILE_BYTES = 2 * 1024**3
-"""Largest file read into memory; bigger ones are refused up front."""
+READ_CHUNK = 1024 * 1024
+"""Bytes a JSON array is read by: its items are decoded as the text of them arrives."""
+_BOM = b"\xef\xbb\xbf"
+_JSON_SPACE = " \t\r\n"
+_LONGEST_TOKEN = 16
+"""More characters than a JSON literal (``-Infinity``) that a chunk's end may cut in two."""
 
 _KNOWN_FIELDS = (
     "messages, prompt/response, prompt/completion, instruction/input/output or input/output"
@@ -64,46 +73,63 @@ class ParsedFile:
     rejected: list[RejectedRow] = field(default_factory=list)
 
 
+ParsedRow = NewExample | RejectedRow
+"""One row of a file as its stream gives it: valid, or rejected with where and why."""
+
+
 def read_examples(path: Path) -> ParsedFile:
     """Read every row of an example file or ``save_to_disk`` folder; never raises for a bad row."""
-    data = _file_bytes(path)
-    if data is None:
-        return _read_arrow_folder(path, EXAMPLE_ROWS)
-    parsed = _read_structured(path, data, EXAMPLE_ROWS)
-    if parsed is None:
-        raise _unknown_file_type(path, ".jsonl, .json or .csv")
-    return parsed
+    return collect_rows(stream_examples(path))
 
 
 def read_unlabeled(path: Path) -> ParsedFile:
-    """Read every input of an unlabeled file: ``.txt`` (one input per non-blank line), JSONL or
-    a JSON array with a prompt, input or text field, CSV/TSV with such a column, or a
-    ``save_to_disk`` folder; never raises for a bad row."""
-    data = _file_bytes(path)
-    if data is None:
-        return _read_arrow_folder(path, UNLABELED_ROWS)
-    if path.suffix.lower() == ".txt":
-        if not data.removeprefix(b"\xef\xbb\xbf").strip():
-            raise InputError(f"{path}: file is empty")
-        # surrogateescape keeps the file readable past a bad byte; lines holding one are rejected.
-        text = data.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
-        return parse_unlabeled_text(text, str(path))
-    parsed = _read_structured(path, data, UNLABELED_ROWS)
-    if parsed is None:
-        raise _unknown_file_type(path, ".txt, .jsonl, .json or .csv")
+    """Read every input of an unlabeled file (see ``stream_unlabeled``); never raises for a
+    bad row."""
+    return collect_rows(stream_unlabeled(path))
+
+
+def collect_rows(rows: Iterable[ParsedRow]) -> ParsedFile:
+    """The rows of a stream, the valid and the rejected apart."""
+    parsed = ParsedFile()
+    for row in rows:
+        if isinstance(row, RejectedRow):
+            parsed.rejected.append(row)
+        else:
+            parsed.examples.append(row)
     return parsed
 
 
-def _file_bytes(path: Path) -> bytes | None:
-    """The whole file at ``path``, or None for a folder; refuses a missing or huge file."""
+def stream_examples(path: Path) -> Iterator[ParsedRow]:
+    """Every row of an example file or ``save_to_disk`` folder, read as it is used. A file
+    that cannot be read at all raises InputError, at once or when the stream reaches why
+    (an empty file, a JSON array broken before its end); a bad row never does."""
+    if _is_folder(path):
+        return _arrow_folder_rows(path, EXAMPLE_ROWS)
+    rows = _structured_rows(path, EXAMPLE_ROWS)
+    if rows is None:
+        raise _unknown_file_type(path, ".jsonl, .json or .csv")
+    return rows
+
+
+def stream_unlabeled(path: Path) -> Iterator[ParsedRow]:
+    """Every input of an unlabeled file, read as it is used: ``.txt`` (one input per non-blank
+    line), JSONL or a JSON array with a prompt, input or text field, CSV/TSV with such a
+    column, or a ``save_to_disk`` folder. Raises as ``stream_examples`` does."""
+    if _is_folder(path):
+        return _arrow_folder_rows(path, UNLABELED_ROWS)
+    if path.suffix.lower() == ".txt":
+        return _text_file_rows(path)
+    rows = _structured_rows(path, UNLABELED_ROWS)
+    if rows is None:
+        raise _unknown_file_type(path, ".txt, .jsonl, .json or .csv")
+    return rows
+
+
+def _is_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder (else a file); refuses a missing path."""
     if not path.exists():
         raise NotFoundError(f"{path}: no such file or folder")
-    if path.is_dir():
-        return None
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise InputError(f"{path}: file is too large ({size} bytes)")
-    return path.read_bytes()
+    return path.is_dir()
 
 
 def _unknown_file_type(path: Path, accepted: str) -> InputError:
@@ -112,16 +138,30 @@ def _unknown_file_type(path: Path, accepted: str) -> InputError:
     )
 
 
-def _read_structured(path: Path, data: bytes, shape: RowShape) -> ParsedFile | None:
+def _structured_rows(path: Path, shape: RowShape) -> Iterator[ParsedRow] | None:
     """The rows of a CSV, TSV, JSON or JSONL file, or None for any other file type."""
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
-        return _read_csv(path, data, delimiter="\t" if suffix == ".tsv" else ",", shape=shape)
-    if suffix == ".json" and data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
-        return _read_json_array(path, data, shape)
+        return _csv_file_rows(path, delimiter="\t" if suffix == ".tsv" else ",", shape=shape)
+    if suffix == ".json" and _first_byte(path) == b"[":
+        return _json_array_file_rows(path, shape)
     if suffix in (".jsonl", ".ndjson", ".json"):
-        return _read_jsonl(path, data, shape)
+        return _jsonl_file_rows(path, shape)
     return None
+
+
+def _first_byte(path: Path) -> bytes:
+    """The file's first byte that is not a byte-order mark or JSON whitespace (b"" if none)."""
+    with path.open("rb") as handle:
+        start = handle.read(len(_BOM))
+        chunk = start.removeprefix(_BOM)
+        while True:
+            stripped = chunk.lstrip(_JSON_SPACE.encode())
+            if stripped:
+                return stripped[:1]
+            chunk = handle.read(READ_CHUNK)
+            if not chunk:
+                return b""
 
 
 def record_to_example(record: object) -> NewExample:
@@ -263,73 +303,111 @@ UNLABELED_ROWS = RowShape(
 def parse_unlabeled_text(text: str, origin: str | None = None) -> ParsedFile:
     """One unlabeled input per non-blank line of ``text`` (a ``.txt`` file, or messages pasted
     in Chat); a line is rejected as ``ORIGIN:LINE`` (``line N`` with no origin)."""
-    parsed = ParsedFile()
-    for line_number, line in enumerate(text.split("\n"), start=1):
+    lines = ((_location(origin, number), line) for number, line in _numbered(text.split("\n")))
+    return collect_rows(_unlabeled_line_rows(lines))
+
+
+def _text_file_rows(path: Path) -> Iterator[ParsedRow]:
+    seen = False
+    for location, line in _file_lines(path):
+        # surrogateescape keeps the file readable past a bad byte; lines holding one are
+        # rejected.
+        text = line.decode("utf-8", errors="surrogateescape")
+        seen = seen or bool(text.strip())
+        yield from _unlabeled_line_rows([(location, text)])
+    if not seen:
+        raise InputError(f"{path}: file is empty")
+
+
+def _unlabeled_line_rows(lines: Iterable[tuple[str, str]]) -> Iterator[ParsedRow]:
+    for location, line in lines:
         content = line.strip()
         if not content:
             continue
-        location = _location(origin, line_number)
         if _has_surrogates(content):
-            parsed.rejected.append(RejectedRow(location, "not valid UTF-8"))
+            yield RejectedRow(location, "not valid UTF-8")
             continue
         try:
             _check_encodable(content)
-            parsed.examples.append(unlabeled_example(content))
+            yield unlabeled_example(content)
         except InputError as error:
-            parsed.rejected.append(RejectedRow(location, error.message))
-    return parsed
+            yield RejectedRow(location, error.message)
 
 
 def parse_jsonl(
     text: str, origin: str | None = None, *, shape: RowShape = EXAMPLE_ROWS
 ) -> ParsedFile:
     """Every row of JSONL text; a row is rejected as ``ORIGIN:LINE`` (``line N`` with no origin)."""
-    parsed = ParsedFile()
-    for line_number, line in enumerate(text.split("\n"), start=1):
-        _add_json_line(parsed, _location(origin, line_number), line, shape)
-    return parsed
+    rows = (
+        _json_line_row(_location(origin, number), line, shape)
+        for number, line in _numbered(text.split("\n"))
+    )
+    return collect_rows(row for row in rows if row is not None)
 
 
-def _read_jsonl(path: Path, data: bytes, shape: RowShape) -> ParsedFile:
-    parsed = ParsedFile()
-    if not data.removeprefix(b"\xef\xbb\xbf").strip():
-        raise InputError(f"{path}: file is empty")
-    for line_number, raw_line in enumerate(data.split(b"\n"), start=1):
-        if line_number == 1:
-            raw_line = raw_line.removeprefix(b"\xef\xbb\xbf")
-        location = f"{path}:{line_number}"
+def _jsonl_file_rows(path: Path, shape: RowShape) -> Iterator[ParsedRow]:
+    seen = False
+    for location, raw_line in _file_lines(path):
         if not raw_line.strip():
             continue
+        seen = True
         try:
             text = raw_line.decode("utf-8")
         except UnicodeDecodeError as error:
-            parsed.rejected.append(
-                RejectedRow(location, f"not valid UTF-8 (byte {error.start + 1})")
-            )
+            yield RejectedRow(location, f"not valid UTF-8 (byte {error.start + 1})")
             continue
-        _add_json_line(parsed, location, text, shape)
-    return parsed
+        row = _json_line_row(location, text, shape)
+        if row is not None:
+            yield row
+    if not seen:
+        raise InputError(f"{path}: file is empty")
 
 
-def _add_json_line(parsed: ParsedFile, location: str, text: str, shape: RowShape) -> None:
+def _file_lines(path: Path) -> Iterator[tuple[str, bytes]]:
+    """Each line of a file as bytes (without its newline, a first byte-order mark dropped),
+    with its ``FILE:LINE``: lines end at ``\n`` alone, as the rows of a JSONL file do."""
+    with path.open("rb") as handle:
+        for number, line in _numbered(handle):
+            if number == 1:
+                line = line.removeprefix(_BOM)
+            yield f"{path}:{number}", line.removesuffix(b"\n")
+
+
+def _json_line_row(location: str, text: str, shape: RowShape) -> ParsedRow | None:
+    """The row one line of JSONL holds; None for a blank line."""
     if not text.strip():
-        return
+        return None
     try:
         record = json.loads(text)
     # ValueError too: json refuses integers of more than 4,300 digits with a plain one.
     except (ValueError, RecursionError) as error:
-        parsed.rejected.append(RejectedRow(location, f"not valid JSON ({_json_reason(error)})"))
-        return
-    _add_record(parsed, location, record, shape)
+        return RejectedRow(location, f"not valid JSON ({_json_reason(error)})")
+    return _record_row(location, record, shape)
 
 
-def _read_json_array(path: Path, data: bytes, shape: RowShape) -> ParsedFile:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise InputError(f"{path}:{line}: not valid UTF-8") from error
-    return parse_json_array(text, str(path), shape=shape)
+def _json_array_file_rows(path: Path, shape: RowShape) -> Iterator[ParsedRow]:
+    with path.open("rb") as handle:
+        yield from _json_array_rows(_decoded_chunks(path, handle), str(path), shape)
+
+
+def _decoded_chunks(path: Path, handle: IO[bytes]) -> Iterator[str]:
+    """The text of a UTF-8 file (a first byte-order mark dropped) a chunk at a time; a byte
+    that is not UTF-8 is an InputError naming its line."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    lines_before = 0
+    while True:
+        chunk = handle.read(READ_CHUNK)
+        try:
+            text = decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as error:
+            # The decoder holds at most a few bytes of a character back from the last chunk.
+            line = lines_before + chunk[: max(0, error.start)].count(b"\n") + 1
+            raise InputError(f"{path}:{line}: not valid UTF-8") from error
+        lines_before += chunk.count(b"\n")
+        if text:
+            yield text
+        if not chunk:
+            return
 
 
 def parse_json_array(
@@ -337,42 +415,95 @@ def parse_json_array(
 ) -> ParsedFile:
     """Every item of a JSON array in ``text``; InputError at the first syntax error, since the
     items after it cannot be trusted to line up."""
-    parsed = ParsedFile()
+    return collect_rows(_json_array_rows(iter([text]), origin, shape))
+
+
+def _json_array_rows(
+    chunks: Iterator[str], origin: str | None, shape: RowShape
+) -> Iterator[ParsedRow]:
+    """The items of the JSON array whose text ``chunks`` holds, each decoded once the text of
+    it has arrived; InputError at the first syntax error."""
     decoder = json.JSONDecoder()
-    position = text.index("[") + 1
+    text = ""
+    position = 0
+    line = 1
+    at_end = False
+
+    def more() -> bool:
+        """Read the next chunk, keeping only the text not yet decoded; False at the end."""
+        nonlocal text, position, at_end
+        chunk = next(chunks, None)
+        if chunk is None:
+            at_end = True
+            return False
+        text = text[position:] + chunk
+        position = 0
+        return True
+
+    def skip_space() -> None:
+        nonlocal position, line
+        while True:
+            start = position
+            while position < len(text) and text[position] in _JSON_SPACE:
+                position += 1
+            line += text.count("\n", start, position)
+            if position < len(text) or not more():
+                return
+
+    while "[" not in text and more():
+        pass
+    opening = text.index("[") + 1
+    line += text.count("\n", 0, opening)
+    position = opening
     while True:
-        position = _skip_space(text, position)
+        skip_space()
         if position >= len(text):
-            line = text.count("\n") + 1
             raise InputError(f"{_location(origin, line)}: the JSON array is not closed")
         if text[position] == "]":
             break
-        line = text.count("\n", 0, position) + 1
-        try:
-            record, position = decoder.raw_decode(text, position)
-        except (ValueError, RecursionError) as error:
-            # Past a syntax error the rest of an array cannot be trusted to line up.
-            reason = f"not valid JSON ({_json_reason(error)})"
-            raise InputError(f"{_location(origin, line)}: {reason}") from error
-        _add_record(parsed, _location(origin, line), record, shape)
-        position = _skip_space(text, position)
+        while True:
+            try:
+                record, end = decoder.raw_decode(text, position)
+            except (ValueError, RecursionError) as error:
+                # An item cut off by the end of the text read so far goes on in the next
+                # chunk; any other error is a syntax error, past which the rest of an array
+                # cannot be trusted to line up.
+                if _cut_off(error, len(text)) and not at_end and more():
+                    continue
+                reason = f"not valid JSON ({_json_reason(error)})"
+                raise InputError(f"{_location(origin, line)}: {reason}") from error
+            # A number at the very end of the text read so far may go on in the next chunk.
+            if end < len(text) or at_end or not more():
+                break
+        yield _record_row(_location(origin, line), record, shape)
+        line += text.count("\n", position, end)
+        position = end
+        skip_space()
         if position < len(text) and text[position] == ",":
             position += 1
-    after = _skip_space(text, position + 1)
-    if after < len(text):
-        line = text.count("\n", 0, after) + 1
-        parsed.rejected.append(
-            RejectedRow(_location(origin, line), "text after the end of the JSON array (not read)")
+    position += 1
+    skip_space()
+    if position < len(text):
+        yield RejectedRow(
+            _location(origin, line), "text after the end of the JSON array (not read)"
         )
-    return parsed
 
 
-def _read_csv(path: Path, data: bytes, *, delimiter: str, shape: RowShape) -> ParsedFile:
-    if not data.removeprefix(b"\xef\xbb\xbf").strip():
+def _cut_off(error: Exception, text_length: int) -> bool:
+    """Whether a JSON decoding error may only mean the text ended too soon: it is about the
+    last few characters (a ``tr`` of ``true``, a ``-`` of ``-Infinity``) or a string that was
+    not closed."""
+    if not isinstance(error, json.JSONDecodeError):
+        return False
+    return error.pos >= text_length - _LONGEST_TOKEN or error.msg.startswith("Unterminated string")
+
+
+def _csv_file_rows(path: Path, *, delimiter: str, shape: RowShape) -> Iterator[ParsedRow]:
+    if not _first_byte(path):
         raise InputError(f"{path}: file is empty")
     # surrogateescape keeps the file readable past a bad byte; rows holding one are rejected.
-    text = data.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
-    return parse_csv(text, str(path), delimiter=delimiter, shape=shape)
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        yield from _csv_rows(handle, str(path), delimiter=delimiter, shape=shape)
 
 
 def parse_csv(
@@ -384,9 +515,14 @@ def parse_csv(
 ) -> ParsedFile:
     """Every row of CSV text under a prompt/response-style header (a prompt, input or text
     column for unlabeled rows); InputError for the header."""
-    shape = shape
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    parsed = ParsedFile()
+    rows = _csv_rows(io.StringIO(text, newline=""), origin, delimiter=delimiter, shape=shape)
+    return collect_rows(rows)
+
+
+def _csv_rows(
+    source: Iterable[str], origin: str | None, *, delimiter: str, shape: RowShape
+) -> Iterator[ParsedRow]:
+    reader = csv.reader(source, delimiter=delimiter)
     try:
         header = next(reader, [])
     except csv.Error as error:
@@ -405,11 +541,9 @@ def parse_csv(
             break
         except csv.Error as error:
             # Past a broken quote or an over-long field the rows cannot be trusted to line up.
-            parsed.rejected.append(
-                RejectedRow(
-                    _location(origin, line_number),
-                    f"not valid CSV ({error}); the rest of the file was not read",
-                )
+            yield RejectedRow(
+                _location(origin, line_number),
+                f"not valid CSV ({error}); the rest of the file was not read",
             )
             break
         location = _location(origin, line_number)
@@ -417,12 +551,10 @@ def parse_csv(
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(columns):
-            parsed.rejected.append(
-                RejectedRow(location, f"expected {len(columns)} columns, got {len(row)}")
-            )
+            yield RejectedRow(location, f"expected {len(columns)} columns, got {len(row)}")
             continue
         if any(_has_surrogates(cell) for cell in row):
-            parsed.rejected.append(RejectedRow(location, "not valid UTF-8"))
+            yield RejectedRow(location, "not valid UTF-8")
             continue
         record: dict[str, Any] = {
             name: cell for name, cell in zip(columns, row, strict=True) if name != "tags"
@@ -430,13 +562,11 @@ def parse_csv(
         if "tags" in columns:
             tag_cell = row[columns.index("tags")]
             record["tags"] = [tag for tag in tag_cell.split(",") if tag.strip()]
-        _add_record(parsed, location, record, shape)
-    return parsed
+        yield _record_row(location, record, shape)
 
 
-def _read_arrow_folder(path: Path, shape: RowShape) -> ParsedFile:
-    """Read a folder written by ``datasets.Dataset.save_to_disk`` (or a DatasetDict's)."""
-    parsed = ParsedFile()
+def _arrow_folder_rows(path: Path, shape: RowShape) -> Iterator[ParsedRow]:
+    """The rows of a folder written by ``datasets.Dataset.save_to_disk`` (or a DatasetDict's)."""
     dict_file = path / "dataset_dict.json"
     if dict_file.exists():
         splits = _json_file(_inside(path, dict_file)).get("splits", [])
@@ -446,12 +576,11 @@ def _read_arrow_folder(path: Path, shape: RowShape) -> ParsedFile:
             split: ExampleSplit = (
                 "eval" if split_name in ("test", "validation", "eval", "valid") else "train"
             )
-            part = _read_arrow_folder(_inside(path, path / split_name), shape)
-            parsed.examples.extend(
-                NewExample(e.messages, e.tags, e.split or split, e.status) for e in part.examples
-            )
-            parsed.rejected.extend(part.rejected)
-        return parsed
+            for row in _arrow_folder_rows(_inside(path, path / split_name), shape):
+                if isinstance(row, NewExample):
+                    row = NewExample(row.messages, row.tags, row.split or split, row.status)
+                yield row
+        return
     state_file = path / "state.json"
     if not state_file.exists():
         raise InputError(
@@ -474,19 +603,19 @@ def _read_arrow_folder(path: Path, shape: RowShape) -> ParsedFile:
             raise InputError(f"{arrow_path}: the data file that {state_file.name} names is missing")
         for record in _arrow_records(arrow_path):
             row_number += 1
-            _add_record(parsed, f"{path}:row {row_number}", record, shape)
-    return parsed
+            yield _record_row(f"{path}:row {row_number}", record, shape)
 
 
-def _arrow_records(path: Path) -> list[dict[str, Any]]:
-    """Every row of an Arrow stream file, as plain Python values."""
+def _arrow_records(path: Path) -> Iterator[dict[str, Any]]:
+    """Every row of an Arrow stream file, as plain Python values, a record batch at a time."""
     # pyarrow reads the Arrow stream files directly, so the CLI never loads ``datasets``.
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
     try:
-        with ipc.open_stream(path.read_bytes()) as reader:
-            return [record for batch in reader for record in batch.to_pylist()]
+        with pa.OSFile(str(path)) as source, ipc.open_stream(source) as reader:
+            for batch in reader:
+                yield from batch.to_pylist()
     except (OSError, ValueError, TypeError, NotImplementedError, pa.ArrowException) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise InputError(f"{path}: not a readable Arrow file ({reason})") from error
@@ -509,11 +638,11 @@ def _json_file(path: Path) -> dict[str, Any]:
     return value
 
 
-def _add_record(parsed: ParsedFile, location: str, record: object, shape: RowShape) -> None:
+def _record_row(location: str, record: object, shape: RowShape) -> ParsedRow:
     try:
-        parsed.examples.append(shape.record_to_example(record))
+        return shape.record_to_example(record)
     except InputError as error:
-        parsed.rejected.append(RejectedRow(location, error.message))
+        return RejectedRow(location, error.message)
 
 
 def _text_field(record: dict[str, Any], name: str) -> str:
@@ -563,10 +692,8 @@ def _location(origin: str | None, line: int) -> str:
     return f"{origin}:{line}" if origin else f"line {line}"
 
 
-def _skip_space(text: str, position: int) -> int:
-    while position < len(text) and text[position] in " \t\r\n":
-        position += 1
-    return position
+def _numbered(lines: Iterable[LineT]) -> Iterator[tuple[int, LineT]]:
+    return enumerate(lines, start=1)
 
 
 def _json_reason(error: Exception) -> str:

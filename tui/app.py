@@ -19,7 +19,7 @@ from textual.worker import Worker, WorkerState
 from store.config import DEFAULT_SETTINGS, load_settings
 from store.database import open_database
 from store.errors import TunesmithError, one_line_reason
-from store.examples import list_examples
+from store.examples import count_examples
 from store.projects import (
     Project,
     get_project,
@@ -167,7 +167,7 @@ class TunesmithApp(ProvidesServices, App[None]):
     def _open_project(self, name: str) -> None:
         with self.services.database() as database:
             project = get_project(database, name)
-            has_examples = bool(list_examples(database, project.id))
+            has_examples = count_examples(database, project.id) > 0
         self.post_message(self.ProjectChosen(project, has_examples=has_examples))
 
     async def on_tunesmith_app_project_chosen(self, message: ProjectChosen) -> None:

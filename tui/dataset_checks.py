@@ -4,6 +4,12 @@ and the start most prompts share (an instruction, left out of the prompt column)
 Token lengths come from the base model's ``tokenizer.json`` when it is on disk (the converted
 embedded model, a local folder, or the Hugging Face cache; the ``tokenizers`` package, no
 torch); otherwise they are estimated at four characters a token, until the file appears.
+
+A project may hold a million rows, so no check reads them all. Which rows share a prompt is
+known for every row, from SQL (``store.example_pages``). Lengths are counted for the rows
+shown; the median they are measured against, the count of rows too long and the shared start
+come from a sample of ``SAMPLE_ROWS`` rows spread over the project (every row of a smaller
+one), and the summary says when they come from a sample.
 """
 
 from __future__ import annotations
@@ -12,16 +18,19 @@ import json
 import math
 import re
 import statistics
-from collections import defaultdict
-from collections.abc import Sequence
+import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sqlite_utils
 from tokenizers import Tokenizer
 
+from store.example_pages import BOTH_FLAG, DUPLICATE_FLAG, LONG_FLAG, approved_answers
 from store.examples import Example
 from store.paths import embedded_model_dir
-from store.projects import DEFAULT_BASE_MODEL
+from store.projects import DEFAULT_BASE_MODEL, Project
+from trainer.control.labels import MAX_LABELS, spec_labels, task_labels
 
 CHARS_PER_TOKEN = 4
 """The estimate used when no tokenizer file is at hand."""
@@ -39,6 +48,13 @@ SHARED_PREFIX_MIN_ROWS = 3
 """Fewest rows that must share a start for it to be an instruction."""
 SHARED_PREFIX_SHARE = 0.8
 """Share of the rows that must start with it."""
+SAMPLE_ROWS = 2000
+"""Rows the project-wide length and prefix checks read: every row of a smaller project."""
+KNOWN_LENGTHS = 100_000
+"""Token lengths a counter remembers; past that it forgets them all and counts afresh."""
+ANSWER_KINDS = 2 * MAX_LABELS
+"""Distinct approved answers read to tell labels from free text: more than a label task has,
+even with the variants in spacing that count as one label."""
 
 
 @dataclass
@@ -50,6 +66,8 @@ class TokenCounter:
     context: int | None
     """The base model's context length in tokens, when known."""
     _known: dict[str, int] = field(default_factory=dict, repr=False)
+    # The area's workers count at once (the rows shown, a project's sample): one at a time.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def exact(self) -> bool:
@@ -58,6 +76,13 @@ class TokenCounter:
 
     def count(self, examples: Sequence[Example]) -> dict[int, int]:
         """Token length of each example (its turns plus template overhead), by id."""
+        with self._lock:
+            return self._count(examples)
+
+    def _count(self, examples: Sequence[Example]) -> dict[int, int]:
+        if len(self._known) + len(examples) > KNOWN_LENGTHS:
+            # Scrolling through a million rows must not keep a million lengths.
+            self._known.clear()
         missing = [example for example in examples if example.content_hash not in self._known]
         texts = ["\n".join(m.content for m in example.messages) for example in missing]
         if self.tokenizer is not None and texts:
@@ -154,15 +179,15 @@ class ExampleCheck:
     def flag(self) -> str:
         """A short word for the table: ``dup``, ``long``, ``both`` or nothing."""
         if self.same_prompt_as and self.too_long:
-            return "both"
+            return BOTH_FLAG
         if self.same_prompt_as:
-            return "dup"
-        return "long" if self.too_long else ""
+            return DUPLICATE_FLAG
+        return LONG_FLAG if self.too_long else ""
 
 
 @dataclass(frozen=True)
 class DatasetChecks:
-    """The checks of every example of a project."""
+    """The checks of the rows shown: each one's, and the start of prompts left out of them."""
 
     by_id: dict[int, ExampleCheck]
     exact_tokens: bool
@@ -170,45 +195,111 @@ class DatasetChecks:
     prompt_prefix: str = ""
     """The start most prompts share (an instruction), left out of the prompt column."""
 
-    @property
-    def duplicates(self) -> int:
-        """How many examples share their prompt with another."""
-        return sum(1 for check in self.by_id.values() if check.same_prompt_as)
-
-    @property
-    def too_long(self) -> int:
-        """How many examples are flagged as too long."""
-        return sum(1 for check in self.by_id.values() if check.too_long)
-
 
 NO_CHECKS = DatasetChecks({}, exact_tokens=False)
-"""The checks of an empty dataset."""
+"""The checks of no rows."""
 
 
-def check_examples(examples: Sequence[Example], counter: TokenCounter) -> DatasetChecks:
-    """Token lengths, duplicate prompts, over-long rows and the shared start of ``examples``."""
-    tokens = counter.count(examples)
-    by_prompt: dict[str, list[int]] = defaultdict(list)
-    for example in examples:
-        by_prompt[" ".join(example.prompt.casefold().split())].append(example.id)
-    median = statistics.median(tokens.values()) if tokens else 0
-    checks = {}
-    for example in examples:
-        length = tokens[example.id]
-        same = by_prompt[" ".join(example.prompt.casefold().split())]
-        checks[example.id] = ExampleCheck(
-            tokens=length,
+@dataclass(frozen=True)
+class ProjectChecks:
+    """What the checks found over a whole project."""
+
+    duplicates: int
+    """Live rows that share their prompt with another: every row is checked, in SQL."""
+    too_long: int
+    """Rows of the sample too long to train on, or far longer than the median."""
+    sampled: int
+    """Rows the length and prefix checks read."""
+    total: int
+    """Live rows when they were checked: ``sampled`` is all of them unless fewer."""
+    median_tokens: float
+    """The median token length of the sample."""
+    prompt_prefix: str
+    """The start most prompts of the sample share (an instruction)."""
+    labels: tuple[str, ...]
+    """The task's labels (``trainer.control.labels``), from the spec or the approved answers."""
+
+    @property
+    def from_sample(self) -> bool:
+        """Whether the length and prefix checks read a sample rather than every row."""
+        return self.sampled < self.total
+
+
+def check_rows(
+    rows: Sequence[Example],
+    counter: TokenCounter,
+    project: ProjectChecks | None,
+    shared_prompts: Mapping[int, tuple[int, ...]],
+) -> DatasetChecks:
+    """The checks of the rows shown: token lengths, over-long rows (against the project's
+    median once it is known) and the other rows that share each one's prompt."""
+    tokens = counter.count(rows)
+    median = project.median_tokens if project is not None else None
+    checks = {
+        example.id: ExampleCheck(
+            tokens=tokens[example.id],
             exact=counter.exact,
-            same_prompt_as=tuple(other for other in same if other != example.id),
-            too_long=_length_problem(length, median, counter.context),
+            same_prompt_as=shared_prompts.get(example.id, ()),
+            too_long=_length_problem(tokens[example.id], median, counter.context),
         )
-    prefix = shared_prompt_prefix([example.prompt for example in examples])
+        for example in rows
+    }
+    prefix = project.prompt_prefix if project is not None else ""
     return DatasetChecks(checks, exact_tokens=counter.exact, prompt_prefix=prefix)
 
 
-def _length_problem(tokens: int, median: float, context: int | None) -> str | None:
+def check_project(
+    sample: Sequence[Example],
+    counter: TokenCounter,
+    *,
+    duplicates: int,
+    total: int,
+    labels: tuple[str, ...],
+) -> ProjectChecks:
+    """The project-wide checks from a sample of its rows, with its count of rows sharing a
+    prompt, its live row count and its labels."""
+    tokens = list(counter.count(sample).values())
+    median = statistics.median(tokens) if tokens else 0.0
+    too_long = sum(1 for length in tokens if _length_problem(length, median, counter.context))
+    return ProjectChecks(
+        duplicates=duplicates,
+        too_long=too_long,
+        sampled=len(sample),
+        total=total,
+        median_tokens=median,
+        prompt_prefix=shared_prompt_prefix([example.prompt for example in sample]),
+        labels=labels,
+    )
+
+
+def read_labels(db: sqlite_utils.Database, project: Project) -> tuple[str, ...]:
+    """The project's labels by the one rule of ``trainer.control.labels``: the spec's, else
+    those its approved answers show, read as distinct answers counted (not row by row)."""
+    named = spec_labels(project.task_spec)
+    if named:
+        return task_labels(named, ())
+    answers = approved_answers(db, project.id, ANSWER_KINDS)
+    # The rule takes the answers as many times as the rows give them.
+    return task_labels((), [answer for answer, count in answers for _ in range(count)])
+
+
+def long_chars(project: ProjectChecks | None, context: int | None) -> int | None:
+    """The stored length (characters of JSON) past which the filter's ``long`` takes a row to
+    be too long: the length check's limit in tokens, at ``CHARS_PER_TOKEN`` a token."""
+    limits = [context] if context is not None else []
+    if project is not None and project.total:
+        limits.append(
+            max(OUTLIER_MIN_TOKENS - 1, math.floor(OUTLIER_FACTOR * project.median_tokens))
+        )
+    return CHARS_PER_TOKEN * min(limits) if limits else None
+
+
+def _length_problem(tokens: int, median: float | None, context: int | None) -> str | None:
     if context is not None and tokens > context:
         return f"{tokens} tokens, more than the model's context of {context}: a run would fail"
+    if median is None:
+        # Not measured yet: only the model's context says a row is too long.
+        return None
     if tokens >= OUTLIER_MIN_TOKENS and tokens > OUTLIER_FACTOR * median:
         return f"{tokens} tokens, over {OUTLIER_FACTOR}x the median of {median:g}: a broken row?"
     return None

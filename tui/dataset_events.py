@@ -1,4 +1,5 @@
-"""What the Dataset area's workers report: examples read and checked, examples changed."""
+"""What the Dataset area's workers report: a window of examples read, the project checked,
+examples changed, proposals made."""
 
 from __future__ import annotations
 
@@ -6,34 +7,58 @@ from collections.abc import Sequence
 
 from textual.message import Message
 
-from store.examples import Example
+from store.example_pages import ExampleCounts, ExampleView, ExampleWindow, UnansweredPage
 from store.projects import Project
-from tui.dataset_checks import DatasetChecks
-from tui.dataset_review import UndoStep
+from tui.dataset_checks import DatasetChecks, ProjectChecks
+from tui.dataset_review import Cursor, UndoStep
 
 
 class ExamplesLoaded(Message):
-    """The examples of a project were read from the store and checked."""
+    """The counts of a project and a window of its examples were read from the store."""
 
     def __init__(
         self,
         project: Project,
-        examples: Sequence[Example],
+        counts: ExampleCounts,
+        view: ExampleView,
+        window: ExampleWindow,
         checks: DatasetChecks,
-        unlabeled: Sequence[Example],
-        labels: Sequence[str],
+        unanswered: UnansweredPage,
+        cursor: Cursor,
+        checked: ProjectChecks | None,
     ) -> None:
         super().__init__()
         self.project = project
         """The project the examples belong to."""
-        self.examples = tuple(examples)
-        """The project's examples, oldest first."""
+        self.counts = counts
+        """Its live examples counted."""
+        self.view = view
+        """The filter and order the window was read with."""
+        self.window = window
+        """The rows of the view the table shows."""
         self.checks = checks
-        """What the checks found."""
-        self.unlabeled = tuple(unlabeled)
-        """The examples without an answer, least confident proposal first."""
-        self.labels = tuple(labels)
-        """The task's labels (the spec's, else the approved answers'); empty if none."""
+        """What the checks found about those rows."""
+        self.unanswered = unanswered
+        """The first examples without an answer, least confident proposal first."""
+        self.cursor = cursor
+        """Where the table's cursor goes."""
+        self.checked = checked
+        """The project's checks the rows were checked against (None: none yet)."""
+
+
+class ProjectChecked(Message):
+    """The checks over a whole project moved on (``line``) or ended (``checks``)."""
+
+    def __init__(
+        self, project: Project, *, line: str = "", checks: ProjectChecks | None = None
+    ) -> None:
+        super().__init__()
+        self.project = project
+        """The project checked."""
+        self.line = line
+        """What the checks are doing, while they run."""
+        self.checks = checks
+        """What they found, once they ended."""
 
 
 class ExamplesChanged(Message):

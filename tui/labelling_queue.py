@@ -1,9 +1,10 @@
 """The Dataset area's labelling queue without Textual: which unanswered row comes next, which
 label each digit picks, and how a proposal and its confidence read.
 
-The rows come from the store least-confident first (``store.examples.unlabeled_examples``).
-A row answered here leaves the queue at once, before its write is read back, so the next one
-shows without waiting; a write that fails, or an undo, puts it back.
+The rows come from the store least-confident first, the first ``QUEUE_ROWS`` of them at a
+time (``store.example_pages.unanswered_page``), with the count of all. A row answered here
+leaves the queue at once, before its write is read back, so the next one shows without
+waiting; a write that fails, or an undo, puts it back. Skipping goes round the rows read.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 
+from store.example_pages import UnansweredPage
 from store.examples import Example
 
 DIGIT_LABELS = 9
 """Labels the digit keys pick (1-9); the rest are typed with the editor."""
+QUEUE_ROWS = 500
+"""Rows without an answer the queue reads at a time, least confident first."""
 
 
 def percent(confidence: float) -> str:
@@ -35,7 +39,9 @@ class LabelQueue:
     """The unanswered rows of a project in the order a person labels them, and where they are."""
 
     rows: tuple[Example, ...] = ()
-    """The unanswered rows as last read, least confident proposal first."""
+    """The first unanswered rows as last read, least confident proposal first."""
+    total: int = 0
+    """How many rows had no answer when they were read (``rows`` may be the first of them)."""
     labels: tuple[str, ...] = ()
     """The task's labels (``tui.cli.label.project_labels``), in the order the digits pick
     them; empty for free-text or JSON answers."""
@@ -58,8 +64,9 @@ class LabelQueue:
 
     @property
     def left(self) -> int:
-        """How many rows are left to label."""
-        return len(self.waiting)
+        """How many rows are left to label: those read without an answer, less the ones
+        answered here since (and not read back yet)."""
+        return self.total - sum(1 for row in self.rows if row.id in self.given)
 
     @property
     def labelled(self) -> int:
@@ -71,9 +78,13 @@ class LabelQueue:
         choices = self.labels[:DIGIT_LABELS]
         return choices[number - 1] if 1 <= number <= len(choices) else None
 
-    def reloaded(self, rows: Sequence[Example], labels: Sequence[str]) -> LabelQueue:
-        """The queue over freshly read rows and labels, still on the same row if it waits."""
-        return replace(self, rows=tuple(rows), labels=tuple(labels))
+    def reloaded(self, page: UnansweredPage) -> LabelQueue:
+        """The queue over freshly read rows, still on the same row if it waits."""
+        return replace(self, rows=page.rows, total=page.total)
+
+    def with_labels(self, labels: Sequence[str]) -> LabelQueue:
+        """The queue with the task's labels as last found."""
+        return replace(self, labels=tuple(labels))
 
     def moved(self, step: int) -> LabelQueue:
         """The queue on the row ``step`` places on (skip: 1, back: -1), wrapping at the ends."""
@@ -89,7 +100,7 @@ class LabelQueue:
         current = self.current
         current_id = current.id if current is not None else None
         if current_id == example_id:
-            current_id = self.moved(1).current_id if self.left > 1 else None
+            current_id = self.moved(1).current_id if len(self.waiting) > 1 else None
         return replace(self, given=self.given | {example_id}, current_id=current_id)
 
     def taken_back(self, example_ids: Collection[int]) -> LabelQueue:

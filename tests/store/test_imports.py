@@ -7,14 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from store import imports
 from store.errors import InputError, NotFoundError
 from store.examples import ChatMessage
 from store.imports import (
     UNLABELED_ROWS,
+    parse_json_array,
     parse_jsonl,
     parse_unlabeled_text,
     read_examples,
     read_unlabeled,
+    stream_examples,
 )
 
 USER_ASSISTANT = (ChatMessage("user", "2+2?"), ChatMessage("assistant", "4"))
@@ -428,3 +431,60 @@ def test_pasted_text_is_one_input_per_line_located_by_line() -> None:
 def test_a_txt_file_is_not_an_example_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"unknown file type '\.txt'"):
         read_examples(write(tmp_path, "inputs.txt", "hello\n"))
+
+
+ARRAY = (
+    '\ufeff[\n  {"prompt": "q1 \\u00e9", "response": "a1", "tags": ["x"], "split": "eval"},\n'
+    '  7,\n  {"prompt": "q2 \\"quoted\\"", "response": "a2"},  true  ,\n'
+    '  {"prompt": "' + "long " * 200 + '", "response": "a3"},\n  {"prompt": ""}\n] \n junk\n'
+)
+"""A JSON array whose items, numbers and literals a small chunk cuts anywhere."""
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64, 1024 * 1024])
+def test_a_json_array_reads_the_same_whatever_the_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    path = write(tmp_path, "array.json", ARRAY)
+    whole = parse_json_array(ARRAY.removeprefix("\ufeff"), str(path))
+    monkeypatch.setattr(imports, "READ_CHUNK", chunk)
+    read = read_examples(path)
+    assert read.examples == whole.examples and read.rejected == whole.rejected
+    assert [e.messages[0].content[:7] for e in read.examples] == ["q1 é", 'q2 "quo', "long lo"]
+    assert [str(r) for r in read.rejected] == [
+        f"{path}:3: expected a JSON object, got a number",
+        f"{path}:4: expected a JSON object, got a boolean",
+        f"{path}:6: no known fields (expected messages, prompt/response, prompt/completion,"
+        " instruction/input/output or input/output; found prompt)",
+        f"{path}:8: text after the end of the JSON array (not read)",
+    ]
+
+
+def test_a_broken_array_in_chunks_names_the_line_of_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(imports, "READ_CHUNK", 5)
+    path = write(tmp_path, "broken.json", '[\n{"prompt": "q", "response": "a"},\n{"prompt" 1}\n]')
+    with pytest.raises(InputError, match=r"broken\.json:3: not valid JSON"):
+        read_examples(path)
+    bad_byte = write(tmp_path, "bytes.json", b'[\n{"prompt": "q", "response": "a"},\n"\xff"]')
+    with pytest.raises(InputError, match=r"bytes\.json:3: not valid UTF-8"):
+        read_examples(bad_byte)
+
+
+@pytest.mark.parametrize("name", ["rows.jsonl", "rows.csv", "rows.json"])
+def test_rows_come_as_the_file_is_read(tmp_path: Path, name: str) -> None:
+    count = 3000
+    if name.endswith(".jsonl"):
+        content = "".join(f'{{"prompt": "q{n}", "response": "a"}}\n' for n in range(count))
+    elif name.endswith(".csv"):
+        content = "prompt,response\n" + "".join(f"q{n},a\n" for n in range(count))
+    else:
+        items = ",\n".join(f'{{"prompt": "q{n}", "response": "a"}}' for n in range(count))
+        content = f"[{items}]"
+    path = write(tmp_path, name, content * 40 if name.endswith(".jsonl") else content)
+    rows = stream_examples(path)
+    first = next(rows)
+    assert not isinstance(first, imports.RejectedRow) and first.messages[0].content == "q0"
+    # The rest is still to read: the stream holds a row (and a chunk), not the file.
+    assert sum(1 for _ in rows) == (40 * count if name.endswith(".jsonl") else count) - 1

@@ -38,7 +38,13 @@ def test_migrations_apply_once_and_reopen_safely(tmp_path: Path) -> None:
     first.close()
     second = open_database(db_path)
     assert [m.name for m in MIGRATIONS.applied(second)] == applied
-    assert applied == ["m001_initial", "m002_prompt_votes", "m003_unlabeled_examples"]
+    assert applied == [
+        "m001_initial",
+        "m002_prompt_votes",
+        "m003_unlabeled_examples",
+        "m004_few_shot_eval_items",
+        "m005_example_pages",
+    ]
     assert MIGRATIONS.pending(second) == []
     assert {
         "projects",
@@ -118,6 +124,30 @@ def test_duplicates_are_skipped_and_split_is_stable(tmp_path: Path) -> None:
     assert 15 <= first.eval <= 45, "auto should hold out roughly 15%"
     stored = {e.content_hash: e.split for e in list_examples(db, project.id)}
     assert all(split == auto_split(digest) for digest, split in stored.items())
+
+
+def test_rows_keep_their_order_and_are_counted_by_split_across_batches(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "t.db")
+    project = create_project(db, "p")
+    # More rows than one batch, splits mixed, duplicates within the call and of earlier rows.
+    add_examples(db, project.id, [prompt_response("q 7", "a")], source="typed")
+    rows = [
+        NewExample(
+            prompt_response(f"q {n % 2400}", "a").messages, split=("train", "eval")[n % 3 % 2]
+        )
+        for n in range(2500)
+    ]
+    result = add_examples(db, project.id, rows, source="imported")
+    stored = list_examples(db, project.id)
+    assert [e.prompt for e in stored[1:4]] == ["q 0", "q 1", "q 2"]
+    assert [e.prompt for e in stored[1:]] == [f"q {n}" for n in range(2400) if n != 7]
+    assert (result.added, result.duplicates) == (2399, 101)
+    assert (result.train, result.eval) == (
+        sum(e.split == "train" for e in stored[1:]),
+        sum(e.split == "eval" for e in stored[1:]),
+    )
+    # What the cache was before the write, it is after.
+    assert db.execute("PRAGMA cache_size").fetchone()[0] == -2000
 
 
 def test_a_failed_multi_row_write_leaves_nothing(tmp_path: Path) -> None:

@@ -146,12 +146,12 @@ async def test_a_failing_worker_becomes_a_notification(
 ) -> None:
     notes: list[tuple[str, dict[str, Any]]] = []
 
-    def failing_list_examples(*args: Any, **kwargs: Any) -> Any:
+    def failing_counts(*args: Any, **kwargs: Any) -> Any:
         raise TunesmithError("the disk is on [red]fire[/]", title="Database")
 
     app = TunesmithApp(db_path)
     monkeypatch.setattr(app, "notify", lambda message, **kwargs: notes.append((message, kwargs)))
-    monkeypatch.setattr("tui.screens.dataset.list_examples", failing_list_examples)
+    monkeypatch.setattr("tui.screens.dataset.example_counts", failing_counts)
     async with app.run_test(size=SIZE) as pilot:
         await choose(pilot)
         assert notes == [
@@ -160,7 +160,7 @@ async def test_a_failing_worker_becomes_a_notification(
                 {"title": "Database", "severity": "error", "markup": False},
             )
         ]
-        monkeypatch.setattr("tui.screens.dataset.list_examples", lambda *a, **k: 1 / 0)
+        monkeypatch.setattr("tui.screens.dataset.example_counts", lambda *a, **k: 1 / 0)
         await pilot.press("ctrl+r")
         await settle(pilot)
         assert notes[-1][0] == "ZeroDivisionError: division by zero"

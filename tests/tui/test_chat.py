@@ -108,7 +108,7 @@ async def test_describing_a_task_fills_the_spec_and_stores_the_examples(
         await pilot.press("f3")
         await settle(pilot)
         assert isinstance(app.screen, DatasetScreen)
-        assert [e.prompt for e in app.screen.all_examples] == [
+        assert [e.prompt for e in app.screen.window.rows] == [
             "I am Bo Chen, order B-2231 never came."
         ]
 

@@ -13,6 +13,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 
 from store.database import open_database
 from store.errors import InputError
+from store.example_pages import duplicate_count, shared_prompts
 from store.examples import (
     ChatMessage,
     add_examples,
@@ -27,7 +28,8 @@ from tui.app import TunesmithApp
 from tui.dataset_checks import (
     EMBEDDED_CONTEXT,
     TokenCounters,
-    check_examples,
+    check_project,
+    check_rows,
     shared_prompt_prefix,
     token_counter_for,
     without_prefix,
@@ -159,17 +161,17 @@ async def test_filter_shows_matching_rows_and_escape_clears_it(db_path: Path) ->
     async with app.run_test(size=SIZE) as pilot:
         await choose(pilot, "reviews")
         await pilot.press("slash", *"positive")
-        await pilot.pause()
+        await settle(pilot)
         assert table(app).row_count == 2
         assert "2 of 6 match 'positive'" in shown(app.screen, "#dataset-summary")
         await pilot.press("enter")
         assert table(app).has_focus
         await pilot.press("slash", "ctrl+u", *"nothing like this")
-        await pilot.pause()
+        await settle(pilot)
         assert not table(app).display
         assert "esc clears the filter" in shown(app.screen, "#dataset-summary")
         await pilot.press("escape")
-        await pilot.pause()
+        await settle(pilot)
         assert table(app).row_count == 6 and table(app).has_focus
 
 
@@ -320,18 +322,23 @@ def test_token_lengths_duplicates_and_long_rows(tmp_path: Path) -> None:
     examples = list_examples(db, project.id)
     counter = token_counter_for(str(model))
     assert counter.exact and counter.context == 20
-    checks = check_examples(examples, counter)
+    project_checks = check_project(
+        examples, counter, duplicates=duplicate_count(db, project.id), total=3, labels=()
+    )
+    shared = shared_prompts(db, [e.id for e in examples])
+    checks = check_rows(examples, counter, project_checks, shared)
     first, second, long_row = (checks.by_id[e.id] for e in examples)
     # Two words and one, plus four tokens of chat template per turn.
     assert first.tokens == 2 + 1 + 8
     assert first.same_prompt_as == (2,) and second.same_prompt_as == (1,)
     assert first.flag == "dup" and long_row.flag == "long"
     assert long_row.too_long is not None and "model's context of 20" in long_row.too_long
-    assert checks.duplicates == 2 and checks.too_long == 1
+    assert project_checks.duplicates == 2 and project_checks.too_long == 1
+    assert not project_checks.from_sample
     # Without a tokenizer file the lengths are estimates from the characters.
     estimate = token_counter_for(str(tmp_path / "no-model"))
     assert not estimate.exact and estimate.context is None
-    assert check_examples(examples[:1], estimate).by_id[examples[0].id].tokens == 1 + 1 + 8
+    assert check_rows(examples[:1], estimate, None, {}).by_id[examples[0].id].tokens == 1 + 1 + 8
     assert get_example(db, examples[0].id).prompt == "a b"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from store.database import open_database
+from store.example_pages import UnansweredPage
 from store.examples import (
     Example,
     add_examples,
@@ -49,9 +50,14 @@ def _rows(tmp_path: Path) -> tuple[list[Example], list[Example]]:
     return rows, examples
 
 
+def _queue(rows: list[Example], labels: tuple[str, ...] = ()) -> LabelQueue:
+    """A queue read from ``rows``, all the rows there are, with ``labels``."""
+    return LabelQueue().reloaded(UnansweredPage(tuple(rows), len(rows))).with_labels(labels)
+
+
 def test_least_confident_first_and_answered_rows_leave_at_once(tmp_path: Path) -> None:
     rows, _ = _rows(tmp_path)
-    queue = LabelQueue().reloaded(rows, ("billing", "bug"))
+    queue = _queue(rows, ("billing", "bug"))
     assert [row.id for row in queue.waiting] == [6, 7, 5, 8]
     assert queue.current is not None and queue.current.id == 6
     assert counts_text(queue) == "4 left to label · 0 labelled this session"
@@ -60,7 +66,7 @@ def test_least_confident_first_and_answered_rows_leave_at_once(tmp_path: Path) -
     assert queue.current is not None and queue.current.id == 7
     assert (queue.left, queue.labelled) == (3, 1)
     # A reload that still holds the row (read before its write) does not bring it back.
-    queue = queue.reloaded(rows, ("billing", "bug"))
+    queue = queue.reloaded(UnansweredPage(tuple(rows), len(rows)))
     assert queue.current is not None and queue.current.id == 7 and queue.left == 3
 
 
@@ -68,19 +74,19 @@ def test_skip_and_back_wrap_around_and_answering_the_last_row_goes_to_the_first(
     tmp_path: Path,
 ) -> None:
     rows, _ = _rows(tmp_path)
-    queue = LabelQueue().reloaded(rows, ())
+    queue = _queue(rows)
     assert [queue.moved(step).current_id for step in (1, 2, 3, 4, -1)] == [7, 5, 8, 6, 8]
     at_last = queue.moved(-1)
     after = at_last.answered(8)
     assert after.current is not None and after.current.id == 6
-    done = LabelQueue().reloaded(rows[:1], ()).answered(rows[0].id)
+    done = _queue(rows[:1]).answered(rows[0].id)
     assert done.current is None and done.left == 0 and done.labelled == 1
     assert done.moved(1) == done
 
 
 def test_an_undone_or_refused_answer_comes_back_as_the_current_row(tmp_path: Path) -> None:
     rows, _ = _rows(tmp_path)
-    queue = LabelQueue().reloaded(rows, ()).answered(6).answered(7)
+    queue = _queue(rows).answered(6).answered(7)
     assert queue.current is not None and queue.current.id == 5
     back = queue.taken_back([6])
     assert back.current is not None and back.current.id == 6
@@ -91,7 +97,7 @@ def test_an_undone_or_refused_answer_comes_back_as_the_current_row(tmp_path: Pat
 
 def test_digits_pick_the_labels_in_order_and_nothing_past_the_ninth(tmp_path: Path) -> None:
     rows, _ = _rows(tmp_path)
-    queue = LabelQueue().reloaded(rows, ("billing", "bug"))
+    queue = _queue(rows, ("billing", "bug"))
     assert queue.label_for(1) == "billing" and queue.label_for(2) == "bug"
     assert queue.label_for(3) is None and queue.label_for(0) is None
     assert LabelQueue().label_for(1) is None
@@ -102,3 +108,16 @@ def test_digits_pick_the_labels_in_order_and_nothing_past_the_ninth(tmp_path: Pa
 def test_a_proposal_says_who_made_it_and_how_sure_it_was(tmp_path: Path) -> None:
     rows, _ = _rows(tmp_path)
     assert proposal_note(rows[0]) == "base, 35% sure"
+
+
+def test_a_long_queue_counts_the_rows_it_did_not_read(tmp_path: Path) -> None:
+    rows, _ = _rows(tmp_path)
+    # The first two of 40,000 rows without an answer.
+    queue = LabelQueue().reloaded(UnansweredPage(tuple(rows[:2]), 40_000))
+    assert counts_text(queue) == "40000 left to label · 0 labelled this session"
+    queue = queue.answered(rows[0].id)
+    assert (queue.left, queue.labelled) == (39_999, 1)
+    assert [row.id for row in queue.waiting] == [rows[1].id]
+    # Read back: the row answered is gone from the store's rows and from its count.
+    queue = queue.reloaded(UnansweredPage(tuple(rows[1:3]), 39_999))
+    assert queue.left == 39_999 and queue.current is not None

@@ -155,7 +155,7 @@ def test_dataset_error(
     def unreadable(*args: Any, **kwargs: Any) -> Any:
         raise TunesmithError("database disk image is malformed", title="Database")
 
-    monkeypatch.setattr("tui.screens.dataset.list_examples", unreadable)
+    monkeypatch.setattr("tui.screens.dataset.example_counts", unreadable)
     assert snap_compare(TunesmithApp(demo_db), run_before=open_reviews_then())
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from store.atomic import write_atomically
+from store.atomic import atomic_text_file
 from store.examples import Example, messages_to_json
 
 TRAIN_FILE = "train.jsonl"
@@ -24,20 +25,26 @@ class Snapshot:
     digest: str
 
 
-def write_snapshot(run_dir: Path, train: list[Example], evaluation: list[Example]) -> Snapshot:
-    """Write the train and eval rows into ``run_dir``; the digest covers both files."""
+def write_snapshot(
+    run_dir: Path, train: Iterable[Example], evaluation: Iterable[Example]
+) -> Snapshot:
+    """Write the train and eval rows into ``run_dir`` as they come (a million are never
+    held); the digest covers both files."""
     hasher = hashlib.sha256()
+    counts = []
     for name, rows in ((TRAIN_FILE, train), (EVAL_FILE, evaluation)):
-        lines = "".join(
-            json.dumps(
-                {"id": row.id, "messages": messages_to_json(row.messages)}, ensure_ascii=False
-            )
-            + "\n"
-            for row in rows
-        )
-        hasher.update(name.encode() + b"\0" + lines.encode("utf-8"))
-        write_atomically(run_dir / name, lines)
-    return Snapshot(train_rows=len(train), eval_rows=len(evaluation), digest=hasher.hexdigest())
+        hasher.update(name.encode() + b"\0")
+        count = 0
+        with atomic_text_file(run_dir / name) as handle:
+            for row in rows:
+                line = json.dumps(
+                    {"id": row.id, "messages": messages_to_json(row.messages)}, ensure_ascii=False
+                )
+                hasher.update(line.encode("utf-8") + b"\n")
+                handle.write(line + "\n")
+                count += 1
+        counts.append(count)
+    return Snapshot(train_rows=counts[0], eval_rows=counts[1], digest=hasher.hexdigest())
 
 
 def read_snapshot_rows(path: Path) -> list[dict[str, Any]]:

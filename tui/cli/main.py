@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
@@ -15,15 +17,17 @@ from store.errors import TunesmithError
 from store.examples import (
     SPLIT_MODES,
     Example,
+    NewExample,
     SplitMode,
     add_examples,
-    list_examples,
+    count_examples,
+    iter_examples,
     messages_to_json,
     prompt_response,
     remove_example,
 )
 from store.exports import export_examples
-from store.imports import read_examples, read_unlabeled
+from store.imports import ParsedRow, RejectedRow, stream_examples, stream_unlabeled
 from store.paths import default_db_path
 from store.projects import create_project, get_project, list_projects
 from tui.cli.agent import chat_command, draft_command, spec_command
@@ -158,7 +162,7 @@ def project_list(state: CliState, as_json: bool) -> None:
     """List projects with their example counts."""
     db = state.db()
     projects = list_projects(db)
-    counts = {p.id: len(list_examples(db, p.id)) for p in projects}
+    counts = {p.id: count_examples(db, p.id) for p in projects}
     if as_json:
         records = [
             {
@@ -220,13 +224,12 @@ def examples_import(
     """
     db = state.db()
     target = get_project(db, name)
-    parsed = read_unlabeled(file) if unlabeled else read_examples(file)
-    for rejected in parsed.rejected:
-        click.echo(terminal_safe(str(rejected)), err=True)
+    rows = stream_unlabeled(file) if unlabeled else stream_examples(file)
+    rejected = _RejectedRows()
     result = add_examples(
         db,
         target.id,
-        parsed.examples,
+        rejected.reported(rows),
         source="imported",
         split_mode=cast(SplitMode, split_mode),
         status="pending" if unlabeled else "approved",
@@ -236,13 +239,31 @@ def examples_import(
         f"Imported {result.added} new {what} into {target.name!r}"
         f" ({result.train} train, {result.eval} eval)"
         + (f"; {result.duplicates} already present" if result.duplicates else "")
-        + (f"; {len(parsed.rejected)} rows rejected" if parsed.rejected else "")
+        + (f"; {rejected.count} rows rejected" if rejected.count else "")
         + "."
     )
     if unlabeled and result.added:
         click.echo(f"Next: tunesmith label {target.name}  (a model proposes their answers)")
-    if parsed.rejected:
+    if rejected.count:
         sys.exit(EXIT_REJECTED_ROWS)
+
+
+class _RejectedRows:
+    """Reports the rejected rows of a file on stderr as the stream reaches them, and counts
+    them, passing the valid rows on: the file is stored as it is read."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        """Rows rejected so far."""
+
+    def reported(self, rows: Iterable[ParsedRow]) -> Iterator[NewExample]:
+        """The valid rows of ``rows``; each rejected one is printed and counted."""
+        for row in rows:
+            if isinstance(row, RejectedRow):
+                self.count += 1
+                click.echo(terminal_safe(str(row)), err=True)
+            else:
+                yield row
 
 
 @examples.command("list")
@@ -250,16 +271,19 @@ def examples_import(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one array of examples).")
 @pass_state
 def examples_list(state: CliState, name: str, as_json: bool) -> None:
-    """List the examples of NAME."""
+    """List the examples of NAME (written as they are read: a million rows are never held)."""
     db = state.db()
-    rows = list_examples(db, get_project(db, name).id)
+    rows = iter_examples(db, get_project(db, name).id)
     if as_json:
-        click.echo(json_text([_example_record(e) for e in rows]))
+        for text in _json_array(_example_record(e) for e in rows):
+            click.echo(text, nl=False)
+        click.echo()
         return
-    if not rows:
+    first = next(rows, None)
+    if first is None:
         click.echo(f"No examples yet. Add some: tunesmith examples import {name} FILE")
         return
-    for example in rows:
+    for example in itertools.chain([first], rows):
         click.echo(
             f"{example.id:>6}  {example.status:<8}  {example.split:<5}  {example.source:<8}  "
             f"{one_line(example.prompt, 40):<40}  ->  {_answer_text(example)}"
@@ -273,7 +297,7 @@ def examples_list(state: CliState, name: str, as_json: bool) -> None:
 def examples_export(state: CliState, name: str, file: Path) -> None:
     """Write the examples of NAME to FILE as chat-format JSONL (imports back to the same rows)."""
     db = state.db()
-    count = export_examples(file, list_examples(db, get_project(db, name).id))
+    count = export_examples(file, iter_examples(db, get_project(db, name).id))
     click.echo(f"Exported {count} examples to {terminal_safe(str(file))}.")
 
 
@@ -307,6 +331,16 @@ def examples_remove(state: CliState, example_id: int) -> None:
     """Remove example EXAMPLE_ID (its history is kept)."""
     removed = remove_example(state.db(), example_id)
     click.echo(f"Removed example {removed.id}: {one_line(removed.prompt, 60)}")
+
+
+def _json_array(records: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """The text ``json_text`` gives a list of ``records``, an element at a time."""
+    opened = False
+    for record in records:
+        element = "\n".join(f"  {line}" for line in json_text(record).split("\n"))
+        yield (",\n" if opened else "[\n") + element
+        opened = True
+    yield "\n]" if opened else "[]"
 
 
 def _answer_text(example: Example) -> str:

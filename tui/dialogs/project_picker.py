@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Input, Label, Static
 from textual.worker import Worker
 
 from store.errors import InputError
-from store.examples import list_examples
+from store.examples import count_examples
 from store.projects import Project, create_project, list_projects
 from tui.screens.area import forward_worker_state
 from tui.services import services
@@ -119,7 +119,7 @@ class ProjectPickerScreen(ModalScreen[str | None]):
     def _load_projects(self) -> None:
         with services(self).database() as database:
             summaries = [
-                ProjectSummary(project, len(list_examples(database, project.id)))
+                ProjectSummary(project, count_examples(database, project.id))
                 for project in list_projects(database)
             ]
         self.post_message(self.ProjectsLoaded(summaries))

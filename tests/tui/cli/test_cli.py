@@ -17,9 +17,24 @@ from store.database import open_database
 from store.examples import list_examples
 from store.projects import get_project
 from tests.repo import REPO
+from tests.store.big_project import NAME, write_big_project
 from tui.cli.main import cli
+from tui.safe_text import json_text
 
 DEMO = REPO / "examples" / "support_emails.jsonl"
+
+STREAMED_ROWS = 50_000
+"""Rows listed and exported in bounded memory: holding them all took some 65 MB more."""
+STREAMING_MB = 40
+"""What listing or exporting them may add to the CLI's own peak memory: a generous bound
+(streaming adds a few MB), well under what holding every row takes."""
+PEAK_RSS = (
+    "import resource, subprocess, sys\n"
+    "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True)\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+)
+"""Runs a command as its only child and prints the child's peak resident memory in KiB."""
+TUNESMITH = [sys.executable, "-c", "from tui.cli.main import main; main()"]
 
 
 @pytest.fixture
@@ -182,3 +197,40 @@ def test_project_new_reads_the_base_model_from_the_config_file(
     assert run(db_path, "project", "new", "support").exit_code == 0
     listed = json.loads(run(db_path, "project", "list", "--json").stdout)
     assert listed[0]["base_model"] == "./my-model"
+
+
+def test_list_json_is_the_array_json_text_writes(db_path: Path) -> None:
+    run(db_path, "project", "new", "p")
+    assert run(db_path, "examples", "list", "p", "--json").stdout == "[]\n"
+    run(db_path, "examples", "import", "p", str(DEMO))
+    run(db_path, "examples", "add", "p", "--prompt", "Hi \u202e [/] \x1b[31m", "--response", "ok")
+    listed = run(db_path, "examples", "list", "p", "--json").stdout
+    records = json.loads(listed)
+    assert [r["id"] for r in records] == list(range(1, 82))
+    # Written an element at a time, byte for byte what one json_text of the list writes.
+    assert listed == json_text(records) + "\n"
+    assert "\\u202e" in listed and "\x1b" not in listed
+
+
+def peak_rss_mb(*args: str) -> float:
+    """The peak resident memory of ``tunesmith ARGS`` run in a process of its own, in MB."""
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, *TUNESMITH, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(done.stdout) / 1024
+
+
+def test_list_and_export_stream_in_bounded_memory(tmp_path: Path) -> None:
+    db_path = write_big_project(tmp_path / "big.db", STREAMED_ROWS)
+    db = ["--db", str(db_path)]
+    started = peak_rss_mb(*db, "project", "list")
+    listed = peak_rss_mb(*db, "examples", "list", NAME, "--json")
+    exported = tmp_path / "big.jsonl"
+    written = peak_rss_mb(*db, "examples", "export", NAME, str(exported))
+    assert listed - started < STREAMING_MB, (started, listed)
+    assert written - started < STREAMING_MB, (started, written)
+    with exported.open(encoding="utf-8") as rows:
+        assert sum(1 for _ in rows) == STREAMED_ROWS

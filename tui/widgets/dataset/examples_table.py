@@ -1,15 +1,20 @@
-"""The Dataset area's table: one row per example, fitted to the terminal's width."""
+"""The Dataset area's table: a window of the rows shown, one per example, fitted to the
+terminal's width; moving past either end of the window asks for the rows there."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.message import Message
 
+from store.example_pages import ExampleWindow
 from store.examples import Example
 from tui.dataset_checks import NO_CHECKS, DatasetChecks, ExampleCheck, without_prefix
+from tui.dataset_review import Cursor
 from tui.labelling_queue import percent
 from tui.text import plain
 from tui.widgets.key_table import KeyTable
@@ -103,27 +108,49 @@ def response_cell(example: Example, width: int) -> Text:
 
 class ExamplesTable(KeyTable):
     """Examples with their id (and selection mark), status, split, source, tags, prompt (less
-    the start most prompts share), response (or proposal), token length and flag."""
+    the start most prompts share), response (or proposal), token length and flag.
+
+    It holds a window of the rows shown (``ExampleWindow``); a move past either end of it, or
+    to the first or last row, posts ``WindowWanted`` and the area reads that window.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("home", "scroll_top", "First row", show=False),
+        Binding("end", "scroll_bottom", "Last row", show=False),
+    ]
+
+    class WindowWanted(Message):
+        """The cursor should move to a row of the view that the window does not hold."""
+
+        def __init__(self, position: int) -> None:
+            super().__init__()
+            self.position = position
+            """The row of the view to move to, counted from 0."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._examples: tuple[Example, ...] = ()
+        self._offset = 0
+        self._total = 0
         self._checks: DatasetChecks = NO_CHECKS
         self._selected: frozenset[int] = frozenset()
         self._widths: ColumnWidths | None = None
 
-    def show_examples(
+    def show_window(
         self,
-        examples: Sequence[Example],
+        window: ExampleWindow,
         checks: DatasetChecks = NO_CHECKS,
         selected: Collection[int] = (),
+        cursor: Cursor | None = None,
     ) -> None:
-        """Replace the rows, keeping the cursor on the same example where it is still shown."""
-        current = self.example_at(self.cursor_row)
-        self._examples = tuple(examples)
+        """Replace the rows with ``window``'s and put the cursor where ``cursor`` says (by
+        default on the same example where it is still shown, else on the same row)."""
+        self._examples = window.rows
+        self._offset = window.offset
+        self._total = window.matching
         self._checks = checks
         self._selected = frozenset(selected)
-        self._rebuild(keep=current.id if current is not None else None)
+        self._rebuild(cursor or self.cursor_here())
 
     def mark_selected(self, selected: Collection[int]) -> None:
         """Show the selection marks of ``selected`` without rebuilding the rows."""
@@ -135,18 +162,74 @@ class ExamplesTable(KeyTable):
 
     @property
     def examples(self) -> tuple[Example, ...]:
-        """The examples shown, in row order."""
+        """The examples of the window, in row order."""
         return self._examples
 
+    @property
+    def window_start(self) -> int:
+        """The view's row (from 0) that the window's first row is."""
+        return self._offset
+
+    @property
+    def total(self) -> int:
+        """How many rows the view holds, in and out of the window."""
+        return self._total
+
     def example_at(self, row: int) -> Example | None:
-        """The example shown in row ``row``, if there is such a row."""
+        """The example shown in row ``row`` of the window, if there is such a row."""
         return self._examples[row] if 0 <= row < len(self._examples) else None
+
+    def cursor_here(self) -> Cursor:
+        """Where the cursor is: its example and its row of the view."""
+        current = self.example_at(self.cursor_row)
+        return Cursor(self._offset + self.cursor_row, current.id if current is not None else None)
+
+    # Moving past the window
+
+    def _past_window(self, step: int) -> bool:
+        """Ask for the window around the row ``step`` rows from the cursor, when that row is
+        outside this window but in the view; say whether it did."""
+        target = min(max(0, self._offset + self.cursor_row + step), self._total - 1)
+        if not self._total or self._offset <= target < self._offset + len(self._examples):
+            return False
+        self.post_message(self.WindowWanted(target))
+        return True
+
+    def _page_rows(self) -> int:
+        return max(1, self.scrollable_content_region.height - (1 if self.show_header else 0))
+
+    def action_cursor_down(self) -> None:
+        if not self._past_window(1):
+            super().action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        if not self._past_window(-1):
+            super().action_cursor_up()
+
+    def action_page_down(self) -> None:
+        if not self._past_window(self._page_rows()):
+            super().action_page_down()
+
+    def action_page_up(self) -> None:
+        if not self._past_window(-self._page_rows()):
+            super().action_page_up()
+
+    def action_scroll_top(self) -> None:
+        """Go to the first row of the view."""
+        if not self._past_window(-(self._offset + self.cursor_row)):
+            super().action_scroll_top()
+
+    def action_scroll_bottom(self) -> None:
+        """Go to the last row of the view."""
+        if not self._past_window(self._total - 1 - self._offset - self.cursor_row):
+            super().action_scroll_bottom()
+
+    # Drawing
 
     def on_resize(self, event: events.Resize) -> None:
         widths = column_widths(self._examples, self._available_width(), self._checks)
         if widths != self._widths:
-            current = self.example_at(self.cursor_row)
-            self._rebuild(keep=current.id if current is not None else None)
+            self._rebuild(self.cursor_here())
 
     def _available_width(self) -> int:
         # Before the first layout the size is zero; lay out for a standard terminal then.
@@ -157,10 +240,9 @@ class ExamplesTable(KeyTable):
         cell = Text.assemble((mark, "bold"), str(example.id), justify="right")
         return cell
 
-    def _rebuild(self, keep: int | None) -> None:
+    def _rebuild(self, cursor: Cursor) -> None:
         widths = column_widths(self._examples, self._available_width(), self._checks)
         self._widths = widths
-        cursor_row = self.cursor_row
         self.clear(columns=True)
         self.add_column("id", width=widths.id, key="id")
         self.add_column("status", width=widths.status, key="status")
@@ -198,5 +280,8 @@ class ExamplesTable(KeyTable):
         if not self._examples:
             return
         ids = [example.id for example in self._examples]
-        row = ids.index(keep) if keep in ids else min(cursor_row, len(ids) - 1)
+        if cursor.example_id in ids:
+            row = ids.index(cursor.example_id)
+        else:
+            row = min(max(0, cursor.position - self._offset), len(ids) - 1)
         self.move_cursor(row=row)
