@@ -83,6 +83,30 @@ class Forgetting:
 
 
 @dataclass(frozen=True)
+class JudgeVerdict:
+    """An LLM judge's verdict on one answer: a score from 0 to 1 and why, or (score None)
+    why there is none."""
+
+    score: float | None
+    rationale: str
+
+
+@dataclass(frozen=True)
+class JudgeSummary:
+    """What an LLM judge made of an evaluation's answers."""
+
+    model: str
+    """The judge, as named to people (``gpt-4o-mini at api.openai.com``)."""
+    means: dict[str, float]
+    """Per system, the mean score of its judged answers (0 to 1)."""
+    judged: dict[str, int]
+    """Per system, how many of its answers got a score."""
+    intervals: dict[str, Interval]
+    """Per system and per difference (``tuned_minus_base``, ``tuned_minus_few_shot``): the
+    95% paired-bootstrap interval."""
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """A run's evaluation: mean scores of each system over ``n`` items, and how sure they are."""
 
@@ -107,6 +131,8 @@ class Evaluation:
     """Per system, the accuracy of each top-level field of JSON references."""
     forgetting: Forgetting | None = None
     """Drift on general prompts; None when it was not measured."""
+    judge: JudgeSummary | None = None
+    """An LLM judge's scores of the answers; None until judged."""
 
     def scores_record(self) -> dict[str, Any]:
         """The ``scores`` JSON stored for this evaluation."""
@@ -134,6 +160,11 @@ class Evaluation:
             record["json_fields"] = self.json_fields
         if self.forgetting is not None:
             record["forgetting"] = asdict(self.forgetting)
+        if self.judge is not None:
+            record["judge"] = {
+                **asdict(self.judge),
+                "intervals": {name: list(bounds) for name, bounds in self.judge.intervals.items()},
+            }
         return record
 
 
@@ -240,6 +271,16 @@ def _evaluation_from_row(row: dict[str, Any]) -> Evaluation:
         labels=_label_report(labels) if labels is not None else None,
         json_fields=scores.get("json_fields", {}),
         forgetting=Forgetting(**forgetting) if forgetting is not None else None,
+        judge=_judge_summary(scores["judge"]) if "judge" in scores else None,
+    )
+
+
+def _judge_summary(record: dict[str, Any]) -> JudgeSummary:
+    return JudgeSummary(
+        model=record["model"],
+        means=record["means"],
+        judged=record["judged"],
+        intervals={name: (bounds[0], bounds[1]) for name, bounds in record["intervals"].items()},
     )
 
 
@@ -268,6 +309,8 @@ class StoredEvalItem:
     eval_id: int
     item: EvalItem
     preference: Preference | None
+    judge: dict[str, JudgeVerdict] = field(default_factory=dict)
+    """An LLM judge's verdict on each system's answer; empty until judged."""
 
 
 def stored_evaluation_items(db: sqlite_utils.Database, eval_id: int) -> list[StoredEvalItem]:
@@ -292,9 +335,42 @@ def stored_evaluation_items(db: sqlite_utils.Database, eval_id: int) -> list[Sto
                 ),
             ),
             preference=row["preference"],
+            judge={
+                system: JudgeVerdict(**verdict)
+                for system, verdict in json.loads(row["judge"] or "{}").items()
+            },
         )
         for row in db.query("SELECT * FROM eval_items WHERE eval_id = ? ORDER BY id", [eval_id])
     ]
+
+
+def save_judgements(
+    db: sqlite_utils.Database,
+    evaluation: Evaluation,
+    verdicts: dict[int, dict[str, JudgeVerdict]],
+    summary: JudgeSummary,
+) -> Evaluation:
+    """Store an LLM judge's verdicts on the items of ``evaluation`` (by item id, then system)
+    and its summary, in one transaction, replacing an earlier judge's; return the evaluation
+    with the summary."""
+    judged = replace(evaluation, judge=summary)
+    with write_transaction(db):
+        for item_id, by_system in verdicts.items():
+            cursor = db.execute(
+                "UPDATE eval_items SET judge = ? WHERE id = ? AND eval_id = ?",
+                [
+                    json.dumps({system: asdict(v) for system, v in by_system.items()}),
+                    item_id,
+                    evaluation.id,
+                ],
+            )
+            if cursor.rowcount != 1:
+                raise NotFoundError(f"evaluation {evaluation.id} has no item {item_id}")
+        db.execute(
+            "UPDATE evals SET scores = ? WHERE id = ?",
+            [json.dumps(judged.scores_record()), evaluation.id],
+        )
+    return judged
 
 
 def set_preference(db: sqlite_utils.Database, item_id: int, preference: Preference | None) -> None:

@@ -265,3 +265,10 @@ def m005_example_pages(db: sqlite_utils.Database) -> None:
     _execute_all(db, _M005_EXAMPLE_PAGES)
     # One statement with semicolons inside, which _execute_all would split.
     db.execute(_M005_STALE_PROMPT_KEY)
+
+
+@MIGRATIONS()
+def m006_judged_eval_items(db: sqlite_utils.Database) -> None:
+    """Each eval item's verdicts from an LLM judge, by system: a score and its rationale
+    (NULL until judged)."""
+    db.execute("ALTER TABLE eval_items ADD COLUMN judge TEXT")

@@ -9,18 +9,22 @@ import pytest
 import sqlite_utils
 
 from store.database import open_database
+from store.errors import NotFoundError
 from store.evals import (
     EvalItem,
     Forgetting,
+    JudgeVerdict,
     LabelReport,
     PairedTest,
     latest_evaluation,
     save_evaluation,
+    save_judgements,
     stored_evaluation_items,
 )
 from store.paths import ensure_private_dir
 from store.projects import create_project
 from store.runs import create_run
+from trainer.control.comparison import judge_summary
 
 
 @pytest.fixture()
@@ -108,3 +112,39 @@ def test_an_evaluation_stored_before_few_shot_still_reads(
     assert evaluation.labels is None and evaluation.forgetting is None
     (item,) = stored_evaluation_items(db, evaluation.id)
     assert item.item.few_shot_output is None and item.item.few_shot_scores is None
+
+
+def test_a_judges_verdicts_and_summary_are_stored_with_the_evaluation(
+    db_and_run: tuple[sqlite_utils.Database, int],
+) -> None:
+    db, run_id = db_and_run
+    items = [
+        EvalItem(None, f"q{n}", "a", "b", "a", {"token_f1": 0.0}, {"token_f1": 1.0})
+        for n in range(2)
+    ]
+    evaluation = save_evaluation(db, run_id, items, {"token_f1": 0.0}, {"token_f1": 1.0})
+    first, second = stored_evaluation_items(db, evaluation.id)
+    assert first.judge == {}
+    verdicts = {
+        first.id: {"base": JudgeVerdict(0.25, "off"), "tuned": JudgeVerdict(1.0, "right")},
+        second.id: {
+            "base": JudgeVerdict(None, "not judged: no verdict"),
+            "tuned": JudgeVerdict(0.75, "ok"),
+        },
+    }
+    summary = judge_summary("judge at loopback", verdicts)
+    assert summary.means == {"base": 0.25, "tuned": 0.875} and summary.judged == {
+        "base": 1,
+        "tuned": 2,
+    }
+    # The lead is paired on the one row both answers were judged.
+    assert summary.intervals["tuned_minus_base"] == (0.75, 0.75)
+    judged = save_judgements(db, evaluation, verdicts, summary)
+    assert latest_evaluation(db, run_id) == judged and judged.judge == summary
+    stored = stored_evaluation_items(db, evaluation.id)
+    assert stored[1].judge["base"] == JudgeVerdict(None, "not judged: no verdict")
+    assert stored[0].judge["tuned"].rationale == "right"
+    with pytest.raises(NotFoundError, match="has no item"):
+        save_judgements(db, evaluation, {10_000: {"tuned": JudgeVerdict(1.0, "x")}}, summary)
+    # The failed save stored nothing of its own.
+    assert latest_evaluation(db, run_id) == judged

@@ -44,6 +44,7 @@ def test_migrations_apply_once_and_reopen_safely(tmp_path: Path) -> None:
         "m003_unlabeled_examples",
         "m004_few_shot_eval_items",
         "m005_example_pages",
+        "m006_judged_eval_items",
     ]
     assert MIGRATIONS.pending(second) == []
     assert {

@@ -3,7 +3,7 @@ words, per-label and per-field tables, the drift; older two-system evaluations s
 
 from __future__ import annotations
 
-from store.evals import Evaluation, Forgetting, LabelReport, PairedTest
+from store.evals import Evaluation, Forgetting, JudgeSummary, LabelReport, PairedTest
 from trainer.control.eval_report import (
     change_cell,
     field_lines,
@@ -138,3 +138,34 @@ def test_a_label_task_shows_per_label_scores_and_the_tuned_confusion_matrix() ->
     assert lines[-2].split() == ["billing", "1", "1", "0"]
     assert lines[-1].split() == ["bug", "0", "1", "0"]
     assert label_lines(three_systems()) == []
+
+
+def test_a_judged_evaluation_has_a_judge_row_and_says_it_in_words() -> None:
+    judge = JudgeSummary(
+        model="gpt-4o-mini at api.openai.com",
+        means={"base": 0.25, "few_shot": 0.5, "tuned": 0.9},
+        judged={"base": 40, "few_shot": 40, "tuned": 39},
+        intervals={"tuned_minus_base": (0.5, 0.8), "tuned_minus_few_shot": (0.2, 0.6)},
+    )
+    evaluation = three_systems(judge=judge)
+    assert [row.label for row in metric_rows(evaluation)][-1] == "judge"
+    lines = summary_lines(evaluation)
+    assert lines[3].split() == [
+        "judge",
+        "25.0%",
+        "50.0%",
+        "90.0%",
+        "+65",
+        "[50,",
+        "80]",
+        "+40",
+        "[20,",
+        "60]",
+    ]
+    assert (
+        "Judge: gpt-4o-mini at api.openai.com graded 119 answers from 1 to 5 against the task's"
+        " rules and the reference (shown from 0% for 1 to 100% for 5)." in lines
+    )
+    assert "Tuned beats few-shot by 40 points [20, 60] on the judge's score." in headline(
+        evaluation
+    )

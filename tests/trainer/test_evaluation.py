@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 from transformers import AutoTokenizer
 
+from agent.models import AGENT_BASE_URL_ENV, AGENT_MODEL_ENV
 from store.database import open_database
 from store.errors import TunesmithError
 from store.evals import evaluation_items, latest_evaluation, list_evaluations, save_evaluation
@@ -17,6 +18,8 @@ from store.paths import ensure_private_dir
 from store.projects import create_project
 from store.runs import Run, create_run, finish_run, get_run, mark_started
 from tests.conftest import TinyRun
+from tests.openai_stand_in import stand_in_endpoint
+from tests.tui.pilot import copy_database
 from trainer.control.few_shot import Shot, choose_shots, shot_count
 from trainer.control.forgetting import drift_verdict, general_prompts
 from trainer.control.scoring import METRICS, mean_scores
@@ -76,6 +79,7 @@ def test_eval_json_prints_the_stored_evaluation(
         "mcnemar",
         "labels",
         "forgetting",
+        "judge",
     ]
     assert printed["run"] == completed_tiny_run.run_id
     assert printed["n"] == 4
@@ -206,6 +210,7 @@ def test_eval_waits_for_a_run_still_evaluating_itself(
         "intervals": {},
         "mcnemar": {},
         "forgetting": None,
+        "judge": None,
     }
     assert checks == [4242, 4242, 4242]
 
@@ -303,3 +308,48 @@ def test_a_few_shot_conversation_puts_the_shots_after_the_system_prompt() -> Non
         {"role": "assistant", "content": "a1"},
         {"role": "user", "content": "first"},
     ]
+
+
+def test_eval_judge_grades_every_answer_and_shows_the_judge(
+    completed_tiny_run: TinyRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A copy: the judge's verdicts are stored with the evaluation the session's run shares.
+    db_path = copy_database(completed_tiny_run.db_path, tmp_path / "t.db")
+    with stand_in_endpoint() as judge:
+        judge.answers = [
+            '{"grade": 2, "rationale": "wrong colour"}',
+            '{"grade": 5, "rationale": "ok"}',
+        ]
+        monkeypatch.setenv(AGENT_MODEL_ENV, "judge-model")
+        monkeypatch.setenv(AGENT_BASE_URL_ENV, judge.base_url)
+        result = invoke(db_path, "eval", "colours", "--judge", "--items")
+        assert result.exit_code == 0, result.output
+        # Four rows, three systems each: one call per answer.
+        assert len(judge.requests) == 12
+        assert "judged 12/12" in result.stderr
+        lines = result.stdout.splitlines()
+        judge_row = next(line for line in lines if line.startswith("judge "))
+        # Only the first answer (row 1's base) got a 2.
+        assert judge_row.split()[1:4] == ["81.2%", "100.0%", "100.0%"]
+        assert any(
+            line.startswith(f"Judge: judge-model at {judge.base_url} graded 12") for line in lines
+        )
+        assert "    judge      base 0.25 · few-shot 1.00 · tuned 1.00" in lines
+        assert "    why        ok" in lines
+        # A label task is not judged unless asked: a plain eval shows the stored verdicts.
+        again = invoke(db_path, "eval", "colours", "--json", "--items")
+        assert len(judge.requests) == 12
+        record = json.loads(again.stdout)
+        assert record["judge"]["means"] == {"base": 0.8125, "few_shot": 1.0, "tuned": 1.0}
+        assert record["items"][0]["judge"]["tuned"] == {"score": 1.0, "rationale": "ok"}
+
+
+def test_eval_judge_without_a_judge_model_says_what_to_set(
+    completed_tiny_run: TinyRun, tmp_path: Path
+) -> None:
+    db_path = copy_database(completed_tiny_run.db_path, tmp_path / "t.db")
+    result = CliRunner().invoke(cli, ["--db", str(db_path), "eval", "colours", "--judge"])
+    assert result.exit_code != 0
+    assert (
+        f"no model to judge with: the agent's model judges; set {AGENT_MODEL_ENV}" in result.output
+    )

@@ -12,6 +12,10 @@ from typing import Any
 import openai
 import pytest
 
+from agent.judge import JudgedRow, judge_rows
+from agent.models import Endpoint, openai_chat_model
+from agent.spec import TaskSpec
+from agent.work import Work
 from store.database import open_database
 from store.errors import ModelError
 from store.runs import get_run
@@ -342,3 +346,20 @@ def test_embedded_model_knows_the_capital_of_france(
 
     assert "Paris" in answer
     assert statuses == [f"Loading base model {DEFAULT_BASE_MODEL}..."]
+
+
+def test_our_server_judges_every_answer_held_to_the_verdict_schema(
+    project_server: ServerHandle, tuned_name: str
+) -> None:
+    # The judge's real path with no remote API: the tiny model on our server, whose
+    # constrained decoding keeps even it to a verdict that parses.
+    endpoint = Endpoint(tuned_name, f"{project_server.base_url}/v1", project_server.api_key)
+    model = openai_chat_model(endpoint, max_tokens=40, max_retries=0)
+    rows = [
+        JudgedRow(1, "Name colour number 16.", "red", {"base": "blue", "tuned": "red"}),
+        JudgedRow(2, "Name colour number 17.", "green", {"base": "green", "tuned": "green"}),
+    ]
+    verdicts = judge_rows(model, TaskSpec(goal="name a colour"), rows, Work())
+    scores = [verdict.score for by_system in verdicts.values() for verdict in by_system.values()]
+    assert len(scores) == 4
+    assert all(score in (0.0, 0.25, 0.5, 0.75, 1.0) for score in scores), verdicts

@@ -5,7 +5,9 @@ compute them on stored items alike."""
 
 from __future__ import annotations
 
-from store.evals import Interval, PairedTest, Scores
+from collections.abc import Sequence
+
+from store.evals import Interval, JudgeSummary, JudgeVerdict, PairedTest, Scores
 from trainer.control.scoring import METRICS
 from trainer.control.statistics import (
     bootstrap_interval,
@@ -26,19 +28,21 @@ INTERVAL_SEED = 0
 """The bootstrap's seed: one evaluation always prints the same intervals."""
 
 
-def score_intervals(per_item: dict[str, list[Scores]]) -> dict[str, dict[str, Interval]]:
-    """Each system's 95% interval of each metric, and of tuned minus each other system
-    (paired bootstrap over the rows, fixed seed)."""
+def score_intervals(
+    per_item: dict[str, list[Scores]], metrics: Sequence[str] = METRICS
+) -> dict[str, dict[str, Interval]]:
+    """Each system's 95% interval of each of ``metrics``, and of tuned minus each other system
+    there is (paired bootstrap over the rows, fixed seed)."""
     intervals: dict[str, dict[str, Interval]] = {}
     for system, scores in per_item.items():
         intervals[system] = {}
-        for metric in METRICS:
+        for metric in metrics:
             values = [value for item in scores if (value := item.get(metric)) is not None]
             if values:
                 intervals[system][metric] = bootstrap_interval(values, seed=INTERVAL_SEED)
-    for other in ("base", "few_shot"):
+    for other in [system for system in ("base", "few_shot") if system in per_item]:
         differences: dict[str, Interval] = {}
-        for metric in METRICS:
+        for metric in metrics:
             tuned, others = _paired(per_item["tuned"], per_item[other], metric)
             if tuned:
                 differences[metric] = paired_difference_interval(tuned, others, seed=INTERVAL_SEED)
@@ -72,3 +76,31 @@ def _paired(
         if (a := left.get(metric)) is not None and (b := right.get(metric)) is not None
     ]
     return [a for a, _ in pairs], [b for _, b in pairs]
+
+
+def judge_summary(model: str, verdicts: dict[int, dict[str, JudgeVerdict]]) -> JudgeSummary:
+    """What a judge's verdicts (by item, then system) come to: each system's mean score over
+    its judged answers and the intervals, the differences paired on the rows both have."""
+    systems = [s for s in SYSTEMS if any(s in by_system for by_system in verdicts.values())]
+    per_item: dict[str, list[Scores]] = {
+        system: [
+            {"judge": by_system[system].score if system in by_system else None}
+            for by_system in verdicts.values()
+        ]
+        for system in systems
+    }
+    scored = {
+        system: [value for row in rows if (value := row["judge"]) is not None]
+        for system, rows in per_item.items()
+    }
+    intervals = score_intervals(per_item, ("judge",)) if "tuned" in per_item else {}
+    return JudgeSummary(
+        model=model,
+        means={system: sum(values) / len(values) for system, values in scored.items() if values},
+        judged={system: len(values) for system, values in scored.items()},
+        intervals={
+            name: by_metric["judge"]
+            for name, by_metric in intervals.items()
+            if "judge" in by_metric
+        },
+    )

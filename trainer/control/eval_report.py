@@ -15,6 +15,11 @@ from trainer.control.comparison import SYSTEM_LABELS, SYSTEMS
 from trainer.control.scoring import METRIC_LABELS, METRICS
 from trainer.control.statistics import difference_sentence
 
+JUDGE_METRIC = "judge"
+"""The row of an LLM judge's scores, after the metrics."""
+
+JUDGE_LABEL = "judge"
+
 NO_VALUE = "-"
 """A cell with nothing to show: a system not in the evaluation, or a metric it did not get."""
 
@@ -62,6 +67,19 @@ def metric_rows(evaluation: Evaluation) -> list[MetricRow]:
                 over_few_shot.get(metric),
             )
         )
+    judge = evaluation.judge
+    if judge is not None and "base" in judge.means and "tuned" in judge.means:
+        rows.append(
+            MetricRow(
+                JUDGE_METRIC,
+                JUDGE_LABEL,
+                judge.means["base"],
+                judge.means.get("few_shot"),
+                judge.means["tuned"],
+                judge.intervals.get("tuned_minus_base"),
+                judge.intervals.get("tuned_minus_few_shot"),
+            )
+        )
     return rows
 
 
@@ -82,32 +100,33 @@ def change_cell(lead: float | None, interval: Interval | None) -> str:
 
 
 def headline(evaluation: Evaluation) -> list[str]:
-    """The evaluation in words on its primary metric: whether tuned beats base and few-shot,
-    by how much and how sure (or that the set is too small to tell); empty for an evaluation
-    stored without intervals."""
-    metric = primary_metric(evaluation)
-    row = next((row for row in metric_rows(evaluation) if row.metric == metric), None)
-    if row is None:
-        return []
+    """The evaluation in words on its primary metric and the judge's score (when judged):
+    whether tuned beats base and few-shot, by how much and how sure (or that the set is too
+    small to tell); empty for an evaluation stored without intervals."""
+    shown = (primary_metric(evaluation), JUDGE_METRIC)
     sentences = []
-    for other, name, value, interval in (
-        ("base", "base", row.base, row.over_base),
-        ("few_shot", "few-shot", row.few_shot, row.over_few_shot),
-    ):
-        if value is None or interval is None:
+    for row in metric_rows(evaluation):
+        if row.metric not in shown:
             continue
-        test = evaluation.mcnemar.get(f"tuned_vs_{other}", {}).get(metric)
-        sentences.append(
-            difference_sentence(
-                "tuned",
-                name,
-                row.label,
-                row.tuned - value,
-                interval,
-                evaluation.n,
-                test.p_value if test is not None else None,
+        label = "the judge's score" if row.metric == JUDGE_METRIC else row.label
+        for other, name, value, interval in (
+            ("base", "base", row.base, row.over_base),
+            ("few_shot", "few-shot", row.few_shot, row.over_few_shot),
+        ):
+            if value is None or interval is None:
+                continue
+            test = evaluation.mcnemar.get(f"tuned_vs_{other}", {}).get(row.metric)
+            sentences.append(
+                difference_sentence(
+                    "tuned",
+                    name,
+                    label,
+                    row.tuned - value,
+                    interval,
+                    evaluation.n,
+                    test.p_value if test is not None else None,
+                )
             )
-        )
     return [sentence[0].upper() + sentence[1:] + "." for sentence in sentences]
 
 
@@ -149,6 +168,13 @@ def notes(evaluation: Evaluation) -> list[str]:
         lines.append(f"Few-shot: the base model shown {shown} from the train split.")
     if evaluation.intervals:
         lines.append("Leads in points with 95% intervals (paired bootstrap over the eval rows).")
+    judge = evaluation.judge
+    if judge is not None:
+        answers = sum(judge.judged.values())
+        lines.append(
+            f"Judge: {judge.model} graded {answers} answers from 1 to 5 against the task's rules"
+            " and the reference (shown from 0% for 1 to 100% for 5)."
+        )
     lines += headline(evaluation)
     drift = drift_line(evaluation)
     if drift:

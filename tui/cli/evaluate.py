@@ -5,16 +5,18 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import sqlite_utils
 
-from store.errors import InputError, TunesmithError
-from store.evals import EvalItem, Evaluation, evaluation_items, latest_evaluation
+from store.errors import InputError, ModelError, TunesmithError
+from store.evals import Evaluation, StoredEvalItem, latest_evaluation, stored_evaluation_items
 from store.projects import Project, get_project, get_project_by_id
 from store.runs import Run, get_run, latest_completed_run
+from trainer.control.comparison import SYSTEM_LABELS
 from trainer.control.eval_report import report_lines
 from trainer.control.jobs import is_run_process_alive
 from trainer.control.modelfile import GGUF_QUANTS, MERGED_DTYPES
@@ -23,6 +25,10 @@ from trainer.control.scoring import METRICS
 from trainer.control.snapshot import EVAL_FILE, read_snapshot_rows
 from tui.cli.state import CliState, pass_state
 from tui.safe_text import json_text, one_line, terminal_safe
+
+if TYPE_CHECKING:
+    from agent.models import ChatModelSource
+    from agent.spec import TaskSpec
 
 WAIT_POLL_SECONDS = 0.5
 """How often to look whether a just-completed run has finished evaluating itself."""
@@ -53,7 +59,8 @@ def run_to_evaluate(db: sqlite_utils.Database, project: Project, run_id: int | N
 def evaluation_record(evaluation: Evaluation) -> dict[str, Any]:
     """An evaluation as the JSON that ``eval --json`` prints: every metric of each system (None
     where unused), the intervals, McNemar's tests and the drift; ``labels`` for a label task and
-    ``json_fields`` for a JSON task. An evaluation stored before few-shot has ``few_shot`` and
+    ``json_fields`` for a JSON task; ``judge`` (an LLM judge's model, means, counts and
+    intervals) or None. An evaluation stored before few-shot has ``few_shot`` and
     ``forgetting`` None and no intervals."""
     record: dict[str, Any] = {
         "run": evaluation.run_id,
@@ -74,12 +81,14 @@ def evaluation_record(evaluation: Evaluation) -> dict[str, Any]:
         if key in stored:
             record[key] = stored[key]
     record["forgetting"] = stored.get("forgetting")
+    record["judge"] = stored.get("judge")
     return record
 
 
-def item_lines(number: int, item: EvalItem) -> list[str]:
-    """One eval row: the prompt, the reference and each system's answer, each on one safe
-    line."""
+def item_lines(number: int, stored: StoredEvalItem) -> list[str]:
+    """One eval row: the prompt, the reference, each system's answer and the judge's
+    verdicts, each on one safe line."""
+    item = stored.item
     lines = [
         f"[{number}] {one_line(item.prompt, ITEM_WIDTH)}",
         f"    reference  {one_line(item.reference, ITEM_WIDTH)}",
@@ -88,7 +97,36 @@ def item_lines(number: int, item: EvalItem) -> list[str]:
     if item.few_shot_output is not None:
         lines.append(f"    few-shot   {one_line(item.few_shot_output, ITEM_WIDTH)}")
     lines.append(f"    tuned      {one_line(item.tuned_output, ITEM_WIDTH)}")
+    if stored.judge:
+        grades = " · ".join(
+            f"{SYSTEM_LABELS[system]} {'-' if verdict.score is None else f'{verdict.score:.2f}'}"
+            for system, verdict in stored.judge.items()
+        )
+        lines.append(f"    judge      {grades}")
+        tuned = stored.judge.get("tuned")
+        if tuned is not None:
+            lines.append(f"    why        {one_line(tuned.rationale, ITEM_WIDTH)}")
     return lines
+
+
+def _judge(
+    db: sqlite_utils.Database, evaluation: Evaluation, spec: TaskSpec, source: ChatModelSource
+) -> Evaluation:
+    """The evaluation judged by ``source``, with its progress on stderr."""
+    from agent.work import Work
+    from tui.judging import judge_evaluation
+
+    answers = evaluation.n * (3 if evaluation.few_shot is not None else 2)
+    click.echo(
+        f"Judging {answers} answers with {source.name} (Ctrl-C stops; nothing is stored"
+        " until every answer is judged)...",
+        err=True,
+    )
+    work = Work(report=lambda line: click.echo(line, err=True))
+    try:
+        return judge_evaluation(db, evaluation, spec, source, work)
+    except ModelError as error:
+        raise ModelError(source.redact(str(error))) from None
 
 
 def run_trainer_module(module: str, arguments: list[str]) -> None:
@@ -122,6 +160,14 @@ def run_trainer_module(module: str, arguments: list[str]) -> None:
 @click.option("--again", is_flag=True, help="Evaluate afresh even when a result is stored.")
 @click.option("--items", "show_items", is_flag=True, help="Also show every eval row's answers.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--judge/--no-judge",
+    default=None,
+    help=(
+        "Have the agent's model grade every answer against the task's rules (again, if judged"
+        " before). Default: a free-text task is judged once when the agent's model is set."
+    ),
+)
 @pass_state
 def eval_command(
     state: CliState,
@@ -130,6 +176,7 @@ def eval_command(
     again: bool,
     show_items: bool,
     as_json: bool,
+    judge: bool | None,
 ) -> None:
     """Score the answers of base, base few-shot and tuned to the eval rows of project NAME.
 
@@ -143,22 +190,39 @@ def eval_command(
     evaluation = None if again else latest_evaluation(db, run.id)
     if evaluation is None:
         evaluation = _evaluate(db, state.db_path, run, again=again)
+    # Imported here: the agent's model client takes half a second to load, for this alone.
+    from agent.models import AGENT_BASE_URL_ENV, AGENT_MODEL_ENV
+    from agent.spec import load_spec
+    from tui.agent_sources import endpoint_source
+    from tui.judging import JUDGE_MAX_TOKENS, wants_judge
+
+    spec = load_spec(project)
+    if judge or (judge is None and wants_judge(evaluation, spec)):
+        source = endpoint_source(None, JUDGE_MAX_TOKENS)
+        if source is None and judge:
+            raise InputError(
+                "no model to judge with: the agent's model judges; set "
+                f"{AGENT_MODEL_ENV} (and {AGENT_BASE_URL_ENV} for a server other than OpenAI)"
+            )
+        if source is not None:
+            evaluation = _judge(db, evaluation, spec, source)
     if as_json:
         record = evaluation_record(evaluation)
         if show_items:
             record["items"] = [
                 {
-                    "example_id": item.example_id,
-                    "prompt": item.prompt,
-                    "reference": item.reference,
-                    "base": item.base_output,
-                    "few_shot": item.few_shot_output,
-                    "tuned": item.tuned_output,
-                    "base_scores": item.base_scores,
-                    "few_shot_scores": item.few_shot_scores,
-                    "tuned_scores": item.tuned_scores,
+                    "example_id": stored.item.example_id,
+                    "prompt": stored.item.prompt,
+                    "reference": stored.item.reference,
+                    "base": stored.item.base_output,
+                    "few_shot": stored.item.few_shot_output,
+                    "tuned": stored.item.tuned_output,
+                    "base_scores": stored.item.base_scores,
+                    "few_shot_scores": stored.item.few_shot_scores,
+                    "tuned_scores": stored.item.tuned_scores,
+                    "judge": {system: asdict(v) for system, v in stored.judge.items()} or None,
                 }
-                for item in evaluation_items(db, evaluation.id)
+                for stored in stored_evaluation_items(db, evaluation.id)
             ]
         click.echo(json_text(record))
         return
@@ -170,9 +234,9 @@ def eval_command(
         # Labels and field names come from the dataset.
         click.echo(terminal_safe(line))
     if show_items:
-        for number, item in enumerate(evaluation_items(db, evaluation.id), start=1):
+        for number, stored in enumerate(stored_evaluation_items(db, evaluation.id), start=1):
             click.echo()
-            for line in item_lines(number, item):
+            for line in item_lines(number, stored):
                 click.echo(line)
     else:
         click.echo(f"Every row's answers: tunesmith eval {project.name} --run {run.id} --items")
