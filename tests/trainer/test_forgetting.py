@@ -17,7 +17,7 @@ from store.examples import add_examples
 from store.projects import create_project
 from store.runs import get_run
 from tests.conftest import TinyRun, tiny_task_rows
-from trainer.control.config import check_setting
+from trainer.control.config import check_setting, plan_run, replay_count
 from trainer.control.forgetting import (
     KINDS,
     GeneralAnswer,
@@ -29,7 +29,7 @@ from trainer.control.forgetting import (
     write_general_answers,
 )
 from trainer.control.jobs import plan_for_project, prepare_run
-from trainer.training.data import replay_count, replay_rows, to_prompt_completion
+from trainer.training.data import replay_rows, to_prompt_completion
 
 HARSH_LEARNING_RATE = 5e-2
 """Fifty times the default: on the tiny model it drifts over 100 times as far in 6 steps."""
@@ -79,6 +79,17 @@ def test_drift_verdicts() -> None:
     assert drift_verdict(-0.1) == drift_verdict(0.05) == "little drift"
     assert drift_verdict(0.5) == "some drift"
     assert drift_verdict(3.0) == "strong drift"
+
+
+def test_replayed_rows_come_on_top_so_the_task_keeps_its_epochs() -> None:
+    plain = plan_run(45, 19)
+    replayed = plan_run(45, 19, {"replay": 0.3})
+    assert replayed.config.epochs == plain.config.epochs == 4
+    # 45 task rows and 19 replayed ones: 8 steps an epoch where 45 alone took 6.
+    assert (plain.config.max_steps, replayed.config.max_steps) == (24, 32)
+    assert (
+        replayed.reasons["max_steps"] == "32: 4 epochs x 8 steps, 19 of each epoch's rows replayed"
+    )
 
 
 def test_replay_rows_are_the_fraction_asked_of_the_final_rows() -> None:

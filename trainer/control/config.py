@@ -122,6 +122,11 @@ class Plan:
     reasons: dict[str, str]
 
 
+def replay_count(task_rows: int, fraction: float) -> int:
+    """How many replay rows make ``fraction`` of the rows trained next to ``task_rows``."""
+    return round(task_rows * fraction / (1 - fraction))
+
+
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
     """Optimizer steps in one pass over ``n_train`` rows."""
     return max(1, math.ceil(n_train / batch_size))
@@ -165,9 +170,12 @@ def plan_run(n_train: int, n_eval: int, overrides: dict[str, Any] | None = None)
     learning_rate = float(overrides.get("learning_rate", learning_rate))
 
     reasons["lora_rank"] = "16 on all linear layers (alpha 32): enough capacity for one task"
-    per_epoch = steps_per_epoch(n_train, batch_size)
+    # Replayed rows come on top of the task's: the task keeps its epochs.
+    replayed = replay_count(n_train, float(overrides.get("replay", 0.0)))
+    per_epoch = steps_per_epoch(n_train + replayed, batch_size)
     max_steps = int(overrides.get("max_steps") or per_epoch * epochs)
-    reasons["max_steps"] = f"{max_steps}: {epochs} epochs x {per_epoch} steps"
+    with_replay = f", {replayed} of each epoch's rows replayed" if replayed else ""
+    reasons["max_steps"] = f"{max_steps}: {epochs} epochs x {per_epoch} steps{with_replay}"
     save_every = int(overrides.get("save_every") or max(1, math.ceil(max_steps / 5)))
     reasons["save_every"] = f"every {save_every} steps: a stop or crash loses little work"
     eval_every = save_every if n_eval else 0

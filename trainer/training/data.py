@@ -8,6 +8,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 from trl import SFTTrainer
 
+from trainer.control.config import replay_count
 from trainer.control.forgetting import GeneralAnswer, general_conversation
 from trainer.control.snapshot import with_system_prompt
 from trainer.training.reporting import TrainingFailed
@@ -34,11 +35,6 @@ def to_prompt_completion(
         messages = row_messages(row, system_prompt)
         converted.append({"prompt": messages[:-1], "completion": messages[-1:]})
     return converted
-
-
-def replay_count(task_rows: int, fraction: float) -> int:
-    """How many replay rows make ``fraction`` of the rows trained next to ``task_rows``."""
-    return round(task_rows * fraction / (1 - fraction))
 
 
 def replay_rows(
