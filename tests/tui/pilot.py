@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +191,23 @@ def finished_run(
     finish_run(db, run.id, status, error=error, adapter_path=adapter)
     db.close()
     return get_run(open_database(db_path), run.id)
+
+
+@contextmanager
+def evaluating_process(db_path: Path, run: Run) -> Iterator[subprocess.Popen[bytes]]:
+    """``run``'s process still evaluating after saving the adapter: a live process whose
+    command line names trainer.training.run, as the liveness check reads it; killed on exit."""
+    evaluator = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "-m", "trainer.training.run"]
+    )
+    try:
+        db = open_database(db_path)
+        db.execute("UPDATE runs SET pid = ? WHERE id = ?", [evaluator.pid, run.id])
+        db.close()
+        yield evaluator
+    finally:
+        evaluator.kill()
+        evaluator.wait()
 
 
 def evaluate(db_path: Path, run: Run) -> None:

@@ -3,8 +3,6 @@ the eval table sorts by gain, blind A/B votes are stored, a tuned answer becomes
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from tests.tui.pilot import (
     copy_database,
     demo_project,
     evaluate,
+    evaluating_process,
     finished_run,
     settle,
     shown,
@@ -187,15 +186,7 @@ async def test_an_evaluation_that_lands_while_compare_is_open_shows(tmp_path: Pa
     db_path = tmp_path / "t.db"
     project = demo_project(db_path)
     run = finished_run(db_path, project)
-    # The run's process evaluating after saving the adapter: a live process whose command
-    # line names trainer.training.run, as the liveness check reads it.
-    evaluator = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", "-m", "trainer.training.run"]
-    )
-    try:
-        db = open_database(db_path)
-        db.execute("UPDATE runs SET pid = ? WHERE id = ?", [evaluator.pid, run.id])
-        db.close()
+    with evaluating_process(db_path, run):
         app = TunesmithApp(db_path)
         async with app.run_test(size=SIZE) as pilot:
             await choose(pilot, "reviews")
@@ -212,9 +203,6 @@ async def test_an_evaluation_that_lands_while_compare_is_open_shows(tmp_path: Pa
             )
             await wait_until(pilot, lambda: bool(screen.query_one(EvalTable).items), "its rows")
             assert len(screen.query_one(EvalTable).items) == 3
-    finally:
-        evaluator.kill()
-        evaluator.wait()
 
 
 async def test_m_shows_the_whole_evaluation_and_the_rows_again(

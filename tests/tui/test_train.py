@@ -19,6 +19,7 @@ from tests.tui.pilot import (
     choose,
     demo_project,
     evaluate,
+    evaluating_process,
     finished_run,
     settle,
     shown,
@@ -269,21 +270,10 @@ async def test_runs_training_from_before_are_picked_up_and_their_end_announced(
 async def test_a_completed_run_whose_process_still_runs_shows_it_is_evaluating(
     tmp_path: Path,
 ) -> None:
-    import subprocess
-    import sys
-
     db_path = tmp_path / "t.db"
     project = demo_project(db_path)
     run = finished_run(db_path, project)
-    # Stands in for the run's process evaluating after saving the adapter: a live process
-    # whose command line names trainer.training.run, as the liveness check reads it.
-    evaluator = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", "-m", "trainer.training.run"]
-    )
-    try:
-        db = open_database(db_path)
-        db.execute("UPDATE runs SET pid = ? WHERE id = ?", [evaluator.pid, run.id])
-        db.close()
+    with evaluating_process(db_path, run) as evaluator:
         app = TunesmithApp(db_path)
         async with app.run_test(size=SIZE) as pilot:
             await choose(pilot, "reviews")
@@ -300,6 +290,3 @@ async def test_a_completed_run_whose_process_still_runs_shows_it_is_evaluating(
                 "the evaluation",
             )
             assert "→" in [cell.plain for cell in table.get_row_at(0)][2]
-    finally:
-        evaluator.kill()
-        evaluator.wait()
