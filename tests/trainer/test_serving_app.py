@@ -27,6 +27,8 @@ from trainer.control.snapshot import with_system_prompt
 from trainer.serving.app import ChatService, build_app
 from trainer.serving.choices import StopScanner
 from trainer.serving.inference import Generation, ModelPool, Prompt
+from trainer.serving.json_schema import task_object
+from trainer.serving.serve import spec_json_fields
 
 pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
 
@@ -535,3 +537,33 @@ def test_completions_refuse_what_they_cannot_honour_by_name(served: str) -> None
     assert suffix.value.param == "suffix"
     assert unknown_token.value.param == "prompt"
     assert "1000000000" in unknown_token.value.message
+
+
+def test_a_json_task_writes_its_own_fields_for_json_object(pool: ModelPool) -> None:
+    task = ChatService(pool, task_shape=task_object(["name", "order_id"]))
+    client = TestClient(build_app(task, api_key=None))
+    for seed in range(3):
+        answer = client.post(
+            "/v1/chat/completions",
+            json={
+                "model": "base",
+                "messages": HELLO,
+                "max_tokens": 48,
+                "temperature": 1.0,
+                "seed": seed,
+                "response_format": {"type": "json_object"},
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        content = answer.json()["choices"][0]["message"]["content"]
+        # Exactly the spec's fields (in the order the model chose), whatever else it would write.
+        assert sorted(json.loads(content)) == ["name", "order_id"], content
+
+
+def test_the_spec_names_json_fields_only_for_a_json_task() -> None:
+    assert spec_json_fields({"output": {"kind": "json", "json_fields": ["a", 2, "b"]}}) == [
+        "a",
+        "b",
+    ]
+    assert spec_json_fields({"output": {"kind": "labels", "json_fields": ["a"]}}) == []
+    assert spec_json_fields({}) == []

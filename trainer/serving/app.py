@@ -44,7 +44,7 @@ from trainer.serving.inference import (
     PromptTooLongError,
     UnknownModelError,
 )
-from trainer.serving.json_schema import Shape
+from trainer.serving.json_schema import ANY_OBJECT, Shape
 from trainer.serving.schemas import (
     AssistantMessage,
     ChatCompletion,
@@ -76,6 +76,9 @@ class ChatService:
     pool: ModelPool
     system_prompt: str | None = None
     """Prepended to every conversation that has no system message, as training did."""
+    task_shape: Shape | None = None
+    """What ``response_format`` ``json_object`` writes: a JSON task's fields, from the
+    project's spec; None for any object."""
     created: int = field(default_factory=lambda: int(time.time()))
 
     async def list_models(self, request: Request) -> Response:
@@ -89,8 +92,11 @@ class ChatService:
         self._check_model(chat.model)
         messages = with_system_prompt(chat.template_messages(), self.system_prompt)
         prompt = await _prepared(self.pool.prepare, messages, chat.max_tokens, param="messages")
-        if chat.shape is not None:
-            await self._check_shape(chat.shape, prompt)
+        shape = chat.shape
+        if shape is ANY_OBJECT and self.task_shape is not None:
+            shape = self.task_shape
+        if shape is not None:
+            await self._check_shape(shape, prompt)
         generation = self.pool.start(
             chat.model,
             prompt,
@@ -100,7 +106,7 @@ class ChatService:
             seed=chat.seed,
             choices=chat.n,
             top_logprobs=chat.alternatives,
-            shape=chat.shape,
+            shape=shape,
         )
         identity = CompletionIdentity(model=chat.model)
         if chat.stream:

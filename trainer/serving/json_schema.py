@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -353,3 +353,15 @@ def _union(shapes: list[Shape], where: str) -> Shape:
         required=objects[0].required if objects else frozenset(),
         items=arrays[0].items if arrays else None,
     )
+
+
+def task_object(fields: Sequence[str]) -> Shape:
+    """An object with exactly ``fields``, each any value: a JSON task's answer, the shape a
+    project's server writes for ``json_object``."""
+    schema = {
+        "type": "object",
+        "properties": {name: {} for name in fields},
+        "required": list(fields),
+        "additionalProperties": False,
+    }
+    return compile_schema(schema, "the task spec's JSON fields")

@@ -42,6 +42,7 @@ from trainer.control.process import child_main
 from trainer.models import load_base_model
 from trainer.serving.app import ChatService, build_app
 from trainer.serving.inference import ModelPool
+from trainer.serving.json_schema import task_object
 
 STARTUP_FAILURE_EXIT_CODE = 2
 
@@ -85,7 +86,7 @@ def _listen_socket(host: str, port: int) -> tuple[socket.socket, str]:
 
 def _load(args: argparse.Namespace) -> ChatService:
     """Load the base model and attach the adapters the arguments name."""
-    system_prompt = None
+    system_prompt, task_shape = None, None
     if args.project is not None:
         if not args.db.is_file():
             raise NotFoundError(f"{args.db}: database not found")
@@ -97,6 +98,8 @@ def _load(args: argparse.Namespace) -> ChatService:
             for run in served_runs(db, project, run_ids)
         }
         base_model, system_prompt = project.base_model, project.system_prompt
+        fields = spec_json_fields(project.task_spec)
+        task_shape = task_object(fields) if fields else None
     else:
         base_model, adapters = args.base_model, dict(args.adapter)
     model, tokenizer = load_base_model(
@@ -113,7 +116,17 @@ def _load(args: argparse.Namespace) -> ChatService:
     for name, folder in adapters.items():
         _print_status(f"Attaching the adapter {name}...")
         pool.attach(name, folder)
-    return ChatService(pool, system_prompt)
+    return ChatService(pool, system_prompt, task_shape)
+
+
+def spec_json_fields(task_spec: dict[str, Any]) -> list[str]:
+    """The fields a JSON task's answer holds (``output.json_fields`` when ``output.kind`` is
+    ``json``); empty for other tasks."""
+    output = task_spec.get("output")
+    if not isinstance(output, dict) or output.get("kind") != "json":
+        return []
+    fields = output.get("json_fields")
+    return [name for name in fields if isinstance(name, str)] if isinstance(fields, list) else []
 
 
 def choose_threads(model: Any) -> int:
