@@ -354,6 +354,20 @@ def _live_rows(
     return " AND ".join(where), params
 
 
+def example_ids(
+    db: sqlite_utils.Database,
+    project_id: int,
+    *,
+    status: ExampleStatus | None = None,
+    split: ExampleSplit | None = None,
+) -> Iterator[int]:
+    """The ids of the project's live examples, optionally of one status and/or split, without
+    reading their conversations."""
+    where, params = _live_rows(project_id, status, split)
+    for (example_id,) in db.execute(f"SELECT id FROM examples WHERE {where} ORDER BY id", params):
+        yield int(example_id)
+
+
 def count_examples(
     db: sqlite_utils.Database,
     project_id: int,

@@ -1,5 +1,5 @@
 """A run's snapshot: the approved rows of each split, counted in SQL and written as they are
-read, with the digest of both files."""
+read, with the digest of every file; validation rows carved from a large enough train split."""
 
 from __future__ import annotations
 
@@ -11,9 +11,15 @@ from store.database import open_database
 from store.example_edits import ExampleUpdate, update_examples
 from store.examples import add_examples, prompt_response
 from store.projects import create_project
-from trainer.control.config import plan_run
+from trainer.control.config import plan_run, validation_count
 from trainer.control.jobs import approved_rows, prepare_run
-from trainer.control.snapshot import EVAL_FILE, TRAIN_FILE, read_snapshot_rows
+from trainer.control.snapshot import (
+    EVAL_FILE,
+    TRAIN_FILE,
+    VALIDATION_FILE,
+    read_snapshot_rows,
+    validation_ids,
+)
 
 
 def test_the_snapshot_holds_the_approved_rows_of_each_split(tmp_path: Path) -> None:
@@ -47,3 +53,43 @@ def test_the_snapshot_holds_the_approved_rows_of_each_split(tmp_path: Path) -> N
     for name in (TRAIN_FILE, EVAL_FILE):
         digest.update(name.encode() + b"\0" + (folder / name).read_bytes())
     assert run.dataset_hash == digest.hexdigest()
+
+
+def test_a_large_enough_train_split_gives_up_validation_rows_and_keeps_eval_apart(
+    tmp_path: Path,
+) -> None:
+    db = open_database(tmp_path / "t.db")
+    project = create_project(db, "p")
+    rows = [prompt_response(f"q{n}", f"a{n}") for n in range(1, 106)]
+    add_examples(db, project.id, rows, source="typed", split_mode="train")
+    update_examples(db, [ExampleUpdate(n, split="eval") for n in range(101, 106)])
+    train, evaluation = approved_rows(db, project)
+    plan = plan_run(len(train), len(evaluation), None)
+    # 12 of the 100 train rows validate: 88 train, in batches of 8 for 2 epochs.
+    assert plan.config.max_steps == 22
+    assert plan.reasons["eval_every"].startswith("eval loss on 12 validation rows (12% of")
+    assert plan.reasons["eval_every"].endswith("The 5 eval rows stay the final test")
+
+    runs = [prepare_run(db, project, plan) for _ in range(2)]
+    carved = []
+    for run in runs:
+        assert run.run_dir is not None and run.dataset_size == 88
+        folder = Path(run.run_dir)
+        trained = {row["id"] for row in read_snapshot_rows(folder / TRAIN_FILE)}
+        validation = {row["id"] for row in read_snapshot_rows(folder / VALIDATION_FILE)}
+        held_out = {row["id"] for row in read_snapshot_rows(folder / EVAL_FILE)}
+        assert len(trained) == 88 and len(validation) == 12 and held_out == set(range(101, 106))
+        assert trained | validation == set(range(1, 101)) and not trained & validation
+        digest = hashlib.sha256()
+        for name in (TRAIN_FILE, VALIDATION_FILE, EVAL_FILE):
+            digest.update(name.encode() + b"\0" + (folder / name).read_bytes())
+        assert run.dataset_hash == digest.hexdigest()
+        carved.append(validation)
+    # The same rows each time: the choice hangs on the ids alone.
+    assert carved[0] == carved[1] == validation_ids(range(100, 0, -1), 12)
+
+
+def test_a_small_train_split_keeps_every_row_and_validates_on_eval() -> None:
+    assert validation_count(62) == 0 and validation_count(63) == 8
+    plan = plan_run(60, 20, None)
+    assert plan.reasons["eval_every"].startswith("eval loss on the 20 eval rows")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from store.database import open_database
 from store.evals import evaluation_items, latest_evaluation
+from store.examples import add_examples
+from store.projects import create_project
 from store.runs import get_run, metrics
-from tests.conftest import TinyRun
+from tests.conftest import TinyRun, tiny_task_rows
+from trainer.control.jobs import plan_for_project, prepare_run
 
 
 def test_completed_run_records_progress_and_evaluates(completed_tiny_run: TinyRun) -> None:
@@ -68,3 +73,38 @@ def test_run_config_records_what_was_used(completed_tiny_run: TinyRun) -> None:
     assert config["max_length"] > 0
     assert config["threads"] >= 1
     assert config["precision"] in ("bf16", "fp32")
+
+
+def test_a_large_train_split_validates_on_its_own_rows_and_tests_on_eval(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    db_path = tmp_path / "tunesmith.db"
+    db = open_database(db_path)
+    project = create_project(db, "colours", base_model=str(tiny_model_dir))
+    add_examples(db, project.id, tiny_task_rows(70), source="imported", split_mode="train")
+    add_examples(db, project.id, tiny_task_rows(74)[70:], source="imported", split_mode="eval")
+    plan = plan_for_project(db, project, {"max_steps": 2, "batch_size": 4, "save_every": 2})
+    run = prepare_run(db, project, plan)
+    # Its output is what the launcher would write to the run's log.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainer.training.run",
+            "--db",
+            str(db_path),
+            "--run-id",
+            str(run.id),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    run = get_run(db, run.id)
+    assert run.status == "completed" and run.dataset_size == 62
+    log = done.stdout + done.stderr
+    assert "Validation: 8 rows carved from the train rows give the eval loss" in log
+    assert any(metric.eval_loss is not None for _, metric in metrics(db, run.id))
+    # The final test is the eval split, which neither trained nor picked the stopping point.
+    evaluation = latest_evaluation(db, run.id)
+    assert evaluation is not None and evaluation.n == 4

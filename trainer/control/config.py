@@ -122,6 +122,20 @@ class Plan:
     reasons: dict[str, str]
 
 
+VALIDATION_SHARE = 0.12
+"""Share of the approved train rows carved off to validate on while training."""
+
+VALIDATION_MIN_ROWS = 8
+"""Fewest validation rows worth carving: under it (under 63 train rows) eval loss comes from
+the eval rows, as before."""
+
+
+def validation_count(n_train: int) -> int:
+    """How many of ``n_train`` approved train rows validate the run instead of training it."""
+    count = round(n_train * VALIDATION_SHARE)
+    return count if count >= VALIDATION_MIN_ROWS else 0
+
+
 def replay_count(task_rows: int, fraction: float) -> int:
     """How many replay rows make ``fraction`` of the rows trained next to ``task_rows``."""
     return round(task_rows * fraction / (1 - fraction))
@@ -133,7 +147,8 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
 
 
 def plan_run(n_train: int, n_eval: int, overrides: dict[str, Any] | None = None) -> Plan:
-    """Choose a config for ``n_train`` training rows; ``overrides`` (from flags) win."""
+    """Choose a config for ``n_train`` approved train rows (less the ``validation_count`` of
+    them that validate instead) and ``n_eval`` eval rows; ``overrides`` (from flags) win."""
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
     unknown = set(overrides) - set(_FIELDS)
     if unknown:
@@ -145,6 +160,9 @@ def plan_run(n_train: int, n_eval: int, overrides: dict[str, Any] | None = None)
             raise ValueError(f"{key.replace('_', ' ')}: use {error}") from None
     full = bool(overrides.get("full", False))
     reasons: dict[str, str] = {}
+    # The validation rows come out of the train rows: everything below counts what trains.
+    n_validation = validation_count(n_train)
+    n_train -= n_validation
 
     batch_size = min(8, max(1, n_train // 4))
     reasons["batch_size"] = (
@@ -178,13 +196,24 @@ def plan_run(n_train: int, n_eval: int, overrides: dict[str, Any] | None = None)
     reasons["max_steps"] = f"{max_steps}: {epochs} epochs x {per_epoch} steps{with_replay}"
     save_every = int(overrides.get("save_every") or max(1, math.ceil(max_steps / 5)))
     reasons["save_every"] = f"every {save_every} steps: a stop or crash loses little work"
-    eval_every = save_every if n_eval else 0
-    reasons["eval_every"] = (
-        f"eval loss on the {n_eval} eval rows every {eval_every} steps; stops early when it "
-        "stops improving twice in a row"
-        if n_eval
-        else "no eval rows, so no eval loss and no early stopping"
-    )
+    eval_every = save_every if n_eval or n_validation else 0
+    if n_validation:
+        reasons["eval_every"] = (
+            f"eval loss on {n_validation} validation rows ({VALIDATION_SHARE:.0%} of the train"
+            f" rows) every {eval_every} steps; stops early when it stops improving twice in a"
+            f" row. The {n_eval} eval rows stay the final test"
+            if n_eval
+            else f"eval loss on {n_validation} validation rows ({VALIDATION_SHARE:.0%} of the"
+            f" train rows) every {eval_every} steps; stops early when it stops improving twice"
+            " in a row"
+        )
+    elif n_eval:
+        reasons["eval_every"] = (
+            f"eval loss on the {n_eval} eval rows every {eval_every} steps; stops early when it "
+            "stops improving twice in a row"
+        )
+    else:
+        reasons["eval_every"] = "no eval rows, so no eval loss and no early stopping"
     reasons["replay"] = (
         "none: your rows alone; if the evaluation reports drift, 0.2 mixes in the base "
         "model's own answers to general prompts"

@@ -14,7 +14,7 @@ from typing import Any
 import sqlite_utils
 
 from store.errors import InputError
-from store.examples import ExampleRows
+from store.examples import ExampleRows, example_ids
 from store.paths import ensure_private_dir, home_dir, runs_dir
 from store.projects import Project
 from store.runs import (
@@ -28,7 +28,7 @@ from store.runs import (
     set_dataset_hash,
     set_launched,
 )
-from trainer.control.config import Plan, plan_run
+from trainer.control.config import Plan, plan_run, validation_count
 from trainer.control.distributed import (
     LAUNCHER_MODULE,
     RUN_MODULE,
@@ -41,7 +41,7 @@ from trainer.control.distributed import (
     write_launch,
 )
 from trainer.control.process import child_environment
-from trainer.control.snapshot import write_snapshot
+from trainer.control.snapshot import validation_ids, write_snapshot
 
 JOIN_WAIT_SECONDS = 60.0
 """How long a node other than 0 waits for node 0 to create the run it joins (a scheduler
@@ -125,8 +125,11 @@ def launch_commands(
 def prepare_run(
     db: sqlite_utils.Database, project: Project, plan: Plan, launch: Launch | None = None
 ) -> Run:
-    """Create a queued run and freeze the project's approved rows (and launch) into its folder."""
+    """Create a queued run and freeze the project's approved rows (and launch) into its folder:
+    the train rows less the validation rows carved from them, those, and the eval rows."""
     train, evaluation = approved_rows(db, project)
+    ids = example_ids(db, project.id, status="approved", split="train")
+    validation = validation_ids(ids, validation_count(len(train)))
     ensure_private_dir(home_dir())
     root = ensure_private_dir(runs_dir())
     run = create_run(
@@ -134,12 +137,12 @@ def prepare_run(
         project.id,
         config=plan.config.to_dict(),
         dataset_hash="",
-        dataset_size=len(train),
+        dataset_size=len(train) - len(validation),
         runs_root=root,
     )
     assert run.run_dir is not None
     run_dir = ensure_private_dir(Path(run.run_dir))
-    snapshot = write_snapshot(run_dir, train, evaluation)
+    snapshot = write_snapshot(run_dir, train, evaluation, validation)
     write_launch(run_dir, launch or Launch())
     set_dataset_hash(db, run.id, snapshot.digest)
     return get_run(db, run.id)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 from collections.abc import Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,11 @@ from store.examples import Example, messages_to_json
 
 TRAIN_FILE = "train.jsonl"
 EVAL_FILE = "eval.jsonl"
+HASH_CHUNK_BYTES = 1 << 20
+"""How much of a written file the digest reads at a time."""
+
+VALIDATION_FILE = "validation.jsonl"
+"""Train rows carved off to validate on while training; the eval rows stay the final test."""
 
 
 @dataclass(frozen=True)
@@ -23,28 +30,58 @@ class Snapshot:
     train_rows: int
     eval_rows: int
     digest: str
+    validation_rows: int = 0
+
+
+def validation_ids(ids: Iterable[int], count: int) -> frozenset[int]:
+    """The ``count`` train rows that validate: those whose id hashes lowest. The same rows
+    every time, and mostly the same as rows are added, whatever order they come in."""
+    return frozenset(heapq.nsmallest(count, ids, key=_validation_rank))
+
+
+def _validation_rank(example_id: int) -> bytes:
+    return hashlib.sha256(f"validation:{example_id}".encode()).digest()
 
 
 def write_snapshot(
-    run_dir: Path, train: Iterable[Example], evaluation: Iterable[Example]
+    run_dir: Path,
+    train: Iterable[Example],
+    evaluation: Iterable[Example],
+    validation: frozenset[int] = frozenset(),
 ) -> Snapshot:
-    """Write the train and eval rows into ``run_dir`` as they come (a million are never
-    held); the digest covers both files."""
+    """Write the train rows (less those whose id is in ``validation``, which go to their own
+    file) and the eval rows into ``run_dir`` as they come (a million are never held); the
+    digest covers every file written: each one's name, a NUL and its bytes, in order."""
+    names = (TRAIN_FILE, VALIDATION_FILE) if validation else (TRAIN_FILE,)
+    counts = dict.fromkeys((*names, EVAL_FILE), 0)
+    with ExitStack() as files:
+        handles = {name: files.enter_context(atomic_text_file(run_dir / name)) for name in names}
+        for row in train:
+            name = VALIDATION_FILE if row.id in validation else TRAIN_FILE
+            handles[name].write(_row_line(row) + "\n")
+            counts[name] += 1
+    with atomic_text_file(run_dir / EVAL_FILE) as handle:
+        for row in evaluation:
+            handle.write(_row_line(row) + "\n")
+            counts[EVAL_FILE] += 1
     hasher = hashlib.sha256()
-    counts = []
-    for name, rows in ((TRAIN_FILE, train), (EVAL_FILE, evaluation)):
+    for name in counts:
         hasher.update(name.encode() + b"\0")
-        count = 0
-        with atomic_text_file(run_dir / name) as handle:
-            for row in rows:
-                line = json.dumps(
-                    {"id": row.id, "messages": messages_to_json(row.messages)}, ensure_ascii=False
-                )
-                hasher.update(line.encode("utf-8") + b"\n")
-                handle.write(line + "\n")
-                count += 1
-        counts.append(count)
-    return Snapshot(train_rows=counts[0], eval_rows=counts[1], digest=hasher.hexdigest())
+        with (run_dir / name).open("rb") as written:
+            while chunk := written.read(HASH_CHUNK_BYTES):
+                hasher.update(chunk)
+    return Snapshot(
+        train_rows=counts[TRAIN_FILE],
+        eval_rows=counts[EVAL_FILE],
+        digest=hasher.hexdigest(),
+        validation_rows=counts.get(VALIDATION_FILE, 0),
+    )
+
+
+def _row_line(row: Example) -> str:
+    return json.dumps(
+        {"id": row.id, "messages": messages_to_json(row.messages)}, ensure_ascii=False
+    )
 
 
 def read_snapshot_rows(path: Path) -> list[dict[str, Any]]:

@@ -40,7 +40,12 @@ from trainer.control.distributed import (
     strategy_arguments,
 )
 from trainer.control.forgetting import answers_for, general_prompts
-from trainer.control.snapshot import EVAL_FILE, TRAIN_FILE, read_snapshot_rows
+from trainer.control.snapshot import (
+    EVAL_FILE,
+    TRAIN_FILE,
+    VALIDATION_FILE,
+    read_snapshot_rows,
+)
 from trainer.eval_generation import general_answers
 from trainer.evaluation import evaluate_run
 from trainer.models import load_base_model
@@ -133,6 +138,15 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
     # Load
     train_rows = read_snapshot_rows(run_dir / TRAIN_FILE)
     eval_rows = read_snapshot_rows(run_dir / EVAL_FILE)
+    # Eval loss and early stopping read the validation rows where the snapshot has them, so
+    # the eval rows stay the untouched test of the final model.
+    validation_rows = read_snapshot_rows(run_dir / VALIDATION_FILE)
+    watched = validation_rows or eval_rows
+    if validation_rows:
+        log(
+            f"Validation: {len(validation_rows)} rows carved from the train rows give the eval"
+            f" loss; the {len(eval_rows)} eval rows stay the final test"
+        )
     if not train_rows:
         raise TrainingFailed("the snapshot has no training rows")
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -186,7 +200,9 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         return "stopped"
 
     # Build
-    longest, longest_id = longest_row(train_rows + eval_rows, tokenizer, project.system_prompt)
+    longest, longest_id = longest_row(
+        train_rows + validation_rows + eval_rows, tokenizer, project.system_prompt
+    )
     context = int(getattr(model.config, "max_position_embeddings", 0) or 0)
     if context and longest > context:
         raise TrainingFailed(
@@ -202,7 +218,7 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         max_length=max_length,
         bf16=precision.bf16,
         device=device,
-        evaluate=bool(eval_rows and config.eval_every),
+        evaluate=bool(watched and config.eval_every),
         speed=speed,
         # The whole batch, as if on one GPU: with several, this errs toward recomputing.
         recompute_activations=recompute_activations(model, config.batch_size * max_length, device),
@@ -219,8 +235,8 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         args=sft_args,
         train_dataset=Dataset.from_list(to_prompt_completion(train_rows, project.system_prompt)),
         eval_dataset=(
-            Dataset.from_list(to_prompt_completion(eval_rows, project.system_prompt))
-            if eval_rows and config.eval_every
+            Dataset.from_list(to_prompt_completion(watched, project.system_prompt))
+            if watched and config.eval_every
             else None
         ),
         processing_class=tokenizer,
