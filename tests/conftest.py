@@ -113,6 +113,28 @@ def tiny_task_rows(count: int) -> list[NewExample]:
     ]
 
 
+def train_to_the_end(
+    db_path: Path, run_id: int, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``run_id``'s training process here until it ends (the launcher starts it detached);
+    its output is what the run's log would hold."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainer.training.run",
+            "--db",
+            str(db_path),
+            "--run-id",
+            str(run_id),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+
+
 @pytest.fixture(scope="session")
 def completed_tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> TinyRun:
     """A run of the tiny model trained to completion (and evaluated) once per session."""
@@ -126,18 +148,5 @@ def completed_tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir:
         add_examples(db, project.id, tiny_task_rows(20)[16:], source="imported", split_mode="eval")
         plan = plan_for_project(db, project, {"max_steps": 6, "batch_size": 4})
         run = prepare_run(db, project, plan)
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "trainer.training.run",
-                "--db",
-                str(db_path),
-                "--run-id",
-                str(run.id),
-            ],
-            check=True,
-            capture_output=True,
-            env={**os.environ, "TUNESMITH_HOME": str(home)},
-        )
+        train_to_the_end(db_path, run.id, env={**os.environ, "TUNESMITH_HOME": str(home)})
     return TinyRun(home=home, db_path=db_path, project="colours", run_id=run.id)

@@ -1,10 +1,12 @@
 """A stand-in for a remote OpenAI-compatible chat endpoint, on loopback: it answers with the
-texts it is given, in turn (the last repeats), and keeps every request it was sent."""
+texts it is given, in turn (the last repeats), and keeps every request it was sent. It lists
+its models as Ollama does (``GET /api/tags``), so it stands in for an Ollama server too."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +21,15 @@ class StandIn:
     base_url: str = ""
     answers: list[str] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    """What ``GET /api/tags`` lists."""
+    delay: float = 0.0
+    """Seconds each chat answer takes."""
+
+    @property
+    def host(self) -> str:
+        """``HOST:PORT``, as ``$OLLAMA_HOST`` names a server."""
+        return self.base_url.removeprefix("http://").removesuffix("/v1")
 
 
 @contextmanager
@@ -27,11 +38,18 @@ def stand_in_endpoint() -> Iterator[StandIn]:
     stand_in = StandIn()
 
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path != "/api/tags":
+                self.send_error(404)
+                return
+            self._json({"models": [{"name": name, "model": name} for name in stand_in.models]})
+
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             stand_in.requests.append(body)
+            time.sleep(stand_in.delay)
             text = stand_in.answers[min(len(stand_in.requests), len(stand_in.answers)) - 1]
-            data = json.dumps(
+            self._json(
                 {
                     "id": "chatcmpl-1",
                     "object": "chat.completion",
@@ -46,7 +64,10 @@ def stand_in_endpoint() -> Iterator[StandIn]:
                     ],
                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
                 }
-            ).encode()
+            )
+
+        def _json(self, payload: object) -> None:
+            data = json.dumps(payload).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))

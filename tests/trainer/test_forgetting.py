@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from store.evals import Forgetting, latest_evaluation
 from store.examples import add_examples
 from store.projects import create_project
 from store.runs import get_run
-from tests.conftest import TinyRun, tiny_task_rows
+from tests.conftest import TinyRun, tiny_task_rows, train_to_the_end
 from trainer.control.config import check_setting, plan_run, replay_count
 from trainer.control.forgetting import (
     KINDS,
@@ -129,13 +127,8 @@ def train_tiny(home: Path, model_dir: Path, name: str, **overrides: float) -> tu
         add_examples(db, project.id, eval_rows, source="imported", split_mode="eval")
         plan = plan_for_project(db, project, {"max_steps": 6, "batch_size": 4, **overrides})
         run = prepare_run(db, project, plan)
-        command = [sys.executable, "-m", "trainer.training.run", "--db", str(db_path)]
-        finished = subprocess.run(
-            [*command, "--run-id", str(run.id)],
-            check=True,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "TUNESMITH_HOME": str(home)},
+        finished = train_to_the_end(
+            db_path, run.id, env={**os.environ, "TUNESMITH_HOME": str(home)}
         )
     return run.id, finished.stdout
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from store.database import open_database
@@ -11,7 +9,7 @@ from store.evals import evaluation_items, latest_evaluation
 from store.examples import add_examples
 from store.projects import create_project
 from store.runs import get_run, metrics
-from tests.conftest import TinyRun, tiny_task_rows
+from tests.conftest import TinyRun, tiny_task_rows, train_to_the_end
 from trainer.control.jobs import plan_for_project, prepare_run
 
 
@@ -85,21 +83,7 @@ def test_a_large_train_split_validates_on_its_own_rows_and_tests_on_eval(
     add_examples(db, project.id, tiny_task_rows(74)[70:], source="imported", split_mode="eval")
     plan = plan_for_project(db, project, {"max_steps": 2, "batch_size": 4, "save_every": 2})
     run = prepare_run(db, project, plan)
-    # Its output is what the launcher would write to the run's log.
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "trainer.training.run",
-            "--db",
-            str(db_path),
-            "--run-id",
-            str(run.id),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    done = train_to_the_end(db_path, run.id)
     run = get_run(db, run.id)
     assert run.status == "completed" and run.dataset_size == 62
     log = done.stdout + done.stderr

@@ -197,23 +197,19 @@ def plan_run(n_train: int, n_eval: int, overrides: dict[str, Any] | None = None)
     save_every = int(overrides.get("save_every") or max(1, math.ceil(max_steps / 5)))
     reasons["save_every"] = f"every {save_every} steps: a stop or crash loses little work"
     eval_every = save_every if n_eval or n_validation else 0
-    if n_validation:
-        reasons["eval_every"] = (
-            f"eval loss on {n_validation} validation rows ({VALIDATION_SHARE:.0%} of the train"
-            f" rows) every {eval_every} steps; stops early when it stops improving twice in a"
-            f" row. The {n_eval} eval rows stay the final test"
-            if n_eval
-            else f"eval loss on {n_validation} validation rows ({VALIDATION_SHARE:.0%} of the"
-            f" train rows) every {eval_every} steps; stops early when it stops improving twice"
-            " in a row"
-        )
-    elif n_eval:
-        reasons["eval_every"] = (
-            f"eval loss on the {n_eval} eval rows every {eval_every} steps; stops early when it "
-            "stops improving twice in a row"
-        )
-    else:
-        reasons["eval_every"] = "no eval rows, so no eval loss and no early stopping"
+    watched = (
+        f"{n_validation} validation rows ({VALIDATION_SHARE:.0%} of the train rows)"
+        if n_validation
+        else f"the {n_eval} eval rows"
+    )
+    reasons["eval_every"] = (
+        f"eval loss on {watched} every {eval_every} steps; stops early when it stops improving"
+        " twice in a row"
+        if eval_every
+        else "no eval rows, so no eval loss and no early stopping"
+    )
+    if n_validation and n_eval:
+        reasons["eval_every"] += f". The {n_eval} eval rows stay the final test"
     reasons["replay"] = (
         "none: your rows alone; if the evaluation reports drift, 0.2 mixes in the base "
         "model's own answers to general prompts"

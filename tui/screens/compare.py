@@ -182,15 +182,16 @@ class CompareScreen(AreaScreen):
         self.runs = message.runs
         wanted = getattr(self.app, "compare_run_id", None)
         ids = [run.id for run in message.runs]
+        shown = self.run_id
         if wanted in ids:
             self.run_id = wanted
         elif self.run_id not in ids:
             self.run_id = ids[-1] if ids else None
-        evaluation = self._evaluations.get(self.run_id) if self.run_id is not None else None
-        if evaluation is not None and self.run_id is not None and not self._items:
+        evaluation = self._evaluations.get(shown) if shown is not None else None
+        if self.run_id == shown and shown is not None and evaluation and not self._items:
             # An evaluation that landed since the last read: the run is the same one, so
-            # watch_run_id does not read its rows.
-            self._read_items(self.run_id, evaluation.id)
+            # watch_run_id, which reads a newly chosen run's rows, did not run.
+            self._read_items(shown, evaluation.id)
         self._show_runs()
         self._show_items()
         self._show_panes()

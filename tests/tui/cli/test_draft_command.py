@@ -8,13 +8,9 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -24,6 +20,7 @@ from agent.spec import Requirement, TaskSpec, save_spec
 from store.database import open_database
 from store.examples import Example, add_examples, list_examples, prompt_response
 from store.projects import create_project, get_project
+from tests.openai_stand_in import StandIn, stand_in_endpoint
 from tests.repo import REPO
 from tui.cli.main import cli
 
@@ -38,72 +35,13 @@ TYPED = REPO / "examples" / "tickets_typed.jsonl"
 """Eight typed tickets, two a label."""
 
 
-@dataclass
-class FakeOllama:
-    """What the stand-in Ollama server has, answers and was asked."""
-
-    models: list[str]
-    answers: list[str] = field(default_factory=list)
-    """Chat answers in order; the last one repeats."""
-    delay: float = 0.0
-    """Seconds each chat answer takes."""
-    requests: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _handler(ollama: FakeOllama) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path != "/api/tags":
-                self.send_error(404)
-                return
-            self._json({"models": [{"name": name, "model": name} for name in ollama.models]})
-
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            ollama.requests.append(body)
-            time.sleep(ollama.delay)
-            text = ollama.answers[min(len(ollama.requests), len(ollama.answers)) - 1]
-            self._json(
-                {
-                    "id": "chatcmpl-1",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": body["model"],
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": text},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                }
-            )
-
-        def _json(self, payload: object) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            del format, args
-
-    return Handler
-
-
 @pytest.fixture
-def ollama(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOllama]:
+def ollama(monkeypatch: pytest.MonkeyPatch) -> Iterator[StandIn]:
     """A stand-in Ollama server on loopback, named by $OLLAMA_HOST as Ollama's own clients do."""
-    fake = FakeOllama(models=["llama3.2:latest", "qwen2.5:0.5b"])
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv(OLLAMA_HOST_ENV, f"127.0.0.1:{server.server_address[1]}")
-    yield fake
-    server.shutdown()
-    server.server_close()
+    with stand_in_endpoint() as fake:
+        fake.models = ["llama3.2:latest", "qwen2.5:0.5b"]
+        monkeypatch.setenv(OLLAMA_HOST_ENV, fake.host)
+        yield fake
 
 
 def tickets_project(db_path: Path, base_model: str | None = None) -> None:
@@ -132,7 +70,7 @@ def json_lines(batch: int, count: int = 10) -> str:
 
 
 def test_an_ollama_teacher_drafts_whole_examples_with_progress(
-    tmp_path: Path, ollama: FakeOllama
+    tmp_path: Path, ollama: StandIn
 ) -> None:
     db_path = tmp_path / "t.db"
     tickets_project(db_path)
@@ -150,7 +88,7 @@ def test_an_ollama_teacher_drafts_whole_examples_with_progress(
 
 
 def test_with_no_teacher_draft_offers_the_models_ollama_has(
-    tmp_path: Path, ollama: FakeOllama, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, ollama: StandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db_path = tmp_path / "t.db"
     # A base model that cannot load ends the command quickly, after the offer.
@@ -180,7 +118,7 @@ def test_where_ollama_is(host: str | None, url: str) -> None:
     assert ollama_url({OLLAMA_HOST_ENV: host} if host else {}) == url
 
 
-def test_the_probe_lists_ollamas_models_and_gives_up_quickly(ollama: FakeOllama) -> None:
+def test_the_probe_lists_ollamas_models_and_gives_up_quickly(ollama: StandIn) -> None:
     assert ollama_models(ollama_url()) == ["llama3.2", "qwen2.5:0.5b"]
     began = time.monotonic()
     assert ollama_models("http://127.0.0.1:9") == []
@@ -188,7 +126,7 @@ def test_the_probe_lists_ollamas_models_and_gives_up_quickly(ollama: FakeOllama)
 
 
 def test_ctrl_c_cancels_after_the_current_call_and_keeps_the_drafts(
-    tmp_path: Path, ollama: FakeOllama
+    tmp_path: Path, ollama: StandIn
 ) -> None:
     db_path = tmp_path / "t.db"
     tickets_project(db_path)
@@ -220,7 +158,7 @@ def test_ctrl_c_cancels_after_the_current_call_and_keeps_the_drafts(
 
 
 def test_a_small_teacher_writes_inputs_and_the_base_model_answers_them(
-    tmp_path: Path, ollama: FakeOllama, tiny_model_dir: Path
+    tmp_path: Path, ollama: StandIn, tiny_model_dir: Path
 ) -> None:
     db_path = tmp_path / "t.db"
     tickets_project(db_path, base_model=str(tiny_model_dir))
