@@ -47,6 +47,10 @@ class Run:
     started_at: str | None
     finished_at: str | None
     updated_at: str
+    best_step: int | None = None
+    """The step whose checkpoint became the adapter, for a run that validated itself."""
+    stop_reason: str | None = None
+    """Why the run ended where it did: its validation stopped improving, or its budget ran out."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,8 @@ class RunMetric:
     tokens_per_second: float | None
     eta_seconds: float | None
     recorded_at: str
+    validation_score: float | None = None
+    """The task metric of greedy answers to the validation rows, at a check."""
 
 
 def create_run(
@@ -171,8 +177,8 @@ def record_step(db: sqlite_utils.Database, metric: RunMetric) -> None:
     """Store one progress row and advance the run's current step, in one statement each."""
     db.execute(
         "INSERT INTO run_metrics (run_id, step, epoch, loss, eval_loss, learning_rate,"
-        " grad_norm, tokens, tokens_per_second, eta_seconds, recorded_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " grad_norm, tokens, tokens_per_second, eta_seconds, recorded_at, validation_score)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             metric.run_id,
             metric.step,
@@ -185,6 +191,7 @@ def record_step(db: sqlite_utils.Database, metric: RunMetric) -> None:
             metric.tokens_per_second,
             metric.eta_seconds,
             metric.recorded_at,
+            metric.validation_score,
         ],
     )
     db.execute(
@@ -199,6 +206,16 @@ def set_checkpoint(db: sqlite_utils.Database, run_id: int, step: int) -> None:
         "UPDATE runs SET checkpoint_step = ?, current_step = MAX(current_step, ?),"
         " updated_at = ? WHERE id = ?",
         [step, step, now_iso(), run_id],
+    )
+
+
+def set_outcome(
+    db: sqlite_utils.Database, run_id: int, *, best_step: int | None, stop_reason: str | None
+) -> None:
+    """Record which step's checkpoint became the run's adapter, and why it stopped there."""
+    db.execute(
+        "UPDATE runs SET best_step = ?, stop_reason = ?, updated_at = ? WHERE id = ?",
+        [best_step, stop_reason, now_iso(), run_id],
     )
 
 
@@ -240,6 +257,7 @@ def metrics(
                 tokens_per_second=row["tokens_per_second"],
                 eta_seconds=row["eta_seconds"],
                 recorded_at=row["recorded_at"],
+                validation_score=row["validation_score"],
             ),
         )
         for row in db.query(
@@ -289,4 +307,6 @@ def _run_from_row(row: dict[str, Any]) -> Run:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         updated_at=row["updated_at"],
+        best_step=row["best_step"],
+        stop_reason=row["stop_reason"],
     )

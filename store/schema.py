@@ -272,3 +272,12 @@ def m006_judged_eval_items(db: sqlite_utils.Database) -> None:
     """Each eval item's verdicts from an LLM judge, by system: a score and its rationale
     (NULL until judged)."""
     db.execute("ALTER TABLE eval_items ADD COLUMN judge TEXT")
+
+
+@MIGRATIONS()
+def m007_validated_runs(db: sqlite_utils.Database) -> None:
+    """What a run that validates itself found: each check's task score on the validation
+    rows, the step whose checkpoint became the adapter, and why the run stopped where it did."""
+    db.execute("ALTER TABLE run_metrics ADD COLUMN validation_score REAL")
+    db.execute("ALTER TABLE runs ADD COLUMN best_step INTEGER")
+    db.execute("ALTER TABLE runs ADD COLUMN stop_reason TEXT")

@@ -94,9 +94,7 @@ def evaluate_run(db_path: Path, run_id: int) -> Evaluation:
     pool.attach(tuned_name, Path(run.adapter_path))
     prompts = [with_system_prompt(row["messages"][:-1], project.system_prompt) for row in rows]
     references = [row["messages"][-1]["content"] for row in rows]
-    longest_reference = max(len(tokenizer(text)["input_ids"]) for text in references)
-    # Room for a correct answer and a little more, so a rambling one is visibly wrong.
-    max_new_tokens = min(MAX_NEW_TOKENS_CAP, 2 * longest_reference + 16)
+    max_new_tokens = answer_room(tokenizer, references)
     context = getattr(model.config, "max_position_embeddings", None)
     shots = fitted_shots(
         tokenizer,
@@ -154,6 +152,13 @@ def evaluate_run(db_path: Path, run_id: int) -> Evaluation:
         ),
         forgetting=forgetting,
     )
+
+
+def answer_room(tokenizer: PreTrainedTokenizerBase, references: Sequence[str]) -> int:
+    """New tokens an answer may take: room for a correct answer and a little more, so a
+    rambling one is visibly wrong."""
+    longest_reference = max(len(tokenizer(text)["input_ids"]) for text in references)
+    return min(MAX_NEW_TOKENS_CAP, 2 * longest_reference + 16)
 
 
 def answer_three_systems(

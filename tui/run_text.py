@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.text import Text
 
 from store.evals import Evaluation
 from store.runs import Run, RunMetric
+from trainer.control.config import format_seconds
 from trainer.control.eval_report import (
     drift_line,
     headline,
     metric_rows,
     primary_metric,
 )
+from trainer.control.scoring import METRIC_LABELS
+from trainer.control.stopping import Check, check_text
 from tui.widgets.theme_colors import theme_color
 
 STATUS_STYLES = {
@@ -34,17 +38,6 @@ def status_style(variables: dict[str, str], status: str) -> str:
 
 LOG_TAIL_BYTES = 8192
 """How much of the end of a run's log is read for its last lines."""
-
-
-def format_seconds(seconds: float | None) -> str:
-    """``1m05s`` style durations, ``1h15m`` from an hour on; ``?`` when unknown."""
-    if seconds is None:
-        return "?"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def result_cell(run: Run, evaluation: Evaluation | None, *, evaluating: bool = False) -> str:
@@ -98,11 +91,31 @@ def stats_line(metrics: list[RunMetric]) -> str:
         parts.append(f"loss {last_loss.loss:.4f}")
     if last_eval is not None and last_eval.eval_loss is not None:
         parts.append(f"eval loss {last_eval.eval_loss:.4f}")
+    if last_eval is not None and last_eval.validation_score is not None:
+        parts.append(f"validation {last_eval.validation_score:.2f}")
     if last_loss is not None and last_loss.tokens_per_second is not None:
         parts.append(f"{last_loss.tokens_per_second:,.0f} tok/s")
     if last_loss is not None and last_loss.eta_seconds is not None:
         parts.append(f"ETA {format_seconds(last_loss.eta_seconds)}")
     return " · ".join(parts) if parts else "no step logged yet"
+
+
+def check_lines(run: Run, metrics: Sequence[RunMetric]) -> list[str]:
+    """Each validation check of ``run``, one line each, the kept one marked."""
+    metric = str(run.config.get("validation_metric") or "")
+    lines = []
+    for metric_row in metrics:
+        if metric_row.eval_loss is None:
+            continue
+        check = Check(
+            metric_row.step,
+            metric_row.epoch or 0.0,
+            metric_row.validation_score if metric in METRIC_LABELS else None,
+            metric_row.eval_loss,
+        )
+        kept = "  <- kept" if metric_row.step == run.best_step else ""
+        lines.append(f"step {metric_row.step:>6}  {check_text(check, metric)}{kept}")
+    return lines
 
 
 def run_outcome(run: Run, project_name: str) -> tuple[str, str, bool]:

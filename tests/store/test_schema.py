@@ -183,6 +183,7 @@ def test_the_migrations_apply_in_order() -> None:
         "m004_few_shot_eval_items",
         "m005_example_pages",
         "m006_judged_eval_items",
+        "m007_validated_runs",
     ]
 
 

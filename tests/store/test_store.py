@@ -45,6 +45,7 @@ def test_migrations_apply_once_and_reopen_safely(tmp_path: Path) -> None:
         "m004_few_shot_eval_items",
         "m005_example_pages",
         "m006_judged_eval_items",
+        "m007_validated_runs",
     ]
     assert MIGRATIONS.pending(second) == []
     assert {

@@ -80,13 +80,13 @@ def test_drift_verdicts() -> None:
 
 
 def test_replayed_rows_come_on_top_so_the_task_keeps_its_epochs() -> None:
-    plain = plan_run(45, 19)
-    replayed = plan_run(45, 19, {"replay": 0.3})
-    assert replayed.config.epochs == plain.config.epochs == 4
-    # 45 task rows and 19 replayed ones: 8 steps an epoch where 45 alone took 6.
-    assert (plain.config.max_steps, replayed.config.max_steps) == (24, 32)
+    plain = plan_run(30, 19)
+    replayed = plan_run(30, 19, {"replay": 0.3})
+    assert replayed.config.epochs == plain.config.epochs == 5
+    # 30 task rows and 13 replayed ones, 7 a step: 7 steps an epoch where 30 alone took 5.
+    assert (plain.config.max_steps, replayed.config.max_steps) == (25, 35)
     assert (
-        replayed.reasons["max_steps"] == "32: 4 epochs x 8 steps, 19 of each epoch's rows replayed"
+        replayed.reasons["max_steps"] == "35: 5 epochs x 7 steps, 13 of each epoch's rows replayed"
     )
 
 

@@ -47,6 +47,39 @@ def test_non_finite_loss_fails_the_run_at_that_step(tmp_path: Path, bad_loss: fl
     assert [m.step for _, m in metrics(db, run.id)] == [3]
 
 
+def test_a_resumed_run_goes_on_from_its_checks_so_far(tmp_path: Path) -> None:
+    db_path = tmp_path / "t.db"
+    db = open_database(db_path)
+    project = create_project(db, "p")
+    run = create_run(
+        db, project.id, config={}, dataset_hash="x", dataset_size=1, runs_root=tmp_path
+    )
+    config = plan_run(80, 20).config
+    progress = StoreProgress(
+        db_path, run.id, config, StopRequest(), keeps_best=True, metric="exact_match"
+    )
+    # The state a checkpoint at step 6 restores: its log history holds the checks before it.
+    state = TrainerState(max_steps=40)
+    state.global_step = 6
+    state.log_history = [
+        {"loss": 1.2, "step": 1},
+        {"eval_loss": 0.5, "eval_validation_score": 0.5, "step": 2, "epoch": 0.5},
+        {"eval_loss": 0.4, "eval_validation_score": 0.75, "step": 4, "epoch": 1.0},
+        {"eval_loss": 0.45, "eval_validation_score": 0.5, "step": 6, "epoch": 1.5},
+    ]
+    control = TrainerControl()
+    progress.on_train_begin(None, state, control)  # type: ignore[arg-type]
+    assert progress.best_step == 4
+    assert progress.verdict is not None and progress.verdict.stale == 1
+    # The count goes on across the resume: two more checks no better, and it stops.
+    for step in (8, 10):
+        state.global_step, state.epoch = step, step / 4
+        metrics_now = {"eval_loss": 0.46, "eval_validation_score": 0.625}
+        progress.on_evaluate(None, state, control, metrics=metrics_now)  # type: ignore[arg-type]
+    assert control.should_training_stop and progress.best_step == 4
+    assert progress.stop_reason == "validation exact match 0.75, no better for 3 checks"
+
+
 def _trainer(model_dir: Path, tokenizer: PreTrainedTokenizerBase, tmp_path: Path) -> SFTTrainer:
     rows = [{"messages": messages_to_json(e.messages)} for e in tiny_task_rows(4)]
     return SFTTrainer(

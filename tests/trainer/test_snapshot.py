@@ -65,9 +65,14 @@ def test_a_large_enough_train_split_gives_up_validation_rows_and_keeps_eval_apar
     update_examples(db, [ExampleUpdate(n, split="eval") for n in range(101, 106)])
     train, evaluation = approved_rows(db, project)
     plan = plan_run(len(train), len(evaluation), None)
-    # 12 of the 100 train rows validate: 88 train, in batches of 8 for 2 epochs.
-    assert plan.config.max_steps == 22
-    assert plan.reasons["eval_every"].startswith("eval loss on 12 validation rows (12% of")
+    # 12 of the 100 train rows validate: 88 train, in batches of 8, for up to 6 epochs (the
+    # fixed plan's 2, three times over), checked twice an epoch.
+    assert plan.config.max_steps == 66 and plan.config.epochs == 6
+    assert plan.config.eval_every == plan.config.save_every == 6
+    assert plan.reasons["epochs"].startswith("up to 6 passes: it stops by itself")
+    assert plan.reasons["eval_every"].startswith(
+        "every 6 steps, twice an epoch: answers to 12 of the 12 validation rows (12% of train"
+    )
     assert plan.reasons["eval_every"].endswith("The 5 eval rows stay the final test")
 
     runs = [prepare_run(db, project, plan) for _ in range(2)]
@@ -90,6 +95,8 @@ def test_a_large_enough_train_split_gives_up_validation_rows_and_keeps_eval_apar
 
 
 def test_a_small_train_split_keeps_every_row_and_validates_on_eval() -> None:
-    assert validation_count(62) == 0 and validation_count(63) == 8
-    plan = plan_run(60, 20, None)
+    assert validation_count(59) == 0 and validation_count(60) == 8
+    assert validation_count(67) == 8 and validation_count(100) == 12
+    plan = plan_run(59, 20, None)
     assert plan.reasons["eval_every"].startswith("eval loss on the 20 eval rows")
+    assert plan.config.epochs == 3 and plan.config.max_steps == 3 * 8

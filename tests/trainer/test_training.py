@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from store.database import open_database
@@ -10,7 +11,9 @@ from store.examples import add_examples
 from store.projects import create_project
 from store.runs import get_run, metrics
 from tests.conftest import TinyRun, tiny_task_rows, train_to_the_end
+from tests.reliability.harness import tiny_project
 from trainer.control.jobs import plan_for_project, prepare_run
+from trainer.control.stopping import Check, check_text, judge
 
 
 def test_completed_run_records_progress_and_evaluates(completed_tiny_run: TinyRun) -> None:
@@ -73,7 +76,7 @@ def test_run_config_records_what_was_used(completed_tiny_run: TinyRun) -> None:
     assert config["precision"] in ("bf16", "fp32")
 
 
-def test_a_large_train_split_validates_on_its_own_rows_and_tests_on_eval(
+def test_a_large_train_split_validates_on_its_own_rows_and_keeps_the_best_checkpoint(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     db_path = tmp_path / "tunesmith.db"
@@ -81,14 +84,62 @@ def test_a_large_train_split_validates_on_its_own_rows_and_tests_on_eval(
     project = create_project(db, "colours", base_model=str(tiny_model_dir))
     add_examples(db, project.id, tiny_task_rows(70), source="imported", split_mode="train")
     add_examples(db, project.id, tiny_task_rows(74)[70:], source="imported", split_mode="eval")
-    plan = plan_for_project(db, project, {"max_steps": 2, "batch_size": 4, "save_every": 2})
+    # A check every 2 steps to the ceiling, and one checkpoint kept besides the best.
+    settings = {"batch_size": 4, "eval_every": 2, "keep_checkpoints": 1}
+    plan = plan_for_project(
+        db, project, {**settings, "max_steps": 8, "early_stopping_patience": 100}
+    )
     run = prepare_run(db, project, plan)
     done = train_to_the_end(db_path, run.id)
     run = get_run(db, run.id)
     assert run.status == "completed" and run.dataset_size == 62
     log = done.stdout + done.stderr
     assert "Validation: 8 rows carved from the train rows give the eval loss" in log
-    assert any(metric.eval_loss is not None for _, metric in metrics(db, run.id))
-    # The final test is the eval split, which neither trained nor picked the stopping point.
+    # Each check scored the validation rows' greedy answers (a label task: exact match).
+    checks = [
+        Check(m.step, m.epoch or 0.0, m.validation_score, m.eval_loss)
+        for _, m in metrics(db, run.id)
+        if m.eval_loss is not None
+    ]
+    assert [check.step for check in checks] == [2, 4, 6, 8]
+    assert all(check.score is not None and 0 <= check.score <= 1 for check in checks)
+    assert run.config["validation_metric"] == "exact_match"
+    # The adapter is the best check's checkpoint, file for file, and that checkpoint outlived
+    # the rotation that keeps only the newest other one.
+    best = judge(checks, patience=100).best
+    assert run.best_step == best.step
+    assert run.stop_reason == (
+        f"trained to the ceiling of 8 steps; kept step {best.step}"
+        f" ({check_text(best, 'exact_match')})"
+    )
+    checkpoint = Path(run.run_dir or "") / "checkpoints" / f"checkpoint-{best.step}"
+    adapter = Path(run.adapter_path or "")
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        assert (adapter / name).read_bytes() == (checkpoint / name).read_bytes()
+    kept = sorted(path.name for path in checkpoint.parent.glob("checkpoint-*"))
+    assert kept == sorted({"checkpoint-8", f"checkpoint-{best.step}"})
+    # The final test is the eval split, which neither trained nor picked the checkpoint.
     evaluation = latest_evaluation(db, run.id)
     assert evaluation is not None and evaluation.n == 4
+
+
+def test_a_run_stops_within_its_budget_and_says_so(tmp_path: Path, tiny_model_dir: Path) -> None:
+    db_path = tmp_path / "tunesmith.db"
+    db, project = tiny_project(db_path, tiny_model_dir)
+    plan = plan_for_project(
+        db, project, {"max_steps": 100_000, "batch_size": 4, "budget_seconds": 3}
+    )
+    run = prepare_run(db, project, plan)
+    train_to_the_end(db_path, run.id)
+    run = get_run(db, run.id)
+    assert run.status == "completed" and 0 < run.current_step < 100_000
+    assert run.stop_reason == (
+        f"the 3s budget ran out at step {run.current_step}; kept the last step's weights"
+    )
+    steps = [m for _, m in metrics(db, run.id) if m.loss is not None]
+    spent = datetime.fromisoformat(steps[-1].recorded_at) - datetime.fromisoformat(
+        steps[0].recorded_at
+    )
+    assert spent.total_seconds() <= 3
+    # The ETA counted down to the budget's end, not to the 100,000th step.
+    assert all(m.eta_seconds is None or m.eta_seconds <= 3 for m in steps)

@@ -31,6 +31,7 @@ from store.runs import (
     record_step,
     set_checkpoint,
     set_max_steps,
+    set_outcome,
 )
 from store.vocabulary import RunStatus
 from trainer.control.comparison import paired_tests, score_intervals
@@ -132,15 +133,27 @@ def demo_project(db_path: Path, name: str = "reviews") -> Project:
     return project
 
 
+VALIDATED_OUTCOME = (
+    "validation exact match 0.75, no better for 3 checks; kept step 3 (exact match 0.75,"
+    " eval loss 0.8333)"
+)
+
+
 def finished_run(
-    db_path: Path, project: Project, *, status: RunStatus = "completed", error: str | None = None
+    db_path: Path,
+    project: Project,
+    *,
+    status: RunStatus = "completed",
+    error: str | None = None,
+    validated: bool = False,
 ) -> Run:
-    """A run recorded as trained (six logged steps, eval loss twice) without any training."""
+    """A run recorded as trained (six logged steps, eval loss twice) without any training;
+    ``validated``: its checks also scored validation rows (0.75 twice) and step 3 was kept."""
     db = open_database(db_path)
     run = create_run(
         db,
         project.id,
-        config={"max_steps": 6},
+        config={"max_steps": 6, **({"validation_metric": "exact_match"} if validated else {})},
         dataset_hash="0" * 64,
         dataset_size=4,
         runs_root=ensure_private_dir(db_path.parent / "runs"),
@@ -184,10 +197,13 @@ def finished_run(
                     None,
                     None,
                     "2025-01-01T10:00:00+00:00",
+                    validation_score=0.75 if validated else None,
                 ),
             )
             set_checkpoint(db, run.id, step)
     adapter = str(Path(run.run_dir) / "adapter") if status == "completed" else None
+    if validated:
+        set_outcome(db, run.id, best_step=3, stop_reason=VALIDATED_OUTCOME)
     finish_run(db, run.id, status, error=error, adapter_path=adapter)
     db.close()
     return get_run(open_database(db_path), run.id)

@@ -16,6 +16,7 @@ from store.runs import Run, finish_run, get_run, list_runs
 from tests.conftest import tiny_task_rows
 from tests.tui.pilot import (
     SIZE,
+    VALIDATED_OUTCOME,
     choose,
     demo_project,
     evaluate,
@@ -170,6 +171,24 @@ async def test_history_lists_runs_with_results_and_errors(tmp_path: Path) -> Non
         assert "exact match  33% → 67% → 67%" in results
         assert "No clear difference between tuned and few-shot on exact match" in results
         assert "loss 0.3333 · eval loss 0.4167 · 250 tok/s · ETA 0s" in shown(screen, "#run-stats")
+
+
+async def test_a_run_that_validated_itself_shows_why_it_stopped_and_what_it_kept(
+    tmp_path: Path,
+) -> None:
+    db_path = tmp_path / "t.db"
+    project = demo_project(db_path)
+    finished_run(db_path, project, validated=True)
+    app = TunesmithApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose(pilot, "reviews")
+        await pilot.press("3")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TrainScreen)
+        assert "· kept step 3 ·" in shown(screen, "#run-title")
+        assert shown(screen, "#run-outcome") == f"Stopped: {VALIDATED_OUTCOME}"
+        assert "eval loss 0.4167 · validation 0.75 ·" in shown(screen, "#run-stats")
 
 
 async def test_stop_and_resume_ask_the_trainer(

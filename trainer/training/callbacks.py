@@ -1,7 +1,7 @@
 """The run's hooks into the Trainer: the stop request, and the progress rows it writes.
 
 As TRL's ``RichProgressCallback`` renders logs, ``StoreProgress`` has one hook per event and
-writes only on rank 0; the stop, NaN and early-stop rules run on every rank alike.
+writes only on rank 0; the stop, NaN, budget and validation rules run on every rank alike.
 """
 
 from __future__ import annotations
@@ -21,8 +21,14 @@ from transformers.training_args import TrainingArguments
 from store.clock import now_iso
 from store.database import open_database
 from store.runs import RunMetric, record_step, set_max_steps
-from trainer.control.config import RunConfig
+from trainer.control.config import RunConfig, default_budget, format_seconds
+from trainer.control.stopping import Check, Verdict, check_text, judge, stop_reason
 from trainer.training.reporting import TrainingFailed, log
+from trainer.training.validation import SCORE_METRIC
+
+SCORE_KEY = f"eval_{SCORE_METRIC}"
+SPEED_STEPS = 2
+"""Steps timed before a default budget is set from the measured speed."""
 
 
 class StopRequest:
@@ -37,29 +43,76 @@ class StopRequest:
 
     def on_any_rank(self, device: torch.device | str) -> bool:
         """Whether a stop was requested on any rank (on this one, outside torchrun)."""
-        if not torch.distributed.is_initialized():
-            return self.requested
-        value = torch.tensor([int(self.requested)], device=device)
-        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
-        return bool(value.item())
+        return on_any_rank(self.requested, device)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
         log("SIGTERM received: stopping after this step, with a checkpoint")
 
 
-class StoreProgress(TrainerCallback):
-    """Writes one progress row per logged step and enforces stop, NaN and early-stop rules."""
+def on_any_rank(flag: bool, device: torch.device | str) -> bool:
+    """Whether ``flag`` holds on any rank (this one's, outside torchrun)."""
+    if not torch.distributed.is_initialized():
+        return flag
+    value = torch.tensor([int(flag)], device=device)
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+    return bool(value.item())
 
-    def __init__(self, db_path: Path, run_id: int, config: RunConfig, stop: StopRequest) -> None:
+
+class StoreProgress(TrainerCallback):
+    """Writes one progress row per logged step and enforces stop, NaN, budget and
+    validation rules.
+
+    ``keeps_best``: the run validates itself on rows it never trains on, so its best check's
+    checkpoint becomes the adapter; otherwise (eval rows watched) checks only stop it early.
+    ``fixed_steps``: the fixed-epoch plan's steps, which a default budget is measured against.
+    """
+
+    def __init__(
+        self,
+        db_path: Path,
+        run_id: int,
+        config: RunConfig,
+        stop: StopRequest,
+        *,
+        keeps_best: bool = False,
+        metric: str | None = None,
+        fixed_steps: int = 0,
+    ) -> None:
         self.db = open_database(db_path)
         self.run_id = run_id
         self.config = config
         self.stop = stop
-        self.best_eval_loss = math.inf
-        self.evals_without_improvement = 0
+        self.keeps_best = keeps_best
+        self.metric = metric
+        self.checks: list[Check] = []
+        self.verdict: Verdict | None = None
+        self.stop_reason: str | None = None
+        """Why training ended before its last step, once it has."""
+        self.budget: float | None = float(config.budget_seconds) or None
+        self.default_budget = keeps_best and not config.budget_seconds
+        self.fixed_steps = fixed_steps
         self.session_start: tuple[float, int] | None = None
+        """When and at which step this process began training."""
+        self.steps_taken: tuple[float, int] | None = None
+        """When and at which step this process last ended a step."""
         self.last_tokens: tuple[float, float] | None = None
+
+    @property
+    def best_step(self) -> int | None:
+        """The step of the best check so far, for a run that keeps its best checkpoint."""
+        if not self.keeps_best or self.verdict is None:
+            return None
+        return self.verdict.best.step
+
+    def seconds_per_step(self) -> float | None:
+        """This process's measured time per step, once it has taken one."""
+        if self.session_start is None or self.steps_taken is None:
+            return None
+        started, first_step = self.session_start
+        if self.steps_taken[1] <= first_step:
+            return None
+        return (self.steps_taken[0] - started) / (self.steps_taken[1] - first_step)
 
     def on_train_begin(
         self,
@@ -71,6 +124,21 @@ class StoreProgress(TrainerCallback):
         if state.is_world_process_zero:
             set_max_steps(self.db, self.run_id, state.max_steps)
         self.session_start = (time.monotonic(), state.global_step)
+        self.steps_taken = None
+        # A resumed run's earlier checks are in the state its checkpoint restored.
+        self.checks = [
+            Check(
+                step=int(entry["step"]),
+                epoch=float(entry.get("epoch") or 0.0),
+                score=entry.get(SCORE_KEY),
+                loss=entry.get("eval_loss"),
+            )
+            for entry in state.log_history
+            if "eval_loss" in entry and "step" in entry
+        ]
+        self.verdict = (
+            judge(self.checks, self.config.early_stopping_patience) if self.checks else None
+        )
 
     def on_step_end(
         self,
@@ -82,6 +150,62 @@ class StoreProgress(TrainerCallback):
         if self.stop.on_any_rank(args.device):
             # Every rank stops at the same step, or the others would wait for it forever.
             control.should_save = True
+            control.should_training_stop = True
+            return
+        now = time.monotonic()
+        self.steps_taken = (now, state.global_step)
+        per_step = self.seconds_per_step()
+        if per_step is None or self.session_start is None:
+            return
+        if self.default_budget and self.session_start[1] + SPEED_STEPS <= state.global_step:
+            self.default_budget = False
+            self.budget = default_budget(per_step, self.fixed_steps)
+            log(
+                f"Budget: {format_seconds(self.budget)}, twice the fixed plan's"
+                f" {self.fixed_steps} steps at {per_step:.2f} s/step (at least 10 minutes)"
+            )
+        elapsed = now - self.session_start[0]
+        # Stop before a step that would end past the budget; every rank stops together.
+        out_of_time = self.budget is not None and elapsed + per_step > self.budget
+        if on_any_rank(out_of_time, args.device) and state.global_step < state.max_steps:
+            assert self.budget is not None
+            self.stop_reason = (
+                f"the {format_seconds(self.budget)} budget ran out at step {state.global_step}"
+            )
+            log(f"Stopping: {self.stop_reason}")
+            control.should_training_stop = True
+
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not metrics or "eval_loss" not in metrics:
+            return
+        # Every rank sees the same (gathered) eval loss and the same score, so all stop at once.
+        check = Check(
+            step=state.global_step,
+            epoch=float(state.epoch or 0.0),
+            score=metrics.get(SCORE_KEY),
+            loss=metrics["eval_loss"],
+        )
+        self.checks.append(check)
+        self.verdict = judge(self.checks, self.config.early_stopping_patience)
+        best = self.verdict.best
+        watched = "Validation" if self.keeps_best else "Eval"
+        log(
+            f"{watched} at step {check.step}: {check_text(check, self.metric or '')}"
+            f" (best: step {best.step})"
+        )
+        if self.keeps_best and best is check and not control.should_save:
+            # A new best must have its checkpoint, whatever the save cadence.
+            control.should_save = True
+        if self.verdict.stop:
+            self.stop_reason = stop_reason(self.verdict, self.metric or "")
+            log(f"Stopping early at step {state.global_step}: {self.stop_reason}")
             control.should_training_stop = True
 
     def on_log(
@@ -104,9 +228,6 @@ class StoreProgress(TrainerCallback):
                     f"the {name} became {value} at step {state.global_step}; lower the "
                     "learning rate (--learning-rate) and try again"
                 )
-        if eval_loss is not None:
-            # Every rank sees the same (gathered) eval loss, so they all stop at one step.
-            self._early_stop(eval_loss, state, control)
         if not state.is_world_process_zero:
             return
         now = time.monotonic()
@@ -118,12 +239,6 @@ class StoreProgress(TrainerCallback):
                     now - self.last_tokens[0], 1e-6
                 )
             self.last_tokens = (now, tokens)
-        eta_seconds = None
-        if self.session_start is not None and state.global_step > self.session_start[1]:
-            seconds_per_step = (now - self.session_start[0]) / (
-                state.global_step - self.session_start[1]
-            )
-            eta_seconds = seconds_per_step * (state.max_steps - state.global_step)
         record_step(
             self.db,
             RunMetric(
@@ -136,25 +251,18 @@ class StoreProgress(TrainerCallback):
                 grad_norm=logs.get("grad_norm"),
                 tokens=int(tokens) if tokens is not None else None,
                 tokens_per_second=tokens_per_second,
-                eta_seconds=eta_seconds,
+                eta_seconds=self._eta(state, now),
                 recorded_at=now_iso(),
+                validation_score=logs.get(SCORE_KEY),
             ),
         )
 
-    def _early_stop(self, eval_loss: float, state: TrainerState, control: TrainerControl) -> None:
-        if eval_loss < self.best_eval_loss:
-            self.best_eval_loss = eval_loss
-            self.evals_without_improvement = 0
-            return
-        self.evals_without_improvement += 1
-        # Never before one full epoch: early eval losses are noisy on a few dozen rows.
-        if (
-            self.evals_without_improvement >= self.config.early_stopping_patience
-            and state.epoch is not None
-            and state.epoch >= 1
-        ):
-            log(
-                f"Eval loss has not improved for {self.evals_without_improvement} evaluations"
-                f" (best {self.best_eval_loss:.4f}): stopping early at step {state.global_step}"
-            )
-            control.should_training_stop = True
+    def _eta(self, state: TrainerState, now: float) -> float | None:
+        """Seconds to the last step at the measured pace, or to the budget's end if sooner."""
+        per_step = self.seconds_per_step()
+        if per_step is None or self.session_start is None:
+            return None
+        eta = per_step * (state.max_steps - state.global_step)
+        if self.budget is not None:
+            eta = min(eta, max(0.0, self.budget - (now - self.session_start[0])))
+        return eta

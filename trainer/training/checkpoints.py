@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +38,22 @@ class AtomicCheckpointTrainer(FastSFTTrainer):
     process killed mid-save leaves only staging debris, which is never resumed from.
     """
 
-    def __init__(self, *args: Any, db_path: Path, run_id: int, keep: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        db_path: Path,
+        run_id: int,
+        keep: int,
+        best_step: Callable[[], int | None] = lambda: None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._staging = False
         self._db = open_database(db_path)
         self._run_id = run_id
         self._keep = keep
+        self._best_step = best_step
+        """The step whose checkpoint is kept beyond the newest ``keep``: the best so far."""
 
     def _get_output_dir(self, trial: Any) -> str:
         if self._staging:
@@ -75,8 +86,10 @@ class AtomicCheckpointTrainer(FastSFTTrainer):
         if zero:
             publish_folder(written, root / f"{CHECKPOINT_PREFIX}{step}")
             shutil.rmtree(staging, ignore_errors=True)
+            best = f"{CHECKPOINT_PREFIX}{self._best_step()}"
             for old in complete_checkpoints(root)[: -self._keep]:
-                _remove_checkpoint(old)
+                if old.name != best:
+                    _remove_checkpoint(old)
             set_checkpoint(self._db, self._run_id, step)
             log(f"Checkpoint saved at step {step}")
         self.accelerator.wait_for_everyone()

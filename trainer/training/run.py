@@ -28,8 +28,8 @@ from store.atomic import publish_folder
 from store.database import open_database
 from store.errors import TunesmithError, is_disk_full, one_line_reason
 from store.projects import get_project_by_id
-from store.runs import finish_run, get_run, mark_started, set_config
-from trainer.control.config import RunConfig
+from store.runs import finish_run, get_run, mark_started, set_config, set_outcome
+from trainer.control.config import RunConfig, fixed_epochs, steps_per_epoch
 from trainer.control.distributed import (
     cpu_threads_per_rank,
     current_rank,
@@ -40,12 +40,14 @@ from trainer.control.distributed import (
     strategy_arguments,
 )
 from trainer.control.forgetting import answers_for, general_prompts
+from trainer.control.labels import spec_labels, task_labels
 from trainer.control.snapshot import (
     EVAL_FILE,
     TRAIN_FILE,
     VALIDATION_FILE,
     read_snapshot_rows,
 )
+from trainer.control.stopping import check_text
 from trainer.eval_generation import general_answers
 from trainer.evaluation import evaluate_run
 from trainer.models import load_base_model
@@ -58,7 +60,8 @@ from trainer.training.arguments import (
 )
 from trainer.training.callbacks import StopRequest, StoreProgress
 from trainer.training.checkpoints import (
-    AtomicCheckpointTrainer,
+    CHECKPOINT_PREFIX,
+    checkpoint_problem,
     drop_staging,
     resumable_checkpoint,
 )
@@ -77,6 +80,14 @@ from trainer.training.hardware import (
 )
 from trainer.training.quantized import load_4bit_model
 from trainer.training.reporting import TrainingFailed, log, log_failure
+from trainer.training.validation import ValidatedTrainer, ValidationScorer
+
+KEPT_WEIGHT_FILES = (".safetensors", ".safetensors.index.json", "adapter_config.json")
+"""A checkpoint's files that make the adapter (or a full model's weights) it held."""
+
+SHARDED_STRATEGIES = ("fsdp", "deepspeed-zero3")
+"""Strategies whose ranks each hold a shard: one rank cannot answer the validation rows alone,
+and a checkpoint is not one adapter file, so such runs stop on eval loss and keep their last."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,6 +160,7 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         )
     if not train_rows:
         raise TrainingFailed("the snapshot has no training rows")
+    task_rows = len(train_rows)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rank = current_rank()
     if device == "cpu" and rank.local_world_size > 1:
@@ -229,8 +241,31 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
             else None
         ),
     )
-    progress = StoreProgress(db_path, run.id, config, stop)
-    trainer = AtomicCheckpointTrainer(
+    strategy = read_launch(run_dir).strategy if rank.world_size > 1 else None
+    keeps_best = bool(validation_rows and config.eval_every) and strategy not in SHARDED_STRATEGIES
+    scorer = (
+        ValidationScorer(
+            validation_rows,
+            project.system_prompt,
+            tokenizer,
+            task_labels(
+                spec_labels(project.task_spec),
+                [row["messages"][-1]["content"] for row in train_rows[:task_rows]],
+            ),
+        )
+        if keeps_best
+        else None
+    )
+    progress = StoreProgress(
+        db_path,
+        run.id,
+        config,
+        stop,
+        keeps_best=keeps_best,
+        metric=scorer.metric if scorer else None,
+        fixed_steps=steps_per_epoch(len(train_rows), config.batch_size) * fixed_epochs(task_rows),
+    )
+    trainer = ValidatedTrainer(
         model=model,
         args=sft_args,
         train_dataset=Dataset.from_list(to_prompt_completion(train_rows, project.system_prompt)),
@@ -245,14 +280,18 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         db_path=db_path,
         run_id=run.id,
         keep=config.keep_checkpoints,
+        best_step=lambda: progress.best_step,
         speed=speed,
+        scorer=scorer,
     )
     check_end_of_turn_is_trained(trainer, tokenizer)
     used = {**config.to_dict(), "max_length": max_length, "threads": threads}
     used["precision"] = precision.name
     used["speedups"] = [name for name, on in asdict(speed).items() if on]
+    if scorer is not None:
+        used["validation_metric"] = scorer.metric or "eval_loss"
     if rank.world_size > 1:
-        used.update(processes=rank.world_size, strategy=read_launch(run_dir).strategy)
+        used.update(processes=rank.world_size, strategy=strategy)
     if rank.is_zero:
         set_config(db, run.id, used)
     log(f"Config: {json.dumps(used)}")
@@ -271,9 +310,14 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         return "stopped"
 
     # Save
-    adapter_dir = save_final(trainer, tokenizer, run_dir, run.id)
+    best = kept_checkpoint(run_dir, run.id, progress, trainer.state.global_step)
+    adapter_dir = save_final(trainer, tokenizer, run_dir, run.id, best=best)
     if not rank.is_zero:
         return "completed"
+    if keeps_best or progress.stop_reason:
+        ended = outcome(trainer, progress)
+        log(f"Outcome: {ended}")
+        set_outcome(db, run.id, best_step=progress.best_step, stop_reason=ended)
     finish_run(db, run.id, "completed", adapter_path=str(adapter_dir))
 
     # Evaluate, so the before/after is waiting when the user looks.
@@ -289,10 +333,42 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
     return "completed"
 
 
+def kept_checkpoint(
+    run_dir: Path, run_id: int, progress: StoreProgress, last_step: int
+) -> Path | None:
+    """The best check's checkpoint, to become the adapter; None to keep the final weights
+    (no checks kept, the best is the last step, or its checkpoint is gone or changed)."""
+    step = progress.best_step
+    if step is None or step == last_step:
+        return None
+    folder = run_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{step}"
+    problem = checkpoint_problem(folder, run_id) if folder.is_dir() else "it is gone"
+    if problem is not None:
+        log(f"Keeping the last weights, not step {step}'s: {problem}")
+        return None
+    return folder
+
+
+def outcome(trainer: SFTTrainer, progress: StoreProgress) -> str:
+    """Why the run ended where it did and which weights it kept, as the log and the app say
+    it."""
+    reason = progress.stop_reason or f"trained to the ceiling of {trainer.state.max_steps} steps"
+    if progress.best_step is None or progress.verdict is None:
+        return f"{reason}; kept the last step's weights"
+    best = progress.verdict.best
+    return f"{reason}; kept step {best.step} ({check_text(best, progress.metric or '')})"
+
+
 def save_final(
-    trainer: SFTTrainer, tokenizer: PreTrainedTokenizerBase, run_dir: Path, run_id: int
+    trainer: SFTTrainer,
+    tokenizer: PreTrainedTokenizerBase,
+    run_dir: Path,
+    run_id: int,
+    *,
+    best: Path | None = None,
 ) -> Path:
-    """Save the adapter (or full model) and tokenizer to ``run_dir/adapter``, atomically."""
+    """Save the adapter (or full model) and tokenizer to ``run_dir/adapter``, atomically; with
+    ``best``, the weights are that checkpoint's, file for file."""
     final = run_dir / "adapter"
     staging = run_dir / ".adapter.staging"
     if not trainer.is_world_process_zero():
@@ -302,6 +378,11 @@ def save_final(
     shutil.rmtree(staging, ignore_errors=True)
     try:
         trainer.save_model(str(staging))
+        if best is not None:
+            for source in best.iterdir():
+                if source.name.endswith(KEPT_WEIGHT_FILES):
+                    shutil.copyfile(source, staging / source.name)
+            log(f"Kept {best.name} as the adapter: the best validation check")
         tokenizer.save_pretrained(str(staging))
     except Exception as error:
         checkpoints = run_dir / "checkpoints"

@@ -18,7 +18,7 @@ from store.errors import InputError
 from store.projects import get_project, get_project_by_id
 from store.runs import Run, RunMetric, get_run, list_runs, metrics
 from store.vocabulary import RunStatus
-from trainer.control.config import check_setting, setting_help
+from trainer.control.config import check_setting, format_seconds, parse_duration, setting_help
 from trainer.control.distributed import DEFAULT_MASTER_PORT, STRATEGIES, Launch, launcher_command
 from trainer.control.jobs import (
     join_run,
@@ -32,7 +32,7 @@ from trainer.control.jobs import (
 )
 from tui.cli.checks import TRAIN_WARNINGS, project_findings, warning_lines
 from tui.cli.state import CliState, pass_state
-from tui.run_text import format_seconds
+from tui.run_text import check_lines
 from tui.safe_text import terminal_safe
 
 FOLLOW_POLL_SECONDS = 0.5
@@ -123,7 +123,7 @@ def _follow_with_bar(db: sqlite_utils.Database, run_id: int, console: Console) -
             for row_id, metric in metrics(db, run_id, after_id=last_row):
                 last_row = row_id
                 if metric.eval_loss is not None:
-                    progress.console.print(f"step {metric.step}: eval loss {metric.eval_loss:.4f}")
+                    progress.console.print(_metric_line(metric, run.max_steps))
                 if metric.loss is not None:
                     progress.update(
                         task,
@@ -153,6 +153,8 @@ def _metric_line(metric: RunMetric, max_steps: int | None) -> str:
         parts.append(f"loss {metric.loss:.4f}")
     if metric.eval_loss is not None:
         parts.append(f"eval loss {metric.eval_loss:.4f}")
+    if metric.validation_score is not None:
+        parts.append(f"validation {metric.validation_score:.2f}")
     if metric.tokens_per_second is not None:
         parts.append(f"{metric.tokens_per_second:,.0f} tok/s")
     if metric.eta_seconds is not None:
@@ -163,8 +165,10 @@ def _metric_line(metric: RunMetric, max_steps: int | None) -> str:
 def end_message(run: Run) -> str:
     """What to say when a followed run ends."""
     if run.status == "completed":
+        why = f"Stopped: {terminal_safe(run.stop_reason)}.\n" if run.stop_reason else ""
         return (
-            f"Run {run.id} completed. Try it: tunesmith compare {{project}} PROMPT --run {run.id}"
+            f"{why}Run {run.id} completed. Try it: tunesmith compare {{project}} PROMPT"
+            f" --run {run.id}"
         )
     if run.status == "stopped":
         return (
@@ -185,6 +189,16 @@ def _bounded(ctx: click.Context, param: click.Parameter, value: float | None) ->
     return value
 
 
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """A duration flag's value in seconds, refused with an example of one when unreadable."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+
+
 @click.command()
 @click.argument("name", required=False)
 @click.option("--resume", "resume_id", type=int, help="Continue run RUN_ID from its checkpoint.")
@@ -200,6 +214,13 @@ def _bounded(ctx: click.Context, param: click.Parameter, value: float | None) ->
 @click.option("--max-steps", type=int, callback=_bounded, help=setting_help("max_steps"))
 @click.option("--save-every", type=int, callback=_bounded, help=setting_help("save_every"))
 @click.option("--replay", type=float, callback=_bounded, help=setting_help("replay"))
+@click.option(
+    "--budget",
+    "budget_seconds",
+    callback=_duration,
+    metavar="DURATION",
+    help="Training time allowed, e.g. 10m or 1h30m (default: twice the fixed plan's time).",
+)
 @click.option("--full", is_flag=True, default=None, help="Full fine-tune instead of LoRA.")
 @click.option("--qlora", is_flag=True, default=None, help="4-bit base model (CUDA only).")
 @click.option("--detach", is_flag=True, help="Start the run and return at once.")
@@ -342,6 +363,14 @@ def runs_show(state: CliState, run_id: int, as_json: bool) -> None:
     click.echo(f"  config: {json.dumps(run.config)}")
     click.echo(f"  data: {run.dataset_size} rows, sha256 {run.dataset_hash}")
     click.echo(f"  folder: {run.run_dir}")
+    checks = check_lines(run, [metric for _, metric in metrics(db, run.id)])
+    if checks:
+        watched = "validation" if run.config.get("validation_metric") else "eval loss"
+        click.echo(f"  checks ({watched}):")
+        for line in checks:
+            click.echo(f"    {line}")
+    if run.stop_reason:
+        click.echo(f"  outcome: {terminal_safe(run.stop_reason)}")
 
 
 @runs.command("follow")

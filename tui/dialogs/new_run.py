@@ -38,7 +38,7 @@ FIELDS: tuple[FormField, ...] = (
 )
 """The settings the form lets a person change, in the order shown."""
 
-SHOWN_ONLY = (("eval_every", "eval every"), ("warmup_steps", "warm-up"))
+SHOWN_ONLY = (("eval_every", "check every"), ("warmup_steps", "warm-up"))
 """Settings the form shows with their reason but derives from the others."""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from click.testing import CliRunner
 from store.database import open_database
 from store.runs import RunMetric
 from tests.repo import REPO
-from trainer.control.config import plan_run, setting_rule
+from tests.tui.pilot import VALIDATED_OUTCOME, demo_project, finished_run
+from trainer.control.config import default_budget, parse_duration, plan_run, setting_rule
 from tui.cli.main import cli
 from tui.cli.runs import _metric_line
 from tui.dialogs.new_run import FIELDS, parse_value
@@ -76,3 +78,34 @@ def test_followed_runs_show_durations_as_the_app_does() -> None:
         recorded_at="",
     )
     assert _metric_line(metric, 10) == "step 3/10  ETA 1h15m"
+
+
+def test_a_budget_reads_as_a_person_writes_it_and_bad_ones_say_how() -> None:
+    assert parse_duration("90s") == 90 and parse_duration("10m") == 600
+    assert parse_duration("1h30m") == 5400 and parse_duration("600") == 600
+    for bad in ("", "soon", "10 minutes", "0m"):
+        with pytest.raises(ValueError, match=re.escape("e.g. 90s, 10m or 1h30m")):
+            parse_duration(bad)
+
+
+def test_the_default_budget_is_twice_the_fixed_plan_and_at_least_ten_minutes() -> None:
+    assert default_budget(seconds_per_step=2.0, fixed_steps=24) == 600
+    assert default_budget(seconds_per_step=10.0, fixed_steps=60) == 1200
+
+
+def test_train_refuses_an_unreadable_budget_naming_the_flag(tmp_path: Path) -> None:
+    db_path = tmp_path / "t.db"
+    open_database(db_path)
+    refused = " ".join(_train(db_path, "--budget", "soon").split())
+    assert "--budget" in refused and "'soon' is not a duration; use e.g. 90s" in refused
+
+
+def test_runs_show_lists_each_check_and_the_one_kept(tmp_path: Path) -> None:
+    db_path = tmp_path / "t.db"
+    run = finished_run(db_path, demo_project(db_path), validated=True)
+    result = CliRunner().invoke(cli, ["--db", str(db_path), "runs", "show", str(run.id)])
+    assert result.exit_code == 0, result.output
+    assert "  checks (validation):\n" in result.output
+    assert "step      3  exact match 0.75, eval loss 0.8333  <- kept\n" in result.output
+    assert "step      6  exact match 0.75, eval loss 0.4167\n" in result.output
+    assert f"  outcome: {VALIDATED_OUTCOME}\n" in result.output

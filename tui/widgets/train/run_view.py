@@ -57,6 +57,7 @@ class RunView(Vertical):
         yield Static(id="run-title", markup=False)
         yield ProgressBar(id="run-progress", show_eta=False)
         yield Static(id="run-stats", markup=False)
+        yield Static(id="run-outcome", markup=False)
         yield Static(id="run-error", markup=False)
         yield LossChart(id="run-chart")
         yield Static(id="run-log", markup=False)
@@ -85,7 +86,7 @@ class RunView(Vertical):
     ) -> None:
         """Draw ``run`` with its progress rows, the end of its log and its evaluation."""
         for child in self.children:
-            if child.id in ("run-message", "run-error", "run-log", "run-results"):
+            if child.id in ("run-message", "run-error", "run-log", "run-results", "run-outcome"):
                 show(child, False if child.id == "run-message" else child.display)
             else:
                 show(child, True)
@@ -96,13 +97,23 @@ class RunView(Vertical):
             (run.status, status_style(colors, run.status)),
             f" · step {run.current_step}/{run.max_steps or '?'}",
         )
-        if run.checkpoint_step:
+        if run.best_step is not None and run.status == "completed":
+            title.append(f" · kept step {run.best_step}")
+        elif run.checkpoint_step:
             title.append(f" · checkpoint {run.checkpoint_step}")
         title.append(f" · {run.dataset_size or 0} train rows")
         self._set("#run-title", title)
         bar = self.query_one("#run-progress", ProgressBar)
-        bar.update(total=run.max_steps or None, progress=run.current_step)
+        # A run that stopped by itself before its ceiling is done: its bar is full.
+        done = run.status == "completed" and run.current_step
+        bar.update(
+            total=(run.current_step if done else run.max_steps) or None, progress=run.current_step
+        )
         self._set("#run-stats", Text(stats_line(list(metrics))))
+        show(self.query_one("#run-outcome"), bool(run.stop_reason))
+        self._set(
+            "#run-outcome", plain(f"Stopped: {run.stop_reason}" if run.stop_reason else ""), True
+        )
         show(self.query_one("#run-error"), bool(run.error) and run.status != "completed")
         self._set("#run-error", plain(f"{run.status}: {run.error}" if run.error else ""), True)
         # Drawing the chart is the costliest part of an update: while a run trains it is
@@ -111,7 +122,7 @@ class RunView(Vertical):
         if metrics_changed or self._chart_stale:
             active = run.status in ("queued", "running")
             if run.id != self._chart_run or not active or now - self._chart_drawn >= CHART_SECONDS:
-                self.query_one(LossChart).show_metrics(metrics, run.max_steps)
+                self.query_one(LossChart).show_metrics(metrics, run.max_steps, kept=run.best_step)
                 self._chart_run, self._chart_drawn, self._chart_stale = run.id, now, False
             else:
                 self._chart_stale = True
