@@ -314,10 +314,12 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
     adapter_dir = save_final(trainer, tokenizer, run_dir, run.id, best=best)
     if not rank.is_zero:
         return "completed"
+    # The best check's weights were kept: from its checkpoint, or as the last step's own.
+    kept = progress.best_step if best or progress.best_step == trainer.state.global_step else None
     if keeps_best or progress.stop_reason:
-        ended = outcome(trainer, progress)
+        ended = outcome(trainer, progress, kept)
         log(f"Outcome: {ended}")
-        set_outcome(db, run.id, best_step=progress.best_step, stop_reason=ended)
+        set_outcome(db, run.id, best_step=kept, stop_reason=ended)
     finish_run(db, run.id, "completed", adapter_path=str(adapter_dir))
 
     # Evaluate, so the before/after is waiting when the user looks.
@@ -349,11 +351,11 @@ def kept_checkpoint(
     return folder
 
 
-def outcome(trainer: SFTTrainer, progress: StoreProgress) -> str:
-    """Why the run ended where it did and which weights it kept, as the log and the app say
-    it."""
+def outcome(trainer: SFTTrainer, progress: StoreProgress, kept: int | None) -> str:
+    """Why the run ended where it did and which weights it kept (the best check's, at step
+    ``kept``, else the last step's), as the log and the app say it."""
     reason = progress.stop_reason or f"trained to the ceiling of {trainer.state.max_steps} steps"
-    if progress.best_step is None or progress.verdict is None:
+    if kept is None or progress.verdict is None:
         return f"{reason}; kept the last step's weights"
     best = progress.verdict.best
     return f"{reason}; kept step {best.step} ({check_text(best, progress.metric or '')})"
