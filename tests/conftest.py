@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -111,6 +112,13 @@ def tiny_task_rows(count: int) -> list[NewExample]:
     return [
         prompt_response(f"Name colour number {i}.", colours[i % len(colours)]) for i in range(count)
     ]
+
+
+def interrupted_as_from_a_terminal() -> None:
+    """A child's ``preexec_fn``: Ctrl-C (SIGINT) reaches it as from a terminal, whatever this
+    test runner does with SIGINT (a shell starts a background job with it ignored, and a child
+    inherits that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def train_to_the_end(

@@ -29,7 +29,7 @@ from store.examples import (
 )
 from store.imports import read_examples, read_unlabeled
 from store.projects import create_project, get_project
-from tests.conftest import TINY_MODEL_CONTEXT, TinyRun
+from tests.conftest import TINY_MODEL_CONTEXT, TinyRun, interrupted_as_from_a_terminal
 from tests.repo import REPO
 from trainer.control.few_shot import Shot, few_shot_messages
 from trainer.control.labelling import PROGRESS_PREFIX, start_labelling
@@ -229,8 +229,7 @@ def test_a_stopped_or_killed_labeller_keeps_its_proposals_and_a_rerun_goes_on(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        # As a terminal's Ctrl-C finds it, whatever this test runner does with SIGINT.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=interrupted_as_from_a_terminal,
     )
     assert command.stderr is not None and command.stdout is not None
     seen = []

@@ -20,6 +20,7 @@ from agent.spec import Requirement, TaskSpec, save_spec
 from store.database import open_database
 from store.examples import Example, add_examples, list_examples, prompt_response
 from store.projects import create_project, get_project
+from tests.conftest import interrupted_as_from_a_terminal
 from tests.openai_stand_in import StandIn, stand_in_endpoint
 from tests.repo import REPO
 from tui.cli.main import cli
@@ -139,6 +140,7 @@ def test_ctrl_c_cancels_after_the_current_call_and_keeps_the_drafts(
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=interrupted_as_from_a_terminal,
     )
     assert process.stderr is not None
     progress = []

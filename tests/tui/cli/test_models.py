@@ -16,7 +16,7 @@ from store.database import open_database
 from store.errors import ModelError
 from store.projects import create_project
 from store.runs import create_run
-from tests.conftest import TinyRun
+from tests.conftest import TinyRun, interrupted_as_from_a_terminal
 from tests.repo import REPO
 from trainer.control.client import list_models
 from tui.cli.main import cli
@@ -125,6 +125,7 @@ def test_serve_prints_how_to_call_it_and_stops_on_ctrl_c(tiny_run: TinyRun) -> N
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interrupted_as_from_a_terminal,
     )
     assert process.stdout is not None
     banner: list[str] = []
