@@ -172,6 +172,12 @@ def ceiling_epochs(n_train: int) -> int:
     )
 
 
+def fixed_plan_steps(task_rows: int, rows: int, batch_size: int) -> int:
+    """Steps of the fixed-epoch plan for ``task_rows`` rows of the task, ``rows`` in all (with
+    replayed ones), in batches of ``batch_size``: what a default budget is measured against."""
+    return steps_per_epoch(rows, batch_size) * fixed_epochs(task_rows)
+
+
 def default_budget(seconds_per_step: float, fixed_steps: int) -> int:
     """The time budget of a run whose user gave none: twice what the fixed-epoch plan's
     ``fixed_steps`` would take at the measured ``seconds_per_step``, at least ten minutes."""
@@ -284,7 +290,7 @@ def plan_run(n_train: int, n_eval: int, overrides: dict[str, Any] | None = None)
         if n_eval:
             reasons["eval_every"] += f". The {n_eval} eval rows stay the final test"
         reasons["save_every"] = f"every {save_every} steps: each check's checkpoint may be the best"
-        fixed_steps = steps_per_epoch(n_train + replayed, batch_size) * fixed
+        fixed_steps = fixed_plan_steps(n_train, n_train + replayed, batch_size)
         reasons["budget_seconds"] = (
             f"twice the time of the fixed plan's {fixed_steps} steps at this machine's measured"
             " speed, at least 10 minutes (--budget 10m sets it)"

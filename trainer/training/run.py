@@ -29,7 +29,7 @@ from store.database import open_database
 from store.errors import TunesmithError, is_disk_full, one_line_reason
 from store.projects import get_project_by_id
 from store.runs import finish_run, get_run, mark_started, set_config, set_outcome
-from trainer.control.config import RunConfig, fixed_epochs, steps_per_epoch
+from trainer.control.config import RunConfig, fixed_plan_steps
 from trainer.control.distributed import (
     cpu_threads_per_rank,
     current_rank,
@@ -263,7 +263,7 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         stop,
         keeps_best=keeps_best,
         metric=scorer.metric if scorer else None,
-        fixed_steps=steps_per_epoch(len(train_rows), config.batch_size) * fixed_epochs(task_rows),
+        fixed_steps=fixed_plan_steps(task_rows, len(train_rows), config.batch_size),
     )
     trainer = ValidatedTrainer(
         model=model,
@@ -310,7 +310,12 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         return "stopped"
 
     # Save
-    best = kept_checkpoint(run_dir, run.id, progress, trainer.state.global_step)
+    # Rank 0 alone writes the adapter, so it alone checks the checkpoint it copies.
+    best = (
+        kept_checkpoint(run_dir, run.id, progress, trainer.state.global_step)
+        if rank.is_zero
+        else None
+    )
     adapter_dir = save_final(trainer, tokenizer, run_dir, run.id, best=best)
     if not rank.is_zero:
         return "completed"
