@@ -35,6 +35,7 @@ from trainer.training.hardware import (
     choose_precision,
     choose_speedups,
     choose_threads,
+    eager_scores_fit,
 )
 
 STEP = "training step"
@@ -122,6 +123,7 @@ def main() -> None:
         lora=True,
         quantized=False,
         target_modules=config.target_modules,
+        scores_fit=eager_scores_fit(model.config, batch=config.batch_size, length=max_length),
     )
     print(f"{threads} threads, {precision.name}: {precision.reason}")
     prepare_model(model, speed)

@@ -43,6 +43,7 @@ from trainer.training.hardware import (
     choose_precision,
     choose_speedups,
     choose_threads,
+    eager_scores_fit,
     measure_throughput,
 )
 
@@ -195,7 +196,12 @@ def main() -> None:
     print(f"precision {precision.name}: {precision.reason}; {threads} threads")
     bf16 = precision.bf16
     speed = choose_speedups(
-        device, bf16=bf16, lora=True, quantized=False, target_modules=config.target_modules
+        device,
+        bf16=bf16,
+        lora=True,
+        quantized=False,
+        target_modules=config.target_modules,
+        scores_fit=eager_scores_fit(model.config, batch=config.batch_size, length=max_length),
     )
     with tempfile.TemporaryDirectory() as scratch:
         ours_arguments = tunesmith_arguments(

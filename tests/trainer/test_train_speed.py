@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import torch
 from datasets import Dataset
+from peft.helpers import disable_input_dtype_casting
+from peft.tuners.lora import LoraLayer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 from trl.kernels import ChunkedLogProbFunction
@@ -20,7 +22,12 @@ from trainer.control.config import plan_run
 from trainer.training.arguments import lora_config, prepare_model, training_arguments
 from trainer.training.completion_head import FastSFTTrainer
 from trainer.training.data import to_prompt_completion
-from trainer.training.hardware import Speedups, activations_fit, choose_speedups
+from trainer.training.hardware import (
+    Speedups,
+    activations_fit,
+    choose_speedups,
+    eager_scores_fit,
+)
 
 CPU_SPEED = Speedups(
     bf16_weights=False,
@@ -135,6 +142,76 @@ def test_bf16_base_weights_keep_lora_in_fp32(tiny_model_dir: Path, tmp_path: Pat
     with fast.compute_loss_context_manager(), fast.autocast_smart_context_manager():
         loss = fast.compute_loss(fast.model, dict(batch))
     assert torch.isfinite(loss)
+
+
+def test_a_bf16_step_skips_peft_s_input_cast_and_restores_it_after(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    speed = Speedups(
+        bf16_weights=True,
+        completion_head=True,
+        fused_optimizer=False,
+        flash_attention=False,
+        liger=False,
+    )
+    fast: Any = _trainer(tiny_model_dir, tmp_path, speed, bf16=True)
+    batch = dict(next(iter(fast.get_train_dataloader())))
+    layers: list[Any] = [m for m in fast.model.modules() if isinstance(m, LoraLayer)]
+    seen: list[bool] = []
+    layers[0].register_forward_pre_hook(lambda m, a: seen.append(m.cast_input_dtype_enabled))
+    fast.train()
+    assert seen and not any(seen)
+    # Generation runs without autocast: its fp32 adapter needs the cast back.
+    assert all(layer.cast_input_dtype_enabled for layer in layers)
+    # Under the autocast accelerate wraps a run's forward in, the cast changed nothing: bf16
+    # to fp32 and back is exact.
+    losses = []
+    for active in (False, True):
+        with (
+            torch.no_grad(),
+            disable_input_dtype_casting(fast.model, active=active),
+            torch.autocast("cpu", dtype=torch.bfloat16),
+        ):
+            losses.append(fast.compute_loss(fast.model, batch).item())
+    assert losses[0] == losses[1]
+
+
+def test_eager_attention_gives_sdpa_s_loss_and_is_chosen_for_short_rows_on_a_cpu(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    eager = Speedups(
+        bf16_weights=False,
+        completion_head=True,
+        fused_optimizer=False,
+        flash_attention=False,
+        liger=False,
+        eager_attention=True,
+    )
+    fast: Any = _trainer(tiny_model_dir, tmp_path, eager, bf16=False)
+    plain: Any = _trainer(tiny_model_dir, tmp_path, CPU_SPEED, bf16=False)
+    assert fast.model.config._attn_implementation == "eager"
+    assert plain.model.config._attn_implementation == "sdpa"
+    batch = next(iter(plain.get_train_dataloader()))
+    loss, grads, _ = _loss_and_grads(plain, batch)
+    eager_loss, eager_grads, _ = _loss_and_grads(fast, batch)
+    assert eager_loss == pytest.approx(loss, rel=1e-5)
+    for name, grad in grads.items():
+        torch.testing.assert_close(eager_grads[name], grad, rtol=1e-3, atol=1e-5)
+    # The 135M model's 30 layers and 9 heads: the demo's rows (126 tokens) fit, 1024 do not.
+    config = AutoModelForCausalLM.from_pretrained(tiny_model_dir).config
+    config.num_hidden_layers, config.num_attention_heads = 30, 9
+    assert eager_scores_fit(config, batch=8, length=130)
+    assert not eager_scores_fit(config, batch=8, length=1024)
+    for device, fit, chosen in (("cpu", True, True), ("cpu", False, False), ("cuda", True, False)):
+        speed = choose_speedups(
+            device,
+            bf16=False,
+            lora=True,
+            quantized=False,
+            target_modules="all-linear",
+            scores_fit=fit,
+        )
+        assert speed.eager_attention is chosen
 
 
 def test_cpu_gets_bf16_weights_and_the_completion_head_only() -> None:

@@ -88,6 +88,8 @@ def prepare_model(model: PreTrainedModel, speed: Speedups) -> None:
         model.bfloat16()
     if speed.flash_attention:
         model.set_attn_implementation("flash_attention_2")
+    elif speed.eager_attention:
+        model.set_attn_implementation("eager")
 
 
 def recompute_activations(model: PreTrainedModel, tokens: int, device: str) -> bool:

@@ -294,6 +294,19 @@ def choose_threads() -> int:
     return best
 
 
+EAGER_SCORES_BYTES = 512 * 2**20
+"""Most memory eager attention's scores may hold for one step's backward (SDPA holds none)."""
+
+
+def eager_scores_fit(config: Any, *, batch: int, length: int) -> bool:
+    """Whether eager attention's scores for a step of ``batch`` rows of ``length`` tokens of the
+    model of ``config`` fit ``EAGER_SCORES_BYTES``: heads x length^2 per row and layer, kept as
+    the fp32 softmax and its cast (8 bytes)."""
+    text = config.get_text_config()
+    scores = int(text.num_hidden_layers) * int(text.num_attention_heads) * batch * length**2
+    return 8 * scores <= EAGER_SCORES_BYTES
+
+
 ACTIVATION_HEADROOM = 0.8
 """Share of GPU memory that weights and kept activations may fill before activations are
 recomputed instead (the rest goes to the optimizer, the allocator and the loss tiles)."""
@@ -313,6 +326,9 @@ class Speedups:
     """FlashAttention 2 with padding-free batches: no compute spent on padding."""
     liger: bool
     """Liger's Triton kernels for norms, SwiGLU and RoPE."""
+    eager_attention: bool = False
+    """Plain matmul attention on a CPU: SDPA's CPU backward takes 7x its forward (1.11-1.16x a
+    step on the demo rows); eager keeps its scores for the backward, so only where they fit."""
 
 
 def choose_speedups(
@@ -322,9 +338,11 @@ def choose_speedups(
     lora: bool,
     quantized: bool,
     target_modules: str,
+    scores_fit: bool = False,
     installed: Callable[[str], bool] | None = None,
 ) -> Speedups:
-    """The speedups that apply to a run on ``device`` (``installed`` tells which packages exist)."""
+    """The speedups that apply to a run on ``device`` (``installed`` tells which packages exist;
+    ``scores_fit``: whether eager attention's scores fit, as ``eager_scores_fit`` says)."""
     has = installed or _installed
     cuda = device == "cuda"
     # Full fine-tuning updates the base weights: bf16 would round small updates away.
@@ -337,6 +355,7 @@ def choose_speedups(
         flash_attention=cuda and bf16_weights and has("flash_attn"),
         # Liger's head kernels would bypass a LoRA on lm_head; TRL applies only its layer kernels.
         liger=cuda and has("liger_kernel") and "lm_head" not in target_modules,
+        eager_attention=device == "cpu" and scores_fit,
     )
 
 

@@ -77,6 +77,7 @@ from trainer.training.hardware import (
     choose_precision,
     choose_speedups,
     choose_threads,
+    eager_scores_fit,
 )
 from trainer.training.quantized import load_4bit_model
 from trainer.training.reporting import TrainingFailed, log, log_failure
@@ -198,20 +199,6 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
             f"({len(replay)} of {len(train_rows) + len(replay)} rows)"
         )
         train_rows = train_rows + replay
-    speed = choose_speedups(
-        device,
-        bf16=precision.bf16,
-        lora=not config.full,
-        quantized=config.qlora,
-        target_modules=config.target_modules,
-    )
-    prepare_model(model, speed)
-    if stop.requested and rank.world_size == 1:
-        # Several ranks instead stop together at the first step's end.
-        finish_run(db, run.id, "stopped", error=None)
-        return "stopped"
-
-    # Build
     longest, longest_id = longest_row(
         train_rows + validation_rows + eval_rows, tokenizer, project.system_prompt
     )
@@ -223,6 +210,21 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         )
     max_length = longest + LENGTH_MARGIN
     log(f"Longest row: {longest} tokens (example {longest_id}); max length {max_length}")
+    speed = choose_speedups(
+        device,
+        bf16=precision.bf16,
+        lora=not config.full,
+        quantized=config.qlora,
+        target_modules=config.target_modules,
+        scores_fit=eager_scores_fit(model.config, batch=config.batch_size, length=max_length),
+    )
+    prepare_model(model, speed)
+    if stop.requested and rank.world_size == 1:
+        # Several ranks instead stop together at the first step's end.
+        finish_run(db, run.id, "stopped", error=None)
+        return "stopped"
+
+    # Build
     peft_config = lora_config(config)
     sft_args = training_arguments(
         config,
