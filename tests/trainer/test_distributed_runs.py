@@ -50,15 +50,18 @@ def test_two_ranks_train_the_adapter_one_process_trains(
     # The settings of completed_tiny_run: 4 rows per step in all, 2 on each rank.
     plan = plan_for_project(db, project, {"max_steps": 6, "batch_size": 4})
     # The precision that run measured, kept on this machine as it would be: several ranks
-    # go by it instead of measuring side by side.
-    ensure_private_dir(home_dir())
-    shutil.copy(completed_tiny_run.home / MEASURED_FILENAME, home_dir() / MEASURED_FILENAME)
+    # go by it instead of measuring side by side. A CPU without bf16 measures nothing.
+    measured = completed_tiny_run.home / MEASURED_FILENAME
+    if measured.exists():
+        ensure_private_dir(home_dir())
+        shutil.copy(measured, home_dir() / MEASURED_FILENAME)
     run = start_run(db, db_path, project, plan, TWO)
 
     done = wait_for(db, run.id, lambda r: r.status not in ("queued", "running"), "the end")
     log = Path(done.log_path or "").read_text()
     assert done.status == "completed", log[-3000:]
-    assert "kept in hardware.json" in log
+    precision = "kept in hardware.json" if measured.exists() else "the CPU has no bf16"
+    assert precision in log
     assert "[rank 0] Run" in log and "[rank 1] Run" in log
     assert done.config["processes"] == 2 and done.config["strategy"] == "ddp"
 
