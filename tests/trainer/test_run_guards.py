@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from datasets import Dataset
@@ -78,6 +79,35 @@ def test_a_resumed_run_goes_on_from_its_checks_so_far(tmp_path: Path) -> None:
         progress.on_evaluate(None, state, control, metrics=metrics_now)  # type: ignore[arg-type]
     assert control.should_training_stop and progress.best_step == 4
     assert progress.stop_reason == "validation exact match 0.75, no better for 3 checks"
+
+
+@pytest.mark.parametrize(("trained_before", "stops"), [(0.0, False), (100.0, True)])
+def test_a_resumed_run_spends_only_what_is_left_of_its_budget(
+    tmp_path: Path, trained_before: float, stops: bool
+) -> None:
+    db_path = tmp_path / "t.db"
+    db = open_database(db_path)
+    project = create_project(db, "p")
+    run = create_run(
+        db, project.id, config={}, dataset_hash="x", dataset_size=1, runs_root=tmp_path
+    )
+    config = plan_run(8, 0, {"budget_seconds": 60}).config
+    progress = StoreProgress(db_path, run.id, config, StopRequest())
+    args = SimpleNamespace(device="cpu")
+    # The state a checkpoint at step 6 restores, after 0 s or 100 s of training before it.
+    state = TrainerState(max_steps=40)
+    state.global_step = 6
+    state.log_history = [{"loss": 1.0, "step": 6, "trained_seconds": trained_before}]
+    control = TrainerControl()
+    progress.on_train_begin(args, state, control)  # type: ignore[arg-type]
+    state.global_step = 7
+    progress.on_step_end(args, state, control)  # type: ignore[arg-type]
+    assert control.should_training_stop is stops
+    assert (progress.stop_reason == "the 1m00s budget ran out at step 7") is stops
+    # Each logged step records the time so far, for the next resume to restore.
+    state.log_history.append({"loss": 0.9, "step": 7})
+    progress.on_log(args, state, control, logs={"loss": 0.9})  # type: ignore[arg-type]
+    assert trained_before <= state.log_history[-1]["trained_seconds"] < trained_before + 30
 
 
 def _trainer(model_dir: Path, tokenizer: PreTrainedTokenizerBase, tmp_path: Path) -> SFTTrainer:

@@ -29,6 +29,8 @@ from trainer.training.validation import SCORE_METRIC
 SCORE_KEY = f"eval_{SCORE_METRIC}"
 SPEED_STEPS = 2
 """Steps timed before a default budget is set from the measured speed."""
+TRAINED_KEY = "trained_seconds"
+"""The log history's record of training time so far, which a resume restores with it."""
 
 
 class StopRequest:
@@ -94,6 +96,8 @@ class StoreProgress(TrainerCallback):
         self.fixed_steps = fixed_steps
         self.session_start: tuple[float, int] | None = None
         """When and at which step this process began training."""
+        self.trained_before = 0.0
+        """Seconds of training before this process: a resume spends what is left of the budget."""
         self.steps_taken: tuple[float, int] | None = None
         """When and at which step this process last ended a step."""
         self.last_tokens: tuple[float, float] | None = None
@@ -125,6 +129,10 @@ class StoreProgress(TrainerCallback):
             set_max_steps(self.db, self.run_id, state.max_steps)
         self.session_start = (time.monotonic(), state.global_step)
         self.steps_taken = None
+        self.trained_before = max(
+            (float(entry[TRAINED_KEY]) for entry in state.log_history if TRAINED_KEY in entry),
+            default=0.0,
+        )
         # A resumed run's earlier checks are in the state its checkpoint restored.
         self.checks = [
             Check(
@@ -164,9 +172,8 @@ class StoreProgress(TrainerCallback):
                 f"Budget: {format_seconds(self.budget)}, twice the fixed plan's"
                 f" {self.fixed_steps} steps at {per_step:.2f} s/step (at least 10 minutes)"
             )
-        elapsed = now - self.session_start[0]
         # Stop before a step that would end past the budget; every rank stops together.
-        out_of_time = self.budget is not None and elapsed + per_step > self.budget
+        out_of_time = self.budget is not None and self.trained(now) + per_step > self.budget
         if on_any_rank(out_of_time, args.device) and state.global_step < state.max_steps:
             assert self.budget is not None
             self.stop_reason = (
@@ -218,6 +225,10 @@ class StoreProgress(TrainerCallback):
     ) -> None:
         if not logs:
             return
+        now = time.monotonic()
+        if state.log_history:
+            # Trainer.log has just appended this entry; a checkpoint saves it with the state.
+            state.log_history[-1][TRAINED_KEY] = round(self.trained(now), 3)
         loss = logs.get("loss")
         eval_loss = logs.get("eval_loss")
         if loss is None and eval_loss is None:
@@ -230,7 +241,6 @@ class StoreProgress(TrainerCallback):
                 )
         if not state.is_world_process_zero:
             return
-        now = time.monotonic()
         tokens_per_second = None
         tokens = logs.get("num_tokens")
         if tokens is not None:
@@ -257,6 +267,12 @@ class StoreProgress(TrainerCallback):
             ),
         )
 
+    def trained(self, now: float) -> float:
+        """Seconds of training up to ``now``, earlier processes of a resumed run included."""
+        if self.session_start is None:
+            return self.trained_before
+        return self.trained_before + now - self.session_start[0]
+
     def _eta(self, state: TrainerState, now: float) -> float | None:
         """Seconds to the last step at the measured pace, or to the budget's end if sooner."""
         per_step = self.seconds_per_step()
@@ -264,5 +280,5 @@ class StoreProgress(TrainerCallback):
             return None
         eta = per_step * (state.max_steps - state.global_step)
         if self.budget is not None:
-            eta = min(eta, max(0.0, self.budget - (now - self.session_start[0])))
+            eta = min(eta, max(0.0, self.budget - self.trained(now)))
         return eta
