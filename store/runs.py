@@ -52,6 +52,11 @@ class Run:
     stop_reason: str | None = None
     """Why the run ended where it did: its validation stopped improving, or its budget ran out."""
 
+    @property
+    def validates(self) -> bool:
+        """Whether the run checks itself on validation rows, and so may stop at any check."""
+        return bool(self.config.get("validation_metric"))
+
 
 @dataclass(frozen=True)
 class RunMetric:

@@ -82,7 +82,14 @@ def _whole_percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
-def stats_line(metrics: list[RunMetric]) -> str:
+def eta_text(seconds: float | None, *, at_most: bool) -> str:
+    """``ETA 1m05s``, or ``ETA ≤1m05s`` ``at_most``: for a run that validates itself, which goes
+    on to its ceiling only while its checks keep improving."""
+    bound = "≤" if at_most and seconds is not None else ""
+    return f"ETA {bound}{format_seconds(seconds)}"
+
+
+def stats_line(run: Run, metrics: list[RunMetric]) -> str:
     """The latest loss, eval loss, speed and ETA, e.g. ``loss 1.23 · 950 tok/s · ETA 1m05s``."""
     last_loss = next((m for m in reversed(metrics) if m.loss is not None), None)
     last_eval = next((m for m in reversed(metrics) if m.eval_loss is not None), None)
@@ -96,7 +103,7 @@ def stats_line(metrics: list[RunMetric]) -> str:
     if last_loss is not None and last_loss.tokens_per_second is not None:
         parts.append(f"{last_loss.tokens_per_second:,.0f} tok/s")
     if last_loss is not None and last_loss.eta_seconds is not None:
-        parts.append(f"ETA {format_seconds(last_loss.eta_seconds)}")
+        parts.append(eta_text(last_loss.eta_seconds, at_most=run.validates))
     return " · ".join(parts) if parts else "no step logged yet"
 
 

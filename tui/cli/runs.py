@@ -18,7 +18,7 @@ from store.errors import InputError
 from store.projects import get_project, get_project_by_id
 from store.runs import Run, RunMetric, get_run, list_runs, metrics
 from store.vocabulary import RunStatus
-from trainer.control.config import check_setting, format_seconds, parse_duration, setting_help
+from trainer.control.config import check_setting, parse_duration, setting_help
 from trainer.control.distributed import DEFAULT_MASTER_PORT, STRATEGIES, Launch, launcher_command
 from trainer.control.jobs import (
     join_run,
@@ -32,7 +32,7 @@ from trainer.control.jobs import (
 )
 from tui.cli.checks import TRAIN_WARNINGS, project_findings, warning_lines
 from tui.cli.state import CliState, pass_state
-from tui.run_text import check_lines
+from tui.run_text import check_lines, eta_text
 from tui.safe_text import terminal_safe
 
 FOLLOW_POLL_SECONDS = 0.5
@@ -89,7 +89,7 @@ def _follow_with_lines(db: sqlite_utils.Database, run_id: int) -> Run:
             click.echo(f"Run {run.id}: {run.status}")
             printed_status = run.status
         for row_id, metric in metrics(db, run_id, after_id=last_row):
-            click.echo(_metric_line(metric, run.max_steps))
+            click.echo(_metric_line(metric, run))
             last_row = row_id
         if run.status in FINAL_STATUSES:
             return run
@@ -104,7 +104,7 @@ def _follow_with_bar(db: sqlite_utils.Database, run_id: int, console: Console) -
         TextColumn("step {task.fields[steps]}"),
         TextColumn("loss {task.fields[loss]}"),
         TextColumn("{task.fields[speed]} tok/s"),
-        TextColumn("ETA {task.fields[eta]}"),
+        TextColumn("{task.fields[eta]}"),
     )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(
@@ -115,7 +115,7 @@ def _follow_with_bar(db: sqlite_utils.Database, run_id: int, console: Console) -
             steps="0/?",
             loss="-",
             speed="-",
-            eta="?",
+            eta=eta_text(None, at_most=False),
         )
         while True:
             refresh_runs(db)
@@ -123,7 +123,7 @@ def _follow_with_bar(db: sqlite_utils.Database, run_id: int, console: Console) -
             for row_id, metric in metrics(db, run_id, after_id=last_row):
                 last_row = row_id
                 if metric.eval_loss is not None:
-                    progress.console.print(_metric_line(metric, run.max_steps))
+                    progress.console.print(_metric_line(metric, run))
                 if metric.loss is not None:
                     progress.update(
                         task,
@@ -133,7 +133,7 @@ def _follow_with_bar(db: sqlite_utils.Database, run_id: int, console: Console) -
                             if metric.tokens_per_second is not None
                             else "-"
                         ),
-                        eta=format_seconds(metric.eta_seconds),
+                        eta=eta_text(metric.eta_seconds, at_most=run.validates),
                     )
             progress.update(
                 task,
@@ -147,8 +147,8 @@ def _follow_with_bar(db: sqlite_utils.Database, run_id: int, console: Console) -
             time.sleep(FOLLOW_POLL_SECONDS)
 
 
-def _metric_line(metric: RunMetric, max_steps: int | None) -> str:
-    parts = [f"step {metric.step}/{max_steps or '?'}"]
+def _metric_line(metric: RunMetric, run: Run) -> str:
+    parts = [f"step {metric.step}/{run.max_steps or '?'}"]
     if metric.loss is not None:
         parts.append(f"loss {metric.loss:.4f}")
     if metric.eval_loss is not None:
@@ -158,14 +158,14 @@ def _metric_line(metric: RunMetric, max_steps: int | None) -> str:
     if metric.tokens_per_second is not None:
         parts.append(f"{metric.tokens_per_second:,.0f} tok/s")
     if metric.eta_seconds is not None:
-        parts.append(f"ETA {format_seconds(metric.eta_seconds)}")
+        parts.append(eta_text(metric.eta_seconds, at_most=run.validates))
     return "  ".join(parts)
 
 
 def end_message(run: Run) -> str:
     """What to say when a followed run ends."""
     if run.status == "completed":
-        why = f"Stopped: {terminal_safe(run.stop_reason)}.\n" if run.stop_reason else ""
+        why = f"Outcome: {terminal_safe(run.stop_reason)}.\n" if run.stop_reason else ""
         return (
             f"{why}Run {run.id} completed. Try it: tunesmith compare {{project}} PROMPT"
             f" --run {run.id}"
@@ -365,7 +365,7 @@ def runs_show(state: CliState, run_id: int, as_json: bool) -> None:
     click.echo(f"  folder: {run.run_dir}")
     checks = check_lines(run, [metric for _, metric in metrics(db, run.id)])
     if checks:
-        watched = "validation" if run.config.get("validation_metric") else "eval loss"
+        watched = "validation" if run.validates else "eval loss"
         click.echo(f"  checks ({watched}):")
         for line in checks:
             click.echo(f"    {line}")

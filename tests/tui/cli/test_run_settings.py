@@ -63,7 +63,13 @@ def test_train_help_shows_each_setting_with_its_bounds() -> None:
     assert "(a number between 0 and 1)" in text
 
 
-def test_followed_runs_show_durations_as_the_app_does() -> None:
+@pytest.mark.parametrize(("validated", "eta"), [(False, "ETA 1h15m"), (True, "ETA ≤1h15m")])
+def test_followed_runs_show_durations_as_the_app_does(
+    tmp_path: Path, validated: bool, eta: str
+) -> None:
+    db_path = tmp_path / "t.db"
+    # A run that validates itself reaches its last step only if every check improves.
+    run = finished_run(db_path, demo_project(db_path), validated=validated)
     metric = RunMetric(
         run_id=1,
         step=3,
@@ -77,7 +83,7 @@ def test_followed_runs_show_durations_as_the_app_does() -> None:
         eta_seconds=4500.0,
         recorded_at="",
     )
-    assert _metric_line(metric, 10) == "step 3/10  ETA 1h15m"
+    assert _metric_line(metric, run) == f"step 3/6  {eta}"
 
 
 def test_a_budget_reads_as_a_person_writes_it_and_bad_ones_say_how() -> None:

@@ -109,10 +109,10 @@ class RunView(Vertical):
         bar.update(
             total=(run.current_step if done else run.max_steps) or None, progress=run.current_step
         )
-        self._set("#run-stats", Text(stats_line(list(metrics))))
+        self._set("#run-stats", Text(stats_line(run, list(metrics))))
         show(self.query_one("#run-outcome"), bool(run.stop_reason))
         self._set(
-            "#run-outcome", plain(f"Stopped: {run.stop_reason}" if run.stop_reason else ""), True
+            "#run-outcome", plain(f"Outcome: {run.stop_reason}" if run.stop_reason else ""), True
         )
         show(self.query_one("#run-error"), bool(run.error) and run.status != "completed")
         self._set("#run-error", plain(f"{run.status}: {run.error}" if run.error else ""), True)
