@@ -27,7 +27,7 @@ from tests.tui.pilot import (
     wait_until,
 )
 from tui.app import TunesmithApp
-from tui.dialogs.new_run import NewRunScreen, parse_value, shown_value
+from tui.dialogs.new_run import NewRunScreen, field_value, parse_value, shown_value
 from tui.screens.train import TrainScreen
 from tui.widgets.train.loss_chart import LossChart
 from tui.widgets.train.runs_table import RunsTable
@@ -129,6 +129,17 @@ async def test_the_form_shows_the_picked_settings_and_why(tmp_path: Path) -> Non
         assert form.query_one("#field-max_steps", Input).value == "8"
         assert shown(form, "#why-epochs") == "set by you"
         assert form.overrides() == {"epochs": 2}
+        # The budget reads as --budget does; auto leaves it to the data and this machine.
+        budget = form.query_one("#field-budget_seconds", Input)
+        assert budget.value == "auto"
+        assert "the fixed epochs bound the run" in shown(form, "#why-budget_seconds")
+        budget.value = "10m"
+        await pilot.pause()
+        assert form.overrides() == {"epochs": 2, "budget_seconds": 600}
+        assert shown(form, "#why-budget_seconds") == "set by you"
+        budget.value = "auto"
+        await pilot.pause()
+        assert form.overrides() == {"epochs": 2}
         form.query_one("#field-learning_rate", Input).value = "fast"
         await pilot.pause()
         assert shown(form, "#why-learning_rate") == "Use a number such as 1e-3."
@@ -187,7 +198,7 @@ async def test_a_run_that_validated_itself_shows_why_it_stopped_and_what_it_kept
         screen = app.screen
         assert isinstance(screen, TrainScreen)
         assert "· kept step 3 ·" in shown(screen, "#run-title")
-        assert shown(screen, "#run-outcome") == f"Stopped: {VALIDATED_OUTCOME}"
+        assert shown(screen, "#run-outcome") == f"Outcome: {VALIDATED_OUTCOME}"
         assert "eval loss 0.4167 · validation 0.75 ·" in shown(screen, "#run-stats")
 
 
@@ -246,6 +257,17 @@ def test_form_values_are_checked_and_shown_plainly() -> None:
     with pytest.raises(ValueError, match="between 0 and 1"):
         parse_value(learning_rate, "3")
     assert [shown_value(v) for v in (1e-3, 5e-5, 0.25, 16)] == ["1e-3", "5e-5", "0.25", "16"]
+    budget = next(field for field in FIELDS if field.key == "budget_seconds")
+    assert [parse_value(budget, typed) for typed in ("10m", "1h30m", "auto", "")] == [
+        600,
+        5400,
+        0,
+        0,
+    ]
+    for bad in ("soon", "0m", "10 minutes"):
+        with pytest.raises(ValueError, match="a duration such as 90s, 10m or 1h30m, or auto"):
+            parse_value(budget, bad)
+    assert [field_value(budget, seconds) for seconds in (0, 600)] == ["auto", "10m00s"]
 
 
 async def test_runs_training_from_before_are_picked_up_and_their_end_announced(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from rich.text import Text
 from textual import on
@@ -12,7 +12,14 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from trainer.control.config import Plan, check_setting, plan_run, setting_rule
+from trainer.control.config import (
+    Plan,
+    check_setting,
+    format_seconds,
+    parse_duration,
+    plan_run,
+    setting_rule,
+)
 from trainer.control.distributed import cuda_device_count
 
 if TYPE_CHECKING:
@@ -21,20 +28,21 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class FormField:
-    """One setting of the form: its config key, its label and whether it is a whole number."""
+    """One setting of the form: its config key, its label and the kind of value it takes."""
 
     key: str
     label: str
-    whole: bool
+    kind: Literal["whole", "number", "duration"]
 
 
 FIELDS: tuple[FormField, ...] = (
-    FormField("epochs", "epochs", True),
-    FormField("learning_rate", "learning rate", False),
-    FormField("batch_size", "batch size", True),
-    FormField("lora_rank", "LoRA rank", True),
-    FormField("max_steps", "max steps", True),
-    FormField("save_every", "save every", True),
+    FormField("epochs", "epochs", "whole"),
+    FormField("learning_rate", "learning rate", "number"),
+    FormField("batch_size", "batch size", "whole"),
+    FormField("lora_rank", "LoRA rank", "whole"),
+    FormField("max_steps", "max steps", "whole"),
+    FormField("save_every", "save every", "whole"),
+    FormField("budget_seconds", "time budget", "duration"),
 )
 """The settings the form lets a person change, in the order shown."""
 
@@ -47,7 +55,15 @@ def parse_value(field: FormField, typed: str) -> int | float:
     same the command line gives) when it is not a number within the setting's bounds."""
     text = typed.strip().replace("_", "")
     value: int | float
-    if field.whole:
+    if field.kind == "duration":
+        # As --budget takes it; "auto" (0) leaves it to the data and this machine's speed.
+        if text.lower() in ("", AUTO):
+            return 0
+        try:
+            return parse_duration(text)
+        except ValueError:
+            raise ValueError(f"a duration such as 90s, 10m or 1h30m, or {AUTO}") from None
+    if field.kind == "whole":
         if not text.isdigit():
             raise ValueError(setting_rule(field.key))
         value = int(text)
@@ -58,6 +74,17 @@ def parse_value(field: FormField, typed: str) -> int | float:
             raise ValueError("a number such as 1e-3") from None
     check_setting(field.key, value)
     return value
+
+
+AUTO = "auto"
+"""What the form shows and takes for a budget left to the data and this machine's speed."""
+
+
+def field_value(field: FormField, value: object) -> str:
+    """A setting's value as its box shows it: a budget as a duration, the others as numbers."""
+    if field.kind == "duration" and isinstance(value, int):
+        return format_seconds(value) if value else AUTO
+    return shown_value(value)
 
 
 def shown_value(value: object) -> str:
@@ -117,7 +144,7 @@ class NewRunScreen(ModalScreen[dict[str, Any] | None]):
                     with Horizontal(classes="new-run-field"):
                         yield Label(field.label, classes="new-run-label")
                         yield Input(
-                            shown_value(getattr(self.plan.config, field.key)),
+                            field_value(field, getattr(self.plan.config, field.key)),
                             id=f"field-{field.key}",
                             classes="new-run-input",
                             compact=True,
@@ -153,7 +180,7 @@ class NewRunScreen(ModalScreen[dict[str, Any] | None]):
             why.update(error or reasons.get(field.key, ""))
             box = self.query_one(f"#field-{field.key}", Input)
             if field.key not in self._changed and field.key not in self._errors:
-                value = shown_value(getattr(self.plan.config, field.key))
+                value = field_value(field, getattr(self.plan.config, field.key))
                 if box.value != value:
                     with box.prevent(Input.Changed):
                         box.value = value
