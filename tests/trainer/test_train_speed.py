@@ -3,6 +3,7 @@ fp32, and which speedups a machine gets."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -147,13 +148,7 @@ def test_bf16_base_weights_keep_lora_in_fp32(tiny_model_dir: Path, tmp_path: Pat
 def test_a_bf16_step_skips_peft_s_input_cast_and_restores_it_after(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    speed = Speedups(
-        bf16_weights=True,
-        completion_head=True,
-        fused_optimizer=False,
-        flash_attention=False,
-        liger=False,
-    )
+    speed = replace(CPU_SPEED, bf16_weights=True)
     fast: Any = _trainer(tiny_model_dir, tmp_path, speed, bf16=True)
     batch = dict(next(iter(fast.get_train_dataloader())))
     layers: list[Any] = [m for m in fast.model.modules() if isinstance(m, LoraLayer)]
@@ -179,14 +174,7 @@ def test_a_bf16_step_skips_peft_s_input_cast_and_restores_it_after(
 def test_eager_attention_gives_sdpa_s_loss_and_is_chosen_for_short_rows_on_a_cpu(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    eager = Speedups(
-        bf16_weights=False,
-        completion_head=True,
-        fused_optimizer=False,
-        flash_attention=False,
-        liger=False,
-        eager_attention=True,
-    )
+    eager = replace(CPU_SPEED, eager_attention=True)
     fast: Any = _trainer(tiny_model_dir, tmp_path, eager, bf16=False)
     plain: Any = _trainer(tiny_model_dir, tmp_path, CPU_SPEED, bf16=False)
     assert fast.model.config._attn_implementation == "eager"
