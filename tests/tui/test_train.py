@@ -240,8 +240,9 @@ async def test_stop_and_resume_ask_the_trainer(
         db.execute("UPDATE runs SET status = 'running' WHERE id = ?", [stopped.id])
         db.close()
         monkeypatch.setattr("tui.screens.train.refresh_runs", lambda db: [])
-        await pilot.pause(0.6)
-        await settle(pilot)
+        await wait_until(
+            pilot, lambda: screen.check_action("stop_run", ()) is True, "the poll to see it running"
+        )
         await pilot.press("s")
         await settle(pilot)
         assert calls[-1] == ("stop", stopped.id)
