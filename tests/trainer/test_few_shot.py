@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from trainer.control.few_shot import (
     MAX_SHOT_CHARS,
     Shot,
@@ -34,6 +36,17 @@ def test_free_text_json_and_unique_answers_are_not_labels() -> None:
     assert task_labels([], [f"answer {n}" for n in range(10)]) == ()
     assert task_labels([], ["yes", "yes"]) == ()
     assert task_labels([], [f"l{n % 31}" for n in range(93)]) == ()
+
+
+def test_free_text_answers_are_read_only_until_they_cannot_be_labels() -> None:
+    read: list[int] = []
+
+    def answers() -> Iterator[str]:
+        for n in range(1_000_000):
+            read.append(n)
+            yield f"a free answer number {n}"
+
+    assert task_labels([], answers()) == () and len(read) == 31
 
 
 def test_answers_match_labels_aside_from_case_and_punctuation() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from pathlib import Path
 
 from store.database import open_database
@@ -91,7 +92,40 @@ def test_a_large_enough_train_split_gives_up_validation_rows_and_keeps_eval_apar
         assert run.dataset_hash == digest.hexdigest()
         carved.append(validation)
     # The same rows each time: the choice hangs on the ids alone.
-    assert carved[0] == carved[1] == validation_ids(range(100, 0, -1), 12)
+    assert carved[0] == carved[1] == validation_ids(((n, "") for n in range(100, 0, -1)), 12)
+
+
+def test_each_label_gives_its_share_of_validation_rows_whatever_the_order() -> None:
+    labels = ["billing"] * 40 + ["shipping"] * 40 + ["login"] * 16 + ["refund"] * 4
+    rows = list(enumerate(labels, start=1))
+    chosen = validation_ids(rows, 12)
+    assert validation_ids(reversed(rows), 12) == validation_ids(rows[1::2] + rows[::2], 12)
+    assert validation_ids(reversed(rows), 12) == chosen
+    counts = Counter(labels[n - 1] for n in chosen)
+    assert counts == {"billing": 5, "shipping": 5, "login": 2}
+    # One stratum is the plain hash order, so a task without labels keeps the rows it had.
+    plain = validation_ids(((n, "") for n, _ in rows), 12)
+    assert Counter(labels[n - 1] for n in plain) != counts
+
+
+def test_a_label_task_validates_on_every_label_it_can_afford(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "t.db")
+    project = create_project(db, "p")
+    labels = ["billing"] * 30 + ["shipping"] * 30 + ["login"] * 8 + ["refund"] * 12
+    add_examples(
+        db,
+        project.id,
+        [prompt_response(f"message {n}", label) for n, label in enumerate(labels, start=1)],
+        source="typed",
+        split_mode="train",
+    )
+    train, evaluation = approved_rows(db, project)
+    run = prepare_run(db, project, plan_run(len(train), len(evaluation), None))
+    assert run.run_dir is not None
+    validation = read_snapshot_rows(Path(run.run_dir) / VALIDATION_FILE)
+    answers = Counter(row["messages"][-1]["content"] for row in validation)
+    assert answers == {"billing": 4, "shipping": 4, "login": 1, "refund": 1}
+    assert run.dataset_size == 70
 
 
 def test_a_small_train_split_keeps_every_row_and_validates_on_eval() -> None:

@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from trainer.control.distributed import (
     read_launch,
     write_launch,
 )
+from trainer.control.labels import match_answer, spec_labels, task_labels
 from trainer.control.process import child_environment
 from trainer.control.snapshot import validation_ids, write_snapshot
 
@@ -128,8 +129,7 @@ def prepare_run(
     """Create a queued run and freeze the project's approved rows (and launch) into its folder:
     the train rows less the validation rows carved from them, those, and the eval rows."""
     train, evaluation = approved_rows(db, project)
-    ids = example_ids(db, project.id, status="approved", split="train")
-    validation = validation_ids(ids, validation_count(len(train)))
+    validation = validation_ids(_strata(project, train), validation_count(len(train)))
     ensure_private_dir(home_dir())
     root = ensure_private_dir(runs_dir())
     run = create_run(
@@ -146,6 +146,18 @@ def prepare_run(
     write_launch(run_dir, launch or Launch())
     set_dataset_hash(db, run.id, snapshot.digest)
     return get_run(db, run.id)
+
+
+def _strata(project: Project, train: ExampleRows) -> Iterator[tuple[int, str]]:
+    """Each approved train row's id and stratum for the validation split: its label in a
+    label task (so every label is checked on), the same for all in any other task."""
+    labels = task_labels(spec_labels(project.task_spec), (row.response for row in train))
+    if not labels:
+        for example_id in example_ids(train.db, project.id, status="approved", split="train"):
+            yield example_id, ""
+        return
+    for row in train:
+        yield row.id, match_answer(labels, row.response) or ""
 
 
 def resume_run(db: sqlite_utils.Database, db_path: Path, run_id: int) -> Run:

@@ -8,7 +8,7 @@ and their intents. Labelling, few-shot prompts and per-label metrics all ask thi
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlite_utils
@@ -23,13 +23,20 @@ MAX_LABEL_CHARS = 40
 """Longest answer that can be a label."""
 
 
-def task_labels(spec_labels: Sequence[str], answers: Sequence[str]) -> tuple[str, ...]:
+def task_labels(spec_labels: Sequence[str], answers: Iterable[str]) -> tuple[str, ...]:
     """The task's labels, most common first: the spec's when it names them, else the answers'
-    when they look like labels; empty for a task whose answers are free text or JSON."""
+    when they look like labels; empty for a task whose answers are free text or JSON. The
+    answers are read only until more distinct ones than a label task has are seen, so a
+    million rows of free text cost a few dozen reads."""
     if spec_labels:
         return tuple(dict.fromkeys(label.strip() for label in spec_labels if label.strip()))
-    counts = Counter(answer.strip() for answer in answers if answer.strip())
-    if len(counts) < 2 or len(counts) > MAX_LABELS:
+    counts: Counter[str] = Counter()
+    for answer in answers:
+        if answer.strip():
+            counts[answer.strip()] += 1
+            if len(counts) > MAX_LABELS:
+                return ()
+    if len(counts) < 2:
         return ()
     if any(len(answer) > MAX_LABEL_CHARS or "\n" in answer for answer in counts):
         return ()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+from collections import defaultdict
 from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -33,14 +34,29 @@ class Snapshot:
     validation_rows: int = 0
 
 
-def validation_ids(ids: Iterable[int], count: int) -> frozenset[int]:
-    """The ``count`` train rows that validate: those whose id hashes lowest. The same rows
-    every time, and mostly the same as rows are added, whatever order they come in."""
-    return frozenset(heapq.nsmallest(count, ids, key=_validation_rank))
+def validation_ids(rows: Iterable[tuple[int, str]], count: int) -> frozenset[int]:
+    """The ``count`` train rows that validate, from ``rows`` of (id, stratum): each stratum
+    (a label task's label; one for any other task) gives its share, the lowest-hashing of its
+    ids. The same rows every time, and mostly the same as rows are added, in any order.
+
+    Within a stratum of ``n`` rows, its ``i``-th by hash ranks at ``(i + 1/2) / n`` and the
+    lowest ranks win (Webster's apportionment): a label of 40 rows gives 5 of 12 chosen from
+    100 and one of 4 rows gives none, so every label the split can afford is checked on.
+    """
+    strata: dict[str, list[int]] = defaultdict(list)
+    for example_id, stratum in rows:
+        strata[stratum].append(example_id)
+    ranked = (
+        ((position + 0.5) / len(ids), _validation_rank(example_id), example_id)
+        for ids in strata.values()
+        for position, example_id in enumerate(sorted(ids, key=_validation_rank))
+    )
+    return frozenset(example_id for *_, example_id in heapq.nsmallest(count, ranked))
 
 
-def _validation_rank(example_id: int) -> bytes:
-    return hashlib.sha256(f"validation:{example_id}".encode()).digest()
+def _validation_rank(example_id: int) -> int:
+    digest = hashlib.sha256(f"validation:{example_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
 
 
 def write_snapshot(
