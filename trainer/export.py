@@ -766,7 +766,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def work() -> None:
-        result = export_run(
+        # The command that started this child prints what was written, with the files.
+        export_run(
             args.db,
             args.run_id,
             args.dir,
@@ -777,7 +778,6 @@ def main(argv: list[str] | None = None) -> int:
             force=args.force,
             on_status=_print,
         )
-        _print(f"Exported run {args.run_id} ({result.kind}, {result.format}) to {result.target}")
 
     return child_main(work)
 

@@ -27,6 +27,7 @@ from trainer.control.config import plan_run
 from trainer.training.callbacks import StopRequest, StoreProgress
 from trainer.training.data import check_end_of_turn_is_trained, to_prompt_completion
 from trainer.training.reporting import TrainingFailed
+from trainer.training.run import outcome
 
 
 @pytest.mark.parametrize("bad_loss", [math.nan, math.inf])
@@ -79,6 +80,10 @@ def test_a_resumed_run_goes_on_from_its_checks_so_far(tmp_path: Path) -> None:
         progress.on_evaluate(None, state, control, metrics=metrics_now)  # type: ignore[arg-type]
     assert control.should_training_stop and progress.best_step == 4
     assert progress.stop_reason == "validation exact match 0.75, no better for 3 checks"
+    # The outcome names the score once, then the kept step's tie-breaker.
+    assert outcome(SimpleNamespace(state=state), progress, kept=4) == (  # type: ignore[arg-type]
+        "validation exact match 0.75, no better for 3 checks; kept step 4 (eval loss 0.4000)"
+    )
 
 
 @pytest.mark.parametrize(("trained_before", "stops"), [(0.0, False), (100.0, True)])

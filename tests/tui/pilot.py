@@ -134,8 +134,7 @@ def demo_project(db_path: Path, name: str = "reviews") -> Project:
 
 
 VALIDATED_OUTCOME = (
-    "validation exact match 0.75, no better for 3 checks; kept step 3 (exact match 0.75,"
-    " eval loss 0.8333)"
+    "validation exact match 0.75, no better for 3 checks; kept step 3 (eval loss 0.8333)"
 )
 
 

@@ -365,6 +365,12 @@ def outcome(trainer: SFTTrainer, progress: StoreProgress, kept: int | None) -> s
     if kept is None or progress.verdict is None:
         return f"{reason}; kept the last step's weights"
     best = progress.verdict.best
+    if progress.verdict.stop:
+        # The reason names the best check's measure already: add only its eval loss, if
+        # the measure was a score.
+        if best.score is None or best.loss is None:
+            return f"{reason}; kept step {best.step}"
+        return f"{reason}; kept step {best.step} (eval loss {best.loss:.4f})"
     return f"{reason}; kept step {best.step} ({check_text(best, progress.metric or '')})"
 
 
