@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -28,6 +29,7 @@ from store.evals import Evaluation, latest_evaluation
 from store.projects import DEFAULT_BASE_MODEL, Project, get_project_by_id
 from store.runs import Run, get_run
 from trainer.control.adapter_files import SAFE_ADAPTER_SUFFIXES, check_adapter_folder
+from trainer.control.config import stored_method
 from trainer.control.eval_report import (
     change_cell,
     field_lines,
@@ -67,7 +69,6 @@ StatusCallback = Callable[[str], None]
 _UNSUPPORTED_LORA = {
     "use_dora": "it is a DoRA adapter, whose magnitude vectors a GGUF LoRA cannot hold",
     "modules_to_save": "it saves whole modules, which a GGUF LoRA cannot hold",
-    "use_rslora": "it is scaled by alpha/sqrt(rank), and a GGUF LoRA by alpha/rank",
     "alpha_pattern": "its alpha differs by module, and a GGUF LoRA has one alpha",
 }
 """What llama.cpp's LoRA format cannot hold, by the adapter_config.json key that asks for it."""
@@ -111,7 +112,7 @@ def export_run(
     target = check_target(target, run_dir=Path(run.run_dir), db_path=db_path, force=force)
     project = get_project_by_id(db, run.project_id)
     kind: ExportKind
-    if run.config.get("full") or not (source / ADAPTER_CONFIG).is_file():
+    if stored_method(run.config) == "full" or not (source / ADAPTER_CONFIG).is_file():
         if gguf_adapter:
             raise InputError(
                 f"run {run.id} is a full fine-tune and has no adapter; export it with --gguf"
@@ -311,7 +312,7 @@ def write_gguf_adapter(
         staging / name,
         pairs,
         shape,
-        alpha=float(config.get("lora_alpha") or config.get("r") or 1),
+        alpha=_gguf_alpha(config),
         name=f"{project.name}-run{run.id}-lora",
         on_status=on_status,
     )
@@ -369,6 +370,14 @@ def _lora_config(adapter: Path) -> dict[str, Any]:
             " LoRA cannot hold"
         )
     return config
+
+
+def _gguf_alpha(config: dict[str, Any]) -> float:
+    """The alpha a GGUF LoRA scales by, as llama.cpp does: alpha / rank. An rsLoRA adapter's
+    scale, alpha / sqrt(rank), is that at alpha x sqrt(rank)."""
+    rank = float(config.get("r") or 1)
+    alpha = float(config.get("lora_alpha") or rank)
+    return alpha * math.sqrt(rank) if config.get("use_rslora") else alpha
 
 
 def _lora_pairs(tensors: dict[str, Any]) -> dict[str, Any]:

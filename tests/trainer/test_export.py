@@ -242,7 +242,7 @@ def test_a_full_fine_tune_exports_as_the_model_itself(tiny_model_dir: Path, tmp_
     run = create_run(
         db,
         project.id,
-        config={"full": True},
+        config={"method": "full"},
         dataset_hash="f" * 64,
         dataset_size=3,
         runs_root=ensure_private_dir(tmp_path / "home" / "runs"),

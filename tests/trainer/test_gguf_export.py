@@ -4,6 +4,7 @@ are, checked by reading them back with the ``gguf`` package and transformers' GG
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import time
@@ -311,7 +312,6 @@ def _copied_run(
     [
         ({"use_dora": True}, "DoRA adapter"),
         ({"modules_to_save": ["lm_head"]}, "saves whole modules"),
-        ({"use_rslora": True}, "alpha/sqrt"),
         ({"peft_type": "IA3"}, "the adapter is IA3"),
     ],
 )
@@ -323,6 +323,19 @@ def test_what_a_gguf_lora_cannot_hold_is_refused(
         export_run(db_path, run_id, tmp_path / "out", gguf_adapter=True, on_status=quiet)
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["home"]
+
+
+def test_an_rslora_adapter_keeps_its_scale_in_the_gguf_alpha(
+    completed_tiny_run: TinyRun, tmp_path: Path
+) -> None:
+    db_path, run_id = _copied_run(completed_tiny_run, tmp_path, {"use_rslora": True})
+    adapter = Path(str(get_run(open_database(db_path), run_id).adapter_path))
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    result = export_run(db_path, run_id, tmp_path / "out", gguf_adapter=True, on_status=quiet)
+    reader = gguf.GGUFReader(next(result.target.glob("*.gguf")))
+    # llama.cpp scales by alpha / rank: that is rsLoRA's alpha / sqrt(rank) at this alpha.
+    alpha = field(reader, "adapter.lora.alpha")
+    assert alpha / config["r"] == pytest.approx(config["lora_alpha"] / math.sqrt(config["r"]))
 
 
 def test_an_adapter_on_the_embeddings_is_refused(

@@ -140,6 +140,15 @@ async def test_the_form_shows_the_picked_settings_and_why(tmp_path: Path) -> Non
         budget.value = "auto"
         await pilot.pause()
         assert form.overrides() == {"epochs": 2}
+        # Another method: its learning rate follows, and it says what it costs.
+        assert form.query_one("#field-method", Input).value == "lora"
+        form.query_one("#field-method", Input).value = "full"
+        await pilot.pause()
+        assert form.query_one("#field-learning_rate", Input).value == "5e-5"
+        assert shown(form, "#why-method").startswith("set by you: every weight trains")
+        form.query_one("#field-method", Input).value = "lora"
+        await pilot.pause()
+        assert form.overrides() == {"epochs": 2}
         form.query_one("#field-learning_rate", Input).value = "fast"
         await pilot.pause()
         assert shown(form, "#why-learning_rate") == "Use a number such as 1e-3."
@@ -252,7 +261,10 @@ async def test_stop_and_resume_ask_the_trainer(
 def test_form_values_are_checked_and_shown_plainly() -> None:
     from tui.dialogs.new_run import FIELDS
 
-    epochs, learning_rate = FIELDS[0], FIELDS[1]
+    method, epochs, learning_rate = FIELDS[0], FIELDS[1], FIELDS[2]
+    assert parse_value(method, " DoRA ") == "dora"
+    with pytest.raises(ValueError, match="one of lora, dora, rslora, full"):
+        parse_value(method, "prefix")
     assert parse_value(epochs, " 3 ") == 3
     assert parse_value(learning_rate, "2e-4") == 2e-4
     for bad in ("0", "-1", "1.5", "x"):

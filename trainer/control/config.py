@@ -19,6 +19,12 @@ when validation quality stops improving, so the ceiling only bounds a task still
 MAX_CEILING_EPOCHS = 20
 MIN_BUDGET_SECONDS = 600
 """The default time budget is never under ten minutes."""
+METHODS = ("lora", "dora", "rslora", "full")
+"""How a run adapts the model: a LoRA adapter, DoRA (LoRA with a learned magnitude per output),
+rsLoRA (LoRA scaled by alpha / sqrt(rank)), or every weight."""
+RSLORA_ALPHA = 8
+"""rsLoRA's alpha: its scale alpha / sqrt(16) = 2 equals LoRA's at the default rank 16, and
+stays put as the rank grows (the point of rsLoRA), where LoRA's alpha follows at 2r."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,16 @@ class RunConfig:
         metadata={"help": "Training time allowed, in seconds (0: from the data and this machine)."},
     )
     warmup_steps: int = field(default=0, metadata={"help": "Steps of linear warm-up."})
-    full: bool = field(default=False, metadata={"help": "Full fine-tune instead of LoRA."})
+    method: str = field(
+        default="lora",
+        metadata={
+            "help": (
+                "How the model is adapted: lora; dora (LoRA with a learned magnitude, slower);"
+                " rslora (LoRA scaled by alpha / sqrt(rank)); full (every weight)."
+            ),
+            "choices": METHODS,
+        },
+    )
     qlora: bool = field(default=False, metadata={"help": "4-bit base model (CUDA only)."})
     keep_checkpoints: int = field(default=2, metadata={"help": "Complete checkpoints kept."})
     seed: int = field(default=0, metadata={"help": "Random seed."})
@@ -83,11 +98,24 @@ class RunConfig:
         """The config as JSON-ready values."""
         return asdict(self)
 
+    @property
+    def full(self) -> bool:
+        """Whether every weight trains, so there is no adapter."""
+        return self.method == "full"
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:
-        """A config from stored values, ignoring keys this version does not know."""
+        """A config from stored values, ignoring keys this version does not know (a run
+        stored before ``method`` says ``"full": true`` for a full fine-tune)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in known})
+        chosen = {key: value for key, value in values.items() if key in known}
+        return cls(**{**chosen, "method": stored_method(values)})
+
+
+def stored_method(values: dict[str, Any]) -> str:
+    """The method of a stored run config: its ``method``, else (stored before there was one)
+    ``full`` where it says ``"full": true``, else LoRA."""
+    return str(values.get("method") or ("full" if values.get("full") else "lora"))
 
 
 _FIELDS = {run_field.name: run_field for run_field in fields(RunConfig)}
@@ -114,8 +142,11 @@ def setting_rule(name: str) -> str:
 
 
 def check_setting(name: str, value: object) -> None:
-    """Raise ValueError with the setting's rule when ``value`` is outside its bounds."""
+    """Raise ValueError with the setting's rule when ``value`` is outside its bounds (or not
+    one of its choices)."""
     metadata = _FIELDS[name].metadata
+    if "choices" in metadata and value not in metadata["choices"]:
+        raise ValueError(f"one of {', '.join(metadata['choices'])}")
     if "min" not in metadata:
         return
     low, high = metadata["min"], metadata.get("max")
@@ -212,6 +243,18 @@ def replay_count(task_rows: int, fraction: float) -> int:
     return round(task_rows * fraction / (1 - fraction))
 
 
+METHOD_REASONS = {
+    "lora": "LoRA: a small adapter beside frozen weights, served next to the base model",
+    "dora": (
+        "DoRA: LoRA plus a learned magnitude per output, sometimes better at low rank; each"
+        " step costs more"
+    ),
+    "rslora": "rsLoRA: LoRA whose scale stays stable as the rank grows",
+    "full": "every weight trains: the most capacity, a whole model's size to keep and serve",
+}
+"""Why each method, as the plan shows it."""
+
+
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
     """Optimizer steps in one pass over ``n_train`` rows."""
     return max(1, math.ceil(n_train / batch_size))
@@ -229,7 +272,8 @@ def plan_run(n_train: int, n_eval: int, overrides: dict[str, Any] | None = None)
             check_setting(key, value)
         except ValueError as error:
             raise ValueError(f"{key.replace('_', ' ')}: use {error}") from None
-    full = bool(overrides.get("full", False))
+    method = str(overrides.get("method", "lora"))
+    full = method == "full"
     reasons: dict[str, str] = {}
     # The validation rows come out of the train rows: everything below counts what trains.
     n_validation = validation_count(n_train)
@@ -267,7 +311,16 @@ def plan_run(n_train: int, n_eval: int, overrides: dict[str, Any] | None = None)
     )
     learning_rate = float(overrides.get("learning_rate", learning_rate))
 
-    reasons["lora_rank"] = "16 on all linear layers (alpha 32): enough capacity for one task"
+    lora_rank = int(overrides.get("lora_rank", 16))
+    lora_alpha = RSLORA_ALPHA if method == "rslora" else 2 * lora_rank
+    reasons["lora_rank"] = (
+        f"{lora_rank} on all linear layers (alpha {lora_alpha}): enough capacity for one task"
+    )
+    reasons["lora_alpha"] = (
+        f"{lora_alpha}: a scale alpha / sqrt(rank) that matches LoRA's 2 at rank 16"
+        if method == "rslora"
+        else f"{lora_alpha}: twice the rank, a scale of 2 at any rank"
+    )
     # Replayed rows come on top of the task's: the task keeps its epochs.
     replayed = replay_count(n_train, float(overrides.get("replay", 0.0)))
     per_epoch = steps_per_epoch(n_train + replayed, batch_size)
@@ -317,6 +370,8 @@ def plan_run(n_train: int, n_eval: int, overrides: dict[str, Any] | None = None)
         epochs=epochs,
         learning_rate=learning_rate,
         batch_size=batch_size,
+        lora_rank=lora_rank,
+        lora_alpha=lora_alpha,
         max_steps=max_steps,
         save_every=save_every,
         eval_every=eval_every,
@@ -327,9 +382,19 @@ def plan_run(n_train: int, n_eval: int, overrides: dict[str, Any] | None = None)
         key: value
         for key, value in overrides.items()
         if key
-        not in ("epochs", "learning_rate", "batch_size", "max_steps", "save_every", "eval_every")
+        not in (
+            "epochs",
+            "learning_rate",
+            "batch_size",
+            "lora_rank",
+            "max_steps",
+            "save_every",
+            "eval_every",
+        )
     }
     config = replace(config, **explicit)
     for key in overrides:
         reasons[key] = "set by you"
+    # A chosen method still says what it is and costs.
+    reasons["method"] = f"{'set by you: ' if 'method' in overrides else ''}{METHOD_REASONS[method]}"
     return Plan(config=config, reasons=reasons)

@@ -77,6 +77,8 @@ def lora_config(config: RunConfig) -> LoraConfig | None:
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=config.target_modules,
+        use_dora=config.method == "dora",
+        use_rslora=config.method == "rslora",
         task_type="CAUSAL_LM",
     )
 

@@ -18,7 +18,7 @@ from store.errors import InputError
 from store.projects import get_project, get_project_by_id
 from store.runs import Run, RunMetric, get_run, list_runs, metrics
 from store.vocabulary import RunStatus
-from trainer.control.config import check_setting, parse_duration, setting_help
+from trainer.control.config import METHODS, check_setting, parse_duration, setting_help
 from trainer.control.distributed import DEFAULT_MASTER_PORT, STRATEGIES, Launch, launcher_command
 from trainer.control.jobs import (
     join_run,
@@ -208,7 +208,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     "--lora-rank",
     type=int,
     callback=_bounded,
-    help=f"{setting_help('lora_rank')} Alpha follows at 2r.",
+    help=f"{setting_help('lora_rank')} Alpha follows at 2r (rsLoRA keeps 8).",
 )
 @click.option("--batch-size", type=int, callback=_bounded, help=setting_help("batch_size"))
 @click.option("--max-steps", type=int, callback=_bounded, help=setting_help("max_steps"))
@@ -221,7 +221,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     metavar="DURATION",
     help="Training time allowed, e.g. 10m or 1h30m (default: twice the fixed plan's time).",
 )
-@click.option("--full", is_flag=True, default=None, help="Full fine-tune instead of LoRA.")
+@click.option("--method", type=click.Choice(METHODS), help=setting_help("method"))
 @click.option("--qlora", is_flag=True, default=None, help="4-bit base model (CUDA only).")
 @click.option("--detach", is_flag=True, help="Start the run and return at once.")
 @click.option(
@@ -254,7 +254,6 @@ def train(
     name: str | None,
     resume_id: int | None,
     detach: bool,
-    lora_rank: int | None,
     processes: int,
     strategy: str,
     nodes: int,
@@ -287,8 +286,6 @@ def train(
         if name is None:
             raise InputError("name a project to train (or --resume RUN_ID)")
         project = get_project(db, name)
-        if lora_rank is not None:
-            overrides.update(lora_rank=lora_rank, lora_alpha=2 * lora_rank)
         plan = plan_for_project(db, project, overrides)
         if node_rank == 0:
             # On stderr: with --print-launch, stdout holds only the commands, for a script.

@@ -32,10 +32,11 @@ class FormField:
 
     key: str
     label: str
-    kind: Literal["whole", "number", "duration"]
+    kind: Literal["whole", "number", "duration", "choice"]
 
 
 FIELDS: tuple[FormField, ...] = (
+    FormField("method", "method", "choice"),
     FormField("epochs", "epochs", "whole"),
     FormField("learning_rate", "learning rate", "number"),
     FormField("batch_size", "batch size", "whole"),
@@ -50,9 +51,14 @@ SHOWN_ONLY = (("eval_every", "check every"), ("warmup_steps", "warm-up"))
 """Settings the form shows with their reason but derives from the others."""
 
 
-def parse_value(field: FormField, typed: str) -> int | float:
+def parse_value(field: FormField, typed: str) -> int | float | str:
     """The typed value as the config takes it; raises ValueError with the setting's rule (the
-    same the command line gives) when it is not a number within the setting's bounds."""
+    same the command line gives) when it is not a number within the setting's bounds, or not
+    one of its choices."""
+    if field.kind == "choice":
+        choice = typed.strip().lower()
+        check_setting(field.key, choice)
+        return choice
     text = typed.strip().replace("_", "")
     value: int | float
     if field.kind == "duration":
@@ -125,7 +131,7 @@ class NewRunScreen(ModalScreen[dict[str, Any] | None]):
         """Approved eval rows it will measure eval loss and results on."""
         self.plan: Plan = plan_run(n_train, n_eval)
         """The plan for the settings as they stand (defaults plus the person's changes)."""
-        self._changed: dict[str, int | float] = {}
+        self._changed: dict[str, int | float | str] = {}
         self._errors: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
@@ -235,11 +241,8 @@ class NewRunScreen(ModalScreen[dict[str, Any] | None]):
 
     def overrides(self) -> dict[str, Any]:
         """The settings the person changed, as ``plan_for_project`` takes them."""
-        overrides: dict[str, Any] = dict(self._changed)
-        if "lora_rank" in overrides:
-            # As on the command line: alpha follows the rank, keeping the scale at 2.
-            overrides["lora_alpha"] = 2 * overrides["lora_rank"]
-        return overrides
+        # The plan makes alpha follow the rank, as on the command line.
+        return dict(self._changed)
 
     @on(Input.Submitted, ".new-run-input")
     @on(Input.Submitted, "#processes")
