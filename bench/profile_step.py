@@ -27,7 +27,7 @@ from transformers import TrainerCallback
 
 from bench.train_throughput import demo_rows, load_model
 from trainer.control.config import plan_run
-from trainer.training.arguments import lora_config, prepare_model, training_arguments
+from trainer.training.arguments import adapter_config, prepare_model, training_arguments
 from trainer.training.completion_head import FastSFTTrainer
 from trainer.training.data import LENGTH_MARGIN, longest_row
 from trainer.training.hardware import (
@@ -145,7 +145,7 @@ def main() -> None:
             args=arguments,
             train_dataset=Dataset.from_list(rows),
             processing_class=tokenizer,
-            peft_config=lora_config(config),
+            peft_config=adapter_config(config),
             callbacks=[clock],
             speed=speed,
         )

@@ -33,7 +33,7 @@ from trl import SFTConfig, SFTTrainer
 
 from trainer.control.config import plan_run
 from trainer.models import DEFAULT_BASE_MODEL, load_base_model
-from trainer.training.arguments import lora_config, prepare_model, recompute_activations
+from trainer.training.arguments import adapter_config, prepare_model, recompute_activations
 from trainer.training.arguments import training_arguments as tunesmith_arguments
 from trainer.training.completion_head import FastSFTTrainer
 from trainer.training.data import LENGTH_MARGIN, longest_row, to_prompt_completion
@@ -158,7 +158,7 @@ def measure(
         "args": arguments,
         "train_dataset": Dataset.from_list(rows),
         "processing_class": tokenizer,
-        "peft_config": lora_config(plan_run(len(rows), 0).config),
+        "peft_config": adapter_config(plan_run(len(rows), 0).config),
         "callbacks": [clock],
     }
     if speed is None:

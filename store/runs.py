@@ -51,6 +51,10 @@ class Run:
     """The step whose checkpoint became the adapter, for a run that validated itself."""
     stop_reason: str | None = None
     """Why the run ended where it did: its validation stopped improving, or its budget ran out."""
+    trainable_parameters: int | None = None
+    """Weights the run trained (adapter weights, or every weight of a full fine-tune)."""
+    peak_memory: int | None = None
+    """Peak bytes the training took: the GPU's allocations on CUDA, else the process's RSS."""
 
     @property
     def validates(self) -> bool:
@@ -224,6 +228,21 @@ def set_outcome(
     )
 
 
+def set_costs(
+    db: sqlite_utils.Database,
+    run_id: int,
+    *,
+    trainable_parameters: int | None = None,
+    peak_memory: int | None = None,
+) -> None:
+    """Record what the run costs, each figure as it becomes known (None keeps the stored one)."""
+    db.execute(
+        "UPDATE runs SET trainable_parameters = COALESCE(?, trainable_parameters),"
+        " peak_memory = COALESCE(?, peak_memory), updated_at = ? WHERE id = ?",
+        [trainable_parameters, peak_memory, now_iso(), run_id],
+    )
+
+
 def finish_run(
     db: sqlite_utils.Database,
     run_id: int,
@@ -314,4 +333,6 @@ def _run_from_row(row: dict[str, Any]) -> Run:
         updated_at=row["updated_at"],
         best_step=row["best_step"],
         stop_reason=row["stop_reason"],
+        trainable_parameters=row["trainable_parameters"],
+        peak_memory=row["peak_memory"],
     )

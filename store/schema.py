@@ -281,3 +281,11 @@ def m007_validated_runs(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE run_metrics ADD COLUMN validation_score REAL")
     db.execute("ALTER TABLE runs ADD COLUMN best_step INTEGER")
     db.execute("ALTER TABLE runs ADD COLUMN stop_reason TEXT")
+
+
+@MIGRATIONS()
+def m008_run_costs(db: sqlite_utils.Database) -> None:
+    """What a run cost, for comparing methods: its trainable parameters and its peak memory
+    (bytes: the GPU's allocations on CUDA, else the process's resident set)."""
+    db.execute("ALTER TABLE runs ADD COLUMN trainable_parameters INTEGER")
+    db.execute("ALTER TABLE runs ADD COLUMN peak_memory INTEGER")

@@ -30,7 +30,7 @@ from trainer.control.forgetting import (
     write_general_answers,
 )
 from trainer.control.launch import BASE_MODEL_NAME
-from trainer.serving.inference import ModelPool
+from trainer.serving.inference import ModelPool, generate_sequences
 
 BATCH_SIZE = 8
 """Conversations answered at once."""
@@ -85,7 +85,8 @@ def generate_answers(
     share is read once unless ``reuse_prefix`` is false."""
     tokenizer = pool.tokenizer
     rows = [chat_token_ids(tokenizer, messages) for messages in conversations]
-    shared = shared_prefix_length(rows) if reuse_prefix else 0
+    # Prompt tuning's virtual tokens come before any prefix, so a cache of it alone is wrong.
+    shared = shared_prefix_length(rows) if reuse_prefix and not pool.virtual_tokens(name) else 0
     if shared < MIN_SHARED_TOKENS:
         shared = 0
     answers: list[Answer] = []
@@ -143,7 +144,8 @@ def _answer_batch(
     ids = torch.tensor(input_ids, device=model.device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        output = model.generate(
+        output = generate_sequences(
+            model,
             input_ids=ids,
             attention_mask=torch.tensor(attention_mask, device=model.device),
             max_new_tokens=max_new_tokens,
@@ -187,6 +189,7 @@ def mean_answer_nll(
         raise ModelError("no answer tokens to score")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     total, count = 0.0, 0
+    virtual = pool.virtual_tokens(name)
     with pool.lock, pool.selected(name) as model, torch.inference_mode():
         for start in range(0, len(pairs), batch_size):
             batch = pairs[start : start + batch_size]
@@ -200,7 +203,7 @@ def mean_answer_nll(
             logits = model(
                 input_ids=torch.tensor(ids, device=model.device),
                 attention_mask=torch.tensor(mask, device=model.device),
-            ).logits
+            ).logits[:, virtual:]
             for row, (prompt, answer) in enumerate(batch):
                 # The logits at position i predict token i + 1.
                 predicting = logits[row, len(prompt) - 1 : len(prompt) + len(answer) - 1].float()

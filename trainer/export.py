@@ -28,7 +28,12 @@ from store.errors import InputError, ModelError, TunesmithError, is_disk_full
 from store.evals import Evaluation, latest_evaluation
 from store.projects import DEFAULT_BASE_MODEL, Project, get_project_by_id
 from store.runs import Run, get_run
-from trainer.control.adapter_files import SAFE_ADAPTER_SUFFIXES, check_adapter_folder
+from trainer.control.adapter_files import (
+    ADAPTER_CONFIG,
+    SAFE_ADAPTER_SUFFIXES,
+    adapter_type,
+    check_adapter_folder,
+)
 from trainer.control.config import stored_method
 from trainer.control.eval_report import (
     change_cell,
@@ -54,7 +59,6 @@ from trainer.control.snapshot import EVAL_FILE, read_snapshot_rows
 
 MODEL_CARD = "README.md"
 MODELFILE = "Modelfile"
-ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """The hub model the embedded default was quantized from."""
@@ -120,6 +124,11 @@ def export_run(
         kind = "full"
     else:
         kind = "merged" if merged or gguf else "adapter"
+        refusal = export_refusal(
+            adapter_type(source), merged=kind == "merged", gguf_adapter=gguf_adapter
+        )
+        if refusal:
+            raise InputError(f"run {run.id} {refusal}")
     export_format: ExportFormat = "gguf" if gguf or gguf_adapter else "safetensors"
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".export", dir=target.parent))
@@ -218,6 +227,23 @@ def write_merged_model(
     torch_dtype = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}[dtype]
     model.to(torch_dtype).save_pretrained(staging)
     tokenizer.save_pretrained(staging)
+
+
+def export_refusal(kind: str | None, *, merged: bool, gguf_adapter: bool) -> str | None:
+    """Why an adapter of peft type ``kind`` cannot leave as asked (merged into the model, or
+    as a GGUF LoRA), as the end of a sentence about its run; None when it can."""
+    if kind == "PROMPT_TUNING" and (merged or gguf_adapter):
+        return (
+            "is prompt tuning: its learned tokens go before every prompt and are no weights to"
+            " merge or to write as a GGUF LoRA; export the adapter (peft loads it) or serve it"
+            " with tunesmith serve"
+        )
+    if kind == "IA3" and gguf_adapter:
+        return (
+            "is an IA3 adapter, and llama.cpp applies LoRA adapters only; export it merged"
+            " with --gguf"
+        )
+    return None
 
 
 def merged_model(base_model: str, adapter: Path, on_status: StatusCallback) -> tuple[Any, Any]:

@@ -35,7 +35,7 @@ import sqlite_utils
 import torch
 
 from store.database import open_database
-from store.errors import NotFoundError
+from store.errors import InputError, NotFoundError
 from store.examples import (
     Example,
     get_example,
@@ -279,6 +279,13 @@ def label_project(
         proposer = run_model_name(run.id)
         _print(f"Attaching run {run.id}'s adapter...")
         pool.attach(proposer, Path(str(run.adapter_path)))
+        if pool.virtual_tokens(proposer):
+            # The labeller reuses the cache of each row's shared head, which the virtual tokens
+            # would have to come before.
+            raise InputError(
+                f"run {run.id} was trained with prompt tuning, which cannot label; "
+                "use a LoRA, IA3 or full run, or the base model"
+            )
         described = f"run {run.id}"
     else:
         train_rows = [Shot(e.prompt, e.response) for e in approved if e.split == "train"]

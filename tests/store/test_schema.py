@@ -184,6 +184,7 @@ def test_the_migrations_apply_in_order() -> None:
         "m005_example_pages",
         "m006_judged_eval_items",
         "m007_validated_runs",
+        "m008_run_costs",
     ]
 
 

@@ -46,6 +46,7 @@ def test_migrations_apply_once_and_reopen_safely(tmp_path: Path) -> None:
         "m005_example_pages",
         "m006_judged_eval_items",
         "m007_validated_runs",
+        "m008_run_costs",
     ]
     assert MIGRATIONS.pending(second) == []
     assert {

@@ -20,7 +20,7 @@ import trainer.training.completion_head
 from store.examples import messages_to_json
 from tests.conftest import tiny_task_rows
 from trainer.control.config import plan_run
-from trainer.training.arguments import lora_config, prepare_model, training_arguments
+from trainer.training.arguments import adapter_config, prepare_model, training_arguments
 from trainer.training.completion_head import FastSFTTrainer
 from trainer.training.data import to_prompt_completion
 from trainer.training.hardware import (
@@ -44,7 +44,9 @@ def _rows() -> list[dict[str, Any]]:
     return to_prompt_completion(rows, None)
 
 
-def _trainer(model_dir: Path, tmp_path: Path, speed: Speedups | None, bf16: bool) -> SFTTrainer:
+def _trainer(
+    model_dir: Path, tmp_path: Path, speed: Speedups | None, bf16: bool, method: str = "lora"
+) -> SFTTrainer:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     arguments = SFTConfig(
         output_dir=str(tmp_path / "out"),
@@ -60,7 +62,11 @@ def _trainer(model_dir: Path, tmp_path: Path, speed: Speedups | None, bf16: bool
         "args": arguments,
         "train_dataset": Dataset.from_list(_rows()),
         "processing_class": AutoTokenizer.from_pretrained(model_dir),
-        "peft_config": lora_config(plan_run(8, 0).config),
+        "peft_config": adapter_config(
+            plan_run(8, 0, {"method": method}).config,
+            init_text="Name the colour.",
+            tokenizer_path=str(model_dir),
+        ),
     }
     # The same seed gives both trainers the same LoRA initialisation.
     torch.manual_seed(0)
@@ -169,6 +175,17 @@ def test_a_bf16_step_skips_peft_s_input_cast_and_restores_it_after(
         ):
             losses.append(fast.compute_loss(fast.model, batch).item())
     assert losses[0] == losses[1]
+
+
+@pytest.mark.parametrize("method", ["ia3", "prompt-tuning"])
+def test_adapters_without_lora_layers_train_a_bf16_step(
+    tiny_model_dir: Path, tmp_path: Path, method: str
+) -> None:
+    # peft's switch of the input cast exists on LoRA layers only.
+    speed = replace(CPU_SPEED, bf16_weights=True)
+    fast: Any = _trainer(tiny_model_dir, tmp_path, speed, bf16=True, method=method)
+    fast.args.max_steps = 1
+    assert fast.train().training_loss > 0
 
 
 def test_eager_attention_gives_sdpa_s_loss_and_is_chosen_for_short_rows_on_a_cpu(

@@ -12,7 +12,7 @@ from textual.widgets import Button, Input, ProgressBar
 from store.database import open_database
 from store.examples import add_examples
 from store.projects import create_project
-from store.runs import Run, finish_run, get_run, list_runs
+from store.runs import Run, finish_run, get_run, list_runs, set_costs
 from tests.conftest import tiny_task_rows
 from tests.tui.pilot import (
     SIZE,
@@ -27,6 +27,7 @@ from tests.tui.pilot import (
     wait_until,
 )
 from tui.app import TunesmithApp
+from tui.dialogs.methods import MethodsScreen
 from tui.dialogs.new_run import NewRunScreen, field_value, parse_value, shown_value
 from tui.screens.train import TrainScreen
 from tui.widgets.train.loss_chart import LossChart
@@ -347,3 +348,31 @@ async def test_a_completed_run_whose_process_still_runs_shows_it_is_evaluating(
                 "the evaluation",
             )
             assert "→" in [cell.plain for cell in table.get_row_at(0)][2]
+
+
+async def test_m_shows_every_completed_run_side_by_side(tmp_path: Path) -> None:
+    db_path = tmp_path / "t.db"
+    project = demo_project(db_path)
+    lora = finished_run(db_path, project)
+    evaluate(db_path, lora)
+    db = open_database(db_path)
+    set_costs(db, lora.id, trainable_parameters=4_884_480, peak_memory=3_000_000_000)
+    db.close()
+    finished_run(db_path, project, status="failed", error="out of memory")
+    app = TunesmithApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose(pilot, "reviews")
+        await pilot.press("3")
+        await settle(pilot)
+        await pilot.press("m")
+        await wait_until(pilot, lambda: isinstance(app.screen, MethodsScreen), "the methods table")
+        text = shown(app.screen, "#methods-table")
+        heading, row = text.splitlines()[:2]
+        assert heading.split()[:3] == ["run", "method", "trainable"]
+        # The completed run alone, with what it cost and its score with the interval.
+        assert row.split()[:3] == [str(lora.id), "lora", "4.9M"]
+        assert "3.0 GB" in row and "67% [" in row
+        assert "Best: lora" in text and "failed" not in text
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, TrainScreen)

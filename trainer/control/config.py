@@ -11,6 +11,12 @@ LEARNING_RATE_LORA = 1e-3
 """Measured on the embedded 135M model: 60 rows x 3 epochs at 1e-3 learn a JSON task exactly."""
 LEARNING_RATE_FULL = 5e-5
 """Full fine-tuning moves every weight, so it takes a much smaller step."""
+LEARNING_RATE_IA3 = 1e-2
+"""IA3 learns one scale per activation, starting at 1: it needs a larger step than LoRA."""
+LEARNING_RATE_PROMPT = 3e-2
+"""Prompt tuning moves only a few embeddings in front of the prompt: the largest step of all."""
+VIRTUAL_TOKENS = 16
+"""Learned tokens in front of every prompt for prompt tuning, initialised from the task's text."""
 STEP_TARGET = 150
 """Rows seen per run (epochs x rows) that small tasks need; sets the fixed epoch count."""
 CEILING_FACTOR = 3
@@ -19,9 +25,12 @@ when validation quality stops improving, so the ceiling only bounds a task still
 MAX_CEILING_EPOCHS = 20
 MIN_BUDGET_SECONDS = 600
 """The default time budget is never under ten minutes."""
-METHODS = ("lora", "dora", "rslora", "full")
+METHODS = ("lora", "dora", "rslora", "ia3", "prompt-tuning", "full")
 """How a run adapts the model: a LoRA adapter, DoRA (LoRA with a learned magnitude per output),
-rsLoRA (LoRA scaled by alpha / sqrt(rank)), or every weight."""
+rsLoRA (LoRA scaled by alpha / sqrt(rank)), IA3 (a learned scale on some activations), prompt
+tuning (learned virtual tokens in front of every prompt), or every weight."""
+LORA_METHODS = ("lora", "dora", "rslora")
+"""The methods whose adapter is a LoRA: they share one copy of the base weights when served."""
 RSLORA_ALPHA = 8
 """rsLoRA's alpha: its scale alpha / sqrt(16) = 2 equals LoRA's at the default rank 16, and
 stays put as the rank grows (the point of rsLoRA), where LoRA's alpha follows at 2r."""
@@ -47,6 +56,14 @@ class RunConfig:
     )
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)."})
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA inputs."})
+    virtual_tokens: int = field(
+        default=VIRTUAL_TOKENS,
+        metadata={
+            "help": "Learned tokens before every prompt (prompt tuning).",
+            "min": 1,
+            "max": 512,
+        },
+    )
     target_modules: str = field(
         default="all-linear", metadata={"help": "Layers that get adapters."}
     )
@@ -73,7 +90,9 @@ class RunConfig:
         metadata={
             "help": (
                 "How the model is adapted: lora; dora (LoRA with a learned magnitude, slower);"
-                " rslora (LoRA scaled by alpha / sqrt(rank)); full (every weight)."
+                " rslora (LoRA scaled by alpha / sqrt(rank)); ia3 (a learned scale on keys,"
+                " values and the MLP); prompt-tuning (learned tokens before every prompt); full"
+                " (every weight)."
             ),
             "choices": METHODS,
         },
@@ -250,9 +269,33 @@ METHOD_REASONS = {
         " step costs more"
     ),
     "rslora": "rsLoRA: LoRA whose scale stays stable as the rank grows",
+    "ia3": (
+        "IA3: one learned scale per key, value and MLP channel, the fewest weights of the"
+        " adapters; it merges into the model"
+    ),
+    "prompt-tuning": (
+        f"prompt tuning: {VIRTUAL_TOKENS} learned tokens before every prompt, started from the"
+        " task's own words; the model's weights stay as they are, and it is served on a copy"
+        " of its own"
+    ),
     "full": "every weight trains: the most capacity, a whole model's size to keep and serve",
 }
 """Why each method, as the plan shows it."""
+
+
+_METHOD_RATES = {
+    "lora": (
+        LEARNING_RATE_LORA,
+        "1e-3: LoRA adapters on a small model learn a task in a few dozen steps at this rate",
+    ),
+    "ia3": (LEARNING_RATE_IA3, "1e-2: IA3's scales start at 1 and need a larger step"),
+    "prompt-tuning": (
+        LEARNING_RATE_PROMPT,
+        "3e-2: a few embeddings alone carry the task, so they take large steps",
+    ),
+    "full": (LEARNING_RATE_FULL, "5e-5: full fine-tuning changes every weight"),
+}
+"""Each method's default peak learning rate and why; DoRA and rsLoRA take LoRA's."""
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
@@ -273,7 +316,6 @@ def plan_run(n_train: int, n_eval: int, overrides: dict[str, Any] | None = None)
         except ValueError as error:
             raise ValueError(f"{key.replace('_', ' ')}: use {error}") from None
     method = str(overrides.get("method", "lora"))
-    full = method == "full"
     reasons: dict[str, str] = {}
     # The validation rows come out of the train rows: everything below counts what trains.
     n_validation = validation_count(n_train)
@@ -303,24 +345,25 @@ def plan_run(n_train: int, n_eval: int, overrides: dict[str, Any] | None = None)
         )
     epochs = int(overrides.get("epochs", epochs))
 
-    learning_rate = LEARNING_RATE_FULL if full else LEARNING_RATE_LORA
-    reasons["learning_rate"] = (
-        "5e-5: full fine-tuning changes every weight"
-        if full
-        else "1e-3: LoRA adapters on a small model learn a task in a few dozen steps at this rate"
-    )
+    learning_rate, reasons["learning_rate"] = _METHOD_RATES.get(method, _METHOD_RATES["lora"])
     learning_rate = float(overrides.get("learning_rate", learning_rate))
 
     lora_rank = int(overrides.get("lora_rank", 16))
     lora_alpha = RSLORA_ALPHA if method == "rslora" else 2 * lora_rank
-    reasons["lora_rank"] = (
-        f"{lora_rank} on all linear layers (alpha {lora_alpha}): enough capacity for one task"
-    )
-    reasons["lora_alpha"] = (
-        f"{lora_alpha}: a scale alpha / sqrt(rank) that matches LoRA's 2 at rank 16"
-        if method == "rslora"
-        else f"{lora_alpha}: twice the rank, a scale of 2 at any rank"
-    )
+    if method in LORA_METHODS:
+        reasons["lora_rank"] = (
+            f"{lora_rank} on all linear layers (alpha {lora_alpha}): enough capacity for one task"
+        )
+        reasons["lora_alpha"] = (
+            f"{lora_alpha}: a scale alpha / sqrt(rank) that matches LoRA's 2 at rank 16"
+            if method == "rslora"
+            else f"{lora_alpha}: twice the rank, a scale of 2 at any rank"
+        )
+    if method == "prompt-tuning":
+        reasons["virtual_tokens"] = (
+            f"{VIRTUAL_TOKENS}: room for a sentence about the task; they start as the system"
+            " prompt's tokens (else the task's description), repeated or cut to fit"
+        )
     # Replayed rows come on top of the task's: the task keeps its epochs.
     replayed = replay_count(n_train, float(overrides.get("replay", 0.0)))
     per_epoch = steps_per_epoch(n_train + replayed, batch_size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -13,6 +14,7 @@ from typing import Any
 
 import sqlite_utils
 
+from store.atomic import atomic_text_file
 from store.errors import InputError
 from store.examples import ExampleRows, example_ids
 from store.paths import ensure_private_dir, home_dir, runs_dir
@@ -42,7 +44,7 @@ from trainer.control.distributed import (
 )
 from trainer.control.labels import match_answer, spec_labels, task_labels
 from trainer.control.process import child_environment
-from trainer.control.snapshot import validation_ids, write_snapshot
+from trainer.control.snapshot import SNAPSHOT_FILES, validation_ids, write_snapshot
 
 JOIN_WAIT_SECONDS = 60.0
 """How long a node other than 0 waits for node 0 to create the run it joins (a scheduler
@@ -80,18 +82,22 @@ def start_run(
     project: Project,
     plan: Plan,
     launch: Launch | None = None,
+    *,
+    same_data_as: Run | None = None,
 ) -> Run:
     """Freeze the approved rows into a new run's folder and start its process(es), detached.
 
     With ``launch`` on several nodes this starts node 0's share; the other nodes join with
-    ``join_run`` or run the command ``launch_commands`` gives them.
+    ``join_run`` or run the command ``launch_commands`` gives them. With ``same_data_as``, the
+    run trains on that run's snapshot instead (a sweep compares methods on one set of rows).
     """
     launch = launch or Launch()
     check_launch(launch, batch_size=plan.config.batch_size, qlora=plan.config.qlora)
     if launch.node_rank != 0:
         raise InputError("node 0 starts a run; the other nodes join it")
     check_available(launch)
-    return _launch(db, db_path, prepare_run(db, project, plan, launch), resume=False)
+    run = prepare_run(db, project, plan, launch, same_data_as=same_data_as)
+    return _launch(db, db_path, run, resume=False)
 
 
 def join_run(db: sqlite_utils.Database, db_path: Path, project: Project, launch: Launch) -> Run:
@@ -124,10 +130,18 @@ def launch_commands(
 
 
 def prepare_run(
-    db: sqlite_utils.Database, project: Project, plan: Plan, launch: Launch | None = None
+    db: sqlite_utils.Database,
+    project: Project,
+    plan: Plan,
+    launch: Launch | None = None,
+    *,
+    same_data_as: Run | None = None,
 ) -> Run:
     """Create a queued run and freeze the project's approved rows (and launch) into its folder:
-    the train rows less the validation rows carved from them, those, and the eval rows."""
+    the train rows less the validation rows carved from them, those, and the eval rows; or
+    copy run ``same_data_as``'s snapshot."""
+    if same_data_as is not None:
+        return _prepare_from(db, project, plan, launch, same_data_as)
     train, evaluation = approved_rows(db, project)
     validation = validation_ids(_strata(project, train), validation_count(len(train)))
     ensure_private_dir(home_dir())
@@ -145,6 +159,33 @@ def prepare_run(
     snapshot = write_snapshot(run_dir, train, evaluation, validation)
     write_launch(run_dir, launch or Launch())
     set_dataset_hash(db, run.id, snapshot.digest)
+    return get_run(db, run.id)
+
+
+def _prepare_from(
+    db: sqlite_utils.Database, project: Project, plan: Plan, launch: Launch | None, source: Run
+) -> Run:
+    """A queued run of ``project`` whose snapshot is a copy of run ``source``'s."""
+    if source.project_id != project.id or source.run_dir is None or not source.dataset_hash:
+        raise InputError(f"run {source.id} has no snapshot of {project.name} to train on")
+    ensure_private_dir(home_dir())
+    run = create_run(
+        db,
+        project.id,
+        config=plan.config.to_dict(),
+        dataset_hash=source.dataset_hash,
+        dataset_size=source.dataset_size or 0,
+        runs_root=ensure_private_dir(runs_dir()),
+    )
+    assert run.run_dir is not None
+    run_dir = ensure_private_dir(Path(run.run_dir))
+    for name in SNAPSHOT_FILES:
+        kept = Path(source.run_dir) / name
+        if kept.is_file():
+            # Written like a fresh snapshot: private, and whole or not at all.
+            with kept.open(encoding="utf-8") as rows, atomic_text_file(run_dir / name) as copy:
+                shutil.copyfileobj(rows, copy)
+    write_launch(run_dir, launch or Launch())
     return get_run(db, run.id)
 
 

@@ -22,6 +22,8 @@ HASH_CHUNK_BYTES = 1 << 20
 
 VALIDATION_FILE = "validation.jsonl"
 """Train rows carved off to validate on while training; the eval rows stay the final test."""
+SNAPSHOT_FILES = (TRAIN_FILE, EVAL_FILE, VALIDATION_FILE)
+"""The files a snapshot may hold (a run without validation rows has no validation file)."""
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import contextlib
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
+from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from transformers import (
 )
 
 from store.errors import InputError, ModelError, NotFoundError, one_line_reason
-from trainer.control.adapter_files import check_adapter_folder
+from trainer.control.adapter_files import adapter_type, check_adapter_folder
 
 # Model names are part of the HTTP protocol, so they live with the torch-free launcher.
 from trainer.control.launch import BASE_MODEL_NAME
@@ -299,7 +300,10 @@ class ModelPool:
             tokenizer.pad_token = tokenizer.eos_token
         self._base = model.eval()
         self._peft: PeftModel | None = None
-        self._full_models: dict[str, PreTrainedModel] = {}
+        """The LoRA adapters, on the base model's own weights."""
+        self._own_models: dict[str, Any] = {}
+        """Models on a copy of their own: full fine-tunes, and adapters that cannot share a
+        peft model with LoRA ones (IA3, prompt tuning)."""
         self.lock = threading.Lock()
         # A fast tokenizer's padding settings are shared mutable state in Rust; concurrent
         # encodes that change them fail with "Already borrowed".
@@ -339,22 +343,32 @@ class ModelPool:
     def names(self) -> list[str]:
         """Every model name this pool answers to."""
         adapters = list(self._peft.peft_config) if self._peft is not None else []
-        return [BASE_MODEL_NAME, *adapters, *self._full_models]
+        return [BASE_MODEL_NAME, *adapters, *self._own_models]
 
     def attach(self, name: str, folder: Path) -> None:
-        """Make the adapter (or full fine-tuned model) in ``folder`` answer as ``name``."""
+        """Make the adapter (or full fine-tuned model) in ``folder`` answer as ``name``.
+
+        LoRA adapters share the base model's weights. peft holds one kind of adapter per
+        model, so an IA3 or prompt-tuning adapter gets a copy of the base of its own, as a
+        full fine-tune has its own weights.
+        """
         if name in self.names:
             return
         check_adapter_folder(folder)
+        kind = adapter_type(folder)
         try:
-            if not (folder / "adapter_config.json").is_file():
+            if kind is None:
                 # A full fine-tune: its own weights, loaded from safetensors only.
-                self._full_models[name] = AutoModelForCausalLM.from_pretrained(
+                self._own_models[name] = AutoModelForCausalLM.from_pretrained(
                     folder, dtype=torch.float32, use_safetensors=True
                 ).eval()
                 return
             with self.lock:
-                if self._peft is None:
+                if kind != "LORA":
+                    self._own_models[name] = PeftModel.from_pretrained(
+                        self._plain_copy(), str(folder), adapter_name=name, is_trainable=False
+                    ).eval()
+                elif self._peft is None:
                     self._peft = PeftModel.from_pretrained(
                         self._base, str(folder), adapter_name=name, is_trainable=False
                     ).eval()
@@ -366,6 +380,21 @@ class ModelPool:
                 f"cannot load {name} from {folder}: {one_line_reason(error)}"
             ) from error
 
+    def _plain_copy(self) -> PreTrainedModel:
+        """A copy of the base model without any LoRA layers (hold ``lock``)."""
+        # unload() takes the LoRA layers out of the copy without merging them.
+        plain: PreTrainedModel = (
+            deepcopy(self._base) if self._peft is None else deepcopy(self._peft).unload()
+        )
+        return plain
+
+    def virtual_tokens(self, name: str) -> int:
+        """How many learned tokens model ``name`` reads before every prompt (prompt tuning);
+        its logits start with theirs, and a cache of the prompt alone cannot be reused."""
+        return learned_tokens(
+            self._own_models.get(name, self._base if name == BASE_MODEL_NAME else None)
+        )
+
     def check_name(self, name: str) -> None:
         """Raise UnknownModelError unless this pool answers to ``name``."""
         if name not in self.names:
@@ -375,8 +404,8 @@ class ModelPool:
     def selected(self, name: str) -> Iterator[Any]:
         """The model that answers as ``name``; hold ``lock`` around this."""
         self.check_name(name)
-        if name in self._full_models:
-            yield self._full_models[name]
+        if name in self._own_models:
+            yield self._own_models[name]
         elif self._peft is None:
             yield self._base
         elif name == BASE_MODEL_NAME:
@@ -447,7 +476,7 @@ class ModelPool:
             logits = model(
                 input_ids=prompt.input_ids.to(model.device),
                 attention_mask=prompt.attention_mask.to(model.device),
-            ).logits[0, :-1]
+            ).logits[0, self.virtual_tokens(name) : -1]
             steps = torch.log_softmax(logits.float(), dim=-1)
             read = read_logprobs(steps, ids[1:], top)
         # Nothing comes before the first token, so it has no log probability.
@@ -564,12 +593,14 @@ class ModelPool:
                 options["stopping_criteria"] = StoppingCriteriaList(stopping)
             if seed is not None:
                 torch.manual_seed(seed % 2**64)
-            reusable = self.reuse_prefixes and bool(inputs["attention_mask"].all())
+            reusable = self.reuse_prefixes and not self.virtual_tokens(name)
+            reusable = reusable and bool(inputs["attention_mask"].all())
             reusable = reusable and inputs["input_ids"].shape[0] == 1
             if reusable:
                 self._start_from_prefix(name, inputs["input_ids"][0], options)
             with self.selected(name) as model, torch.inference_mode():
-                result = model.generate(
+                result = generate_sequences(
+                    model,
                     input_ids=inputs["input_ids"].to(model.device),
                     attention_mask=inputs["attention_mask"].to(model.device),
                     max_new_tokens=max_new_tokens,
@@ -616,6 +647,41 @@ class ModelPool:
         length = int(cache.get_seq_length())
         self._prefixes.append(_Prefix(name, sequence[:length].cpu(), cache))
         del self._prefixes[:-REUSED_PREFIXES]
+
+
+def learned_tokens(model: Any) -> int:
+    """How many learned tokens ``model`` reads before every prompt: prompt tuning's virtual
+    tokens, else 0."""
+    if not isinstance(model, PeftModel) or not model.active_peft_config.is_prompt_learning:
+        return 0
+    return int(model.active_peft_config.num_virtual_tokens)
+
+
+def generate_sequences(
+    model: Any, *, input_ids: torch.Tensor, attention_mask: torch.Tensor, **options: Any
+) -> Any:
+    """``model.generate``, whose sequences start with ``input_ids`` for a prompt-tuned model too.
+
+    peft's own generate for prompt tuning loses the virtual tokens' positions after the first
+    new token under this transformers (its answers drift into repetition); the base model
+    generates instead from the embeddings the adapter's forward builds in training: the learned
+    tokens, then the prompt's own, the attention mask grown to match.
+    """
+    if not learned_tokens(model):
+        return model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
+    embeds = model.word_embeddings(input_ids)
+    learned = model.get_prompt(batch_size=input_ids.shape[0]).to(embeds.dtype)
+    seen = attention_mask.new_ones((input_ids.shape[0], learned.shape[1]))
+    result = model.get_base_model().generate(
+        inputs_embeds=torch.cat([learned, embeds], dim=1),
+        attention_mask=torch.cat([seen, attention_mask], dim=1),
+        **options,
+    )
+    # Generating from embeddings returns the new tokens alone.
+    if isinstance(result, torch.Tensor):
+        return torch.cat([input_ids, result], dim=1)
+    result.sequences = torch.cat([input_ids, result.sequences], dim=1)
+    return result
 
 
 def _sampling(temperature: float, top_p: float | None) -> dict[str, Any]:

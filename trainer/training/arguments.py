@@ -1,4 +1,4 @@
-"""What a run hands TRL: its arguments, its LoRA adapter, and the model made ready for both."""
+"""What a run hands TRL: its arguments, its adapter, and the model made ready for both."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import LoraConfig
+from peft import IA3Config, LoraConfig, PeftConfig, PromptTuningConfig, PromptTuningInit
 from transformers import PreTrainedModel
 from trl import SFTConfig
 
@@ -68,10 +68,24 @@ def training_arguments(
     )
 
 
-def lora_config(config: RunConfig) -> LoraConfig | None:
-    """The LoRA adapter to train, or None for a full fine-tune."""
+def adapter_config(
+    config: RunConfig, *, init_text: str = "", tokenizer_path: str = ""
+) -> PeftConfig | None:
+    """The adapter to train, or None for a full fine-tune. Prompt tuning's virtual tokens
+    start as the tokens of ``init_text``, read with the tokenizer at ``tokenizer_path``."""
     if config.full:
         return None
+    if config.method == "ia3":
+        # peft's defaults per architecture: keys, values and the MLP's down projection.
+        return IA3Config(task_type="CAUSAL_LM")
+    if config.method == "prompt-tuning":
+        return PromptTuningConfig(
+            task_type="CAUSAL_LM",
+            num_virtual_tokens=config.virtual_tokens,
+            prompt_tuning_init=PromptTuningInit.TEXT,
+            prompt_tuning_init_text=init_text,
+            tokenizer_name_or_path=tokenizer_path,
+        )
     return LoraConfig(
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,

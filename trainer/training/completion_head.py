@@ -14,7 +14,7 @@ import types
 from typing import Any
 
 import torch
-from peft import PeftModel
+from peft import PeftModel, PeftType
 from peft.helpers import disable_input_dtype_casting
 from transformers import PreTrainedModel
 from trl import SFTTrainer
@@ -145,11 +145,14 @@ class FastSFTTrainer(SFTTrainer):
         if speed.completion_head and plain_head(base.config):
             score_completions_only(base)
         self.speed = speed
+        # Only LoRA layers cast their input to the adapter's dtype (IA3 and prompt tuning have
+        # no such switch).
+        self._lora = isinstance(self.model, PeftModel) and self.model.peft_type == PeftType.LORA
 
     def training_step(self, model: torch.nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
         # Under autocast peft's cast of each LoRA input to the adapter's fp32 is undone at once
         # by autocast's cast back to bf16 for the matmul (1.06x a step on the demo rows).
         # Outside training (generation without autocast) the cast is needed and stays.
-        with disable_input_dtype_casting(model, active=self.speed.bf16_weights):
+        with disable_input_dtype_casting(model, active=self.speed.bf16_weights and self._lora):
             loss: torch.Tensor = super().training_step(model, *args, **kwargs)
         return loss

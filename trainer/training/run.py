@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shutil
 import sys
 import traceback
@@ -27,8 +28,15 @@ from trl import SFTTrainer
 from store.atomic import publish_folder
 from store.database import open_database
 from store.errors import TunesmithError, is_disk_full, one_line_reason
-from store.projects import get_project_by_id
-from store.runs import finish_run, get_run, mark_started, set_config, set_outcome
+from store.projects import Project, get_project_by_id
+from store.runs import (
+    finish_run,
+    get_run,
+    mark_started,
+    set_config,
+    set_costs,
+    set_outcome,
+)
 from trainer.control.config import RunConfig, fixed_plan_steps
 from trainer.control.distributed import (
     cpu_threads_per_rank,
@@ -53,7 +61,7 @@ from trainer.evaluation import evaluate_run
 from trainer.models import load_base_model
 from trainer.serving.inference import ModelPool
 from trainer.training.arguments import (
-    lora_config,
+    adapter_config,
     prepare_model,
     recompute_activations,
     training_arguments,
@@ -85,6 +93,9 @@ from trainer.training.validation import ValidatedTrainer, ValidationScorer
 
 KEPT_WEIGHT_FILES = (".safetensors", ".safetensors.index.json", "adapter_config.json")
 """A checkpoint's files that make the adapter (or a full model's weights) it held."""
+
+DEFAULT_INIT_TEXT = "Answer the request the way the examples do."
+"""Prompt tuning's starting words for a project with neither a system prompt nor a goal."""
 
 SHARDED_STRATEGIES = ("fsdp", "deepspeed-zero3")
 """Strategies whose ranks each hold a shard: one rank cannot answer the validation rows alone,
@@ -225,7 +236,9 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         return "stopped"
 
     # Build
-    peft_config = lora_config(config)
+    peft_config = adapter_config(
+        config, init_text=prompt_init_text(project), tokenizer_path=tokenizer.name_or_path
+    )
     sft_args = training_arguments(
         config,
         output_dir=run_dir / "checkpoints",
@@ -294,9 +307,13 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         used["validation_metric"] = scorer.metric or "eval_loss"
     if rank.world_size > 1:
         used.update(processes=rank.world_size, strategy=strategy)
+    trained: Any = trainer.model
+    trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
     if rank.is_zero:
         set_config(db, run.id, used)
+        set_costs(db, run.id, trainable_parameters=trainable)
     log(f"Config: {json.dumps(used)}")
+    log(f"Trainable parameters: {trainable:,}")
 
     # Train
     checkpoint = resumable_checkpoint(run_dir / "checkpoints", run.id) if resume else None
@@ -321,6 +338,7 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
     adapter_dir = save_final(trainer, tokenizer, run_dir, run.id, best=best)
     if not rank.is_zero:
         return "completed"
+    set_costs(db, run.id, peak_memory=peak_memory(device))
     # The best check's weights were kept: from its checkpoint, or as the last step's own.
     kept = progress.best_step if best or progress.best_step == trainer.state.global_step else None
     if keeps_best or progress.stop_reason:
@@ -340,6 +358,21 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         else:
             log(f"Evaluation: base {result.base}, tuned {result.tuned}")
     return "completed"
+
+
+def prompt_init_text(project: Project) -> str:
+    """The words prompt tuning's virtual tokens start from: the system prompt, else the task's
+    goal, else a plain instruction."""
+    goal = project.task_spec.get("goal")
+    return project.system_prompt or (goal if isinstance(goal, str) and goal else DEFAULT_INIT_TEXT)
+
+
+def peak_memory(device: str) -> int:
+    """Peak bytes this process took: the GPU's allocations on CUDA, else its resident set."""
+    if device == "cuda":
+        return int(torch.cuda.max_memory_allocated())
+    # Linux reports kibibytes.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def kept_checkpoint(

@@ -37,6 +37,7 @@ from tui.cli.label import accept_command, give_label_command, label_command
 from tui.cli.models import ask, compare, serve
 from tui.cli.runs import runs, train
 from tui.cli.state import CliState, pass_state
+from tui.cli.sweep import sweep_command
 from tui.safe_text import json_text, one_line, terminal_safe
 
 EXIT_REJECTED_ROWS = 1
@@ -109,6 +110,7 @@ def cli(ctx: click.Context, db_path: Path | None, web: bool, host: str, port: in
 
 cli.add_command(train)
 cli.add_command(runs)
+cli.add_command(sweep_command)
 cli.add_command(ask)
 cli.add_command(compare)
 cli.add_command(serve)

@@ -222,6 +222,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     help="Training time allowed, e.g. 10m or 1h30m (default: twice the fixed plan's time).",
 )
 @click.option("--method", type=click.Choice(METHODS), help=setting_help("method"))
+@click.option("--virtual-tokens", type=int, callback=_bounded, help=setting_help("virtual_tokens"))
 @click.option("--qlora", is_flag=True, default=None, help="4-bit base model (CUDA only).")
 @click.option("--detach", is_flag=True, help="Start the run and return at once.")
 @click.option(

@@ -51,6 +51,7 @@ AREA_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
         ("s", "stop the selected run (with a checkpoint)"),
         ("r", "resume a stopped, interrupted or failed run"),
         ("c", "compare the selected run with the base model"),
+        ("m", "the methods table: every completed run's cost and score"),
     ),
     "compare": (
         ("Enter", "ask base and tuned the typed prompt"),

@@ -26,6 +26,8 @@ from trainer.control.jobs import (
     start_run,
 )
 from trainer.control.jobs import stop_run as request_stop
+from trainer.control.sweep import project_results, table_lines
+from tui.dialogs.methods import MethodsScreen
 from tui.dialogs.new_run import NewRunScreen
 from tui.run_text import read_log_tail
 from tui.screens.area import AreaScreen
@@ -64,6 +66,12 @@ class TrainScreen(AreaScreen):
         Binding("s", "stop_run", "Stop", tooltip="Stop the run after its step, with a checkpoint"),
         Binding("r", "resume_run", "Resume", tooltip="Resume from the last checkpoint"),
         Binding("c", "compare_run", "Compare", tooltip="Compare this run with the base model"),
+        Binding(
+            "m",
+            "methods",
+            "Methods",
+            tooltip="Every completed run side by side: what it cost and how well it did",
+        ),
     ]
 
     runs: reactive[tuple[Run, ...]] = reactive(())
@@ -316,6 +324,8 @@ class TrainScreen(AreaScreen):
             return run is not None and run.status in RESUMABLE_STATUSES
         if action == "compare_run":
             return run is not None and run.status == "completed"
+        if action == "methods":
+            return any(run.status == "completed" for run in self.runs)
         return True
 
     def action_new_run(self) -> None:
@@ -398,6 +408,17 @@ class TrainScreen(AreaScreen):
             title="Training",
             markup=False,
         )
+
+    def action_methods(self) -> None:
+        """Show the completed runs side by side, as ``tunesmith sweep`` does."""
+        if self.project is not None:
+            self._read_methods(self.project)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="train-methods")
+    def _read_methods(self, project: Project) -> None:
+        with services(self).database() as database:
+            lines = table_lines(project_results(database, project.id))
+        self.app.call_from_thread(self.app.push_screen, MethodsScreen(lines))
 
     def action_compare_run(self) -> None:
         """Open the Compare area on the selected run."""
