@@ -12,7 +12,13 @@ from store.examples import add_examples
 from store.runs import list_runs
 from tests.conftest import tiny_task_rows
 from tests.reliability.harness import tiny_project
-from trainer.control.sweep import MethodResult, best, parse_methods, table_lines
+from trainer.control.sweep import (
+    MethodResult,
+    best,
+    parse_methods,
+    table_lines,
+    verdict_lines,
+)
 from trainer.export import export_refusal
 from tui.cli.main import cli
 
@@ -53,14 +59,12 @@ def test_the_best_scores_highest_and_ties_go_to_the_cheaper() -> None:
 
 
 def test_the_table_aligns_its_columns_and_says_which_won_at_what_cost() -> None:
-    lines = table_lines(
-        [
-            _result(1, "lora", 0.9, trainable_parameters=4_900_000),
-            _result(2, "prompt-tuning", 0.0, interval=(0.0, 0.0)),
-            _result(3, "full", None),
-        ]
-    )
-    heading, lora, prompt, full = lines[:4]
+    results = [
+        _result(1, "lora", 0.9, trainable_parameters=4_900_000),
+        _result(2, "prompt-tuning", 0.0, interval=(0.0, 0.0)),
+        _result(3, "full", None),
+    ]
+    heading, lora, prompt, full = table_lines(results)
     assert heading.split() == [
         "run", "method", "trainable", "size", "time", "tok/s", "peak", "mem", "score", "[95%]",
         "drift",
@@ -70,7 +74,12 @@ def test_the_table_aligns_its_columns_and_says_which_won_at_what_cost() -> None:
     # Columns line up: each row is as wide as the heading's cells make it.
     assert len({len(line) for line in (lora, prompt)}) == 1
     assert full.split()[-2:] == ["-", "+0.10"]
-    assert lines[4].startswith("Best: lora (run 1), exact match 90%, 4.9M trainable weights")
+    verdict = verdict_lines(results)
+    assert verdict[0].startswith("Best: lora (run 1), exact match 90%, 4.9M trainable weights")
+    # The prompt tuning run's interval [0%, 0%] is below lora's [80%, 100%]: a clear lead.
+    assert not any("overlaps" in line for line in verdict)
+    close = verdict_lines([results[0], _result(4, "ia3", 0.85)])
+    assert "Its interval overlaps ia3's: on these eval rows that lead may be chance." in close
 
 
 def test_each_export_a_method_cannot_make_is_refused_with_its_reason() -> None:

@@ -1,7 +1,7 @@
 """Adaptation methods side by side on one task: what each run cost and how well it did.
 
-``tunesmith sweep`` trains one run per method on the same snapshot and prints ``table_lines``;
-the Train area shows the same table for a project's completed runs.
+``tunesmith sweep`` trains one run per method on the same snapshot and prints ``table_lines``
+and ``verdict_lines``; the Train area shows the same for a project's completed runs.
 """
 
 from __future__ import annotations
@@ -157,17 +157,16 @@ def table_cells(result: MethodResult) -> tuple[str, ...]:
 
 
 def table_lines(results: Sequence[MethodResult]) -> list[str]:
-    """The methods as an aligned text table, then which did best and at what cost."""
+    """The methods as an aligned text table, heading first (``verdict_lines`` say which won)."""
     rows = [TABLE_HEADINGS, *(table_cells(result) for result in results)]
     widths = [max(len(row[column]) for row in rows) for column in range(len(TABLE_HEADINGS))]
-    lines = [
+    return [
         "  ".join(
             cell.ljust(width) if column < 2 else cell.rjust(width)
             for column, (cell, width) in enumerate(zip(row, widths, strict=True))
         ).rstrip()
         for row in rows
     ]
-    return [*lines, *verdict_lines(results)]
 
 
 def verdict_lines(results: Sequence[MethodResult]) -> list[str]:

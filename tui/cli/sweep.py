@@ -12,7 +12,7 @@ from store.projects import get_project
 from store.runs import Run, get_run
 from trainer.control.config import METHODS
 from trainer.control.jobs import is_run_process_alive, plan_for_project, start_run
-from trainer.control.sweep import method_result, parse_methods, table_lines
+from trainer.control.sweep import method_result, parse_methods, table_lines, verdict_lines
 from tui.cli.runs import FOLLOW_POLL_SECONDS, end_message, follow
 from tui.cli.state import CliState, pass_state
 from tui.safe_text import terminal_safe
@@ -82,7 +82,8 @@ def sweep_command(
     if not done:
         raise InputError("no method completed a run; their logs say why")
     click.echo("")
-    for line in table_lines([method_result(db, run) for run in done]):
+    results = [method_result(db, run) for run in done]
+    for line in [*table_lines(results), *verdict_lines(results)]:
         click.echo(terminal_safe(line))
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
-from textual.containers import ScrollableContainer
+from textual.containers import ScrollableContainer, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -24,17 +24,21 @@ class MethodsScreen(ModalScreen[None]):
         Binding("escape,m,q", "close", "Close", key_display="Esc"),
     ]
 
-    def __init__(self, lines: Sequence[str]) -> None:
+    def __init__(self, table: Sequence[str], verdict: Sequence[str]) -> None:
         super().__init__()
-        self.lines = tuple(lines)
-        """The table's lines, then the verdict's."""
+        self.table = tuple(table)
+        """The table's aligned lines, heading first."""
+        self.verdict = tuple(verdict)
+        """Which method did best, at what cost, and what the columns mean."""
 
     def compose(self) -> ComposeResult:
-        # Scrolls both ways: the table is wider than a narrow terminal.
-        with ScrollableContainer(id="methods-dialog") as dialog:
+        with Vertical(id="methods-dialog") as dialog:
             dialog.border_title = "Methods"
             dialog.border_subtitle = "Esc to close"
-            yield Static(Text("\n".join(self.lines)), id="methods-table")
+            # The table scrolls sideways where the terminal is narrower; the verdict wraps.
+            with ScrollableContainer(id="methods-scroll"):
+                yield Static(Text("\n".join(self.table)), id="methods-table")
+            yield Static(Text("\n".join(self.verdict)), id="methods-verdict")
 
     def action_close(self) -> None:
         """Close the dialog."""

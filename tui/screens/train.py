@@ -26,7 +26,7 @@ from trainer.control.jobs import (
     start_run,
 )
 from trainer.control.jobs import stop_run as request_stop
-from trainer.control.sweep import project_results, table_lines
+from trainer.control.sweep import project_results, table_lines, verdict_lines
 from tui.dialogs.methods import MethodsScreen
 from tui.dialogs.new_run import NewRunScreen
 from tui.run_text import read_log_tail
@@ -417,8 +417,9 @@ class TrainScreen(AreaScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-methods")
     def _read_methods(self, project: Project) -> None:
         with services(self).database() as database:
-            lines = table_lines(project_results(database, project.id))
-        self.app.call_from_thread(self.app.push_screen, MethodsScreen(lines))
+            results = project_results(database, project.id)
+        screen = MethodsScreen(table_lines(results), verdict_lines(results))
+        self.app.call_from_thread(self.app.push_screen, screen)
 
     def action_compare_run(self) -> None:
         """Open the Compare area on the selected run."""
