@@ -312,7 +312,7 @@ def _copied_run(
     [
         ({"use_dora": True}, "DoRA adapter"),
         ({"modules_to_save": ["lm_head"]}, "saves whole modules"),
-        ({"peft_type": "IA3"}, "the adapter is IA3"),
+        ({"peft_type": "IA3"}, "is an IA3 adapter, and llama.cpp applies LoRA adapters only"),
     ],
 )
 def test_what_a_gguf_lora_cannot_hold_is_refused(
