@@ -36,6 +36,7 @@ from trainer.training.hardware import (
     choose_speedups,
     choose_threads,
     eager_scores_fit,
+    keep_freed_memory,
 )
 
 STEP = "training step"
@@ -116,6 +117,7 @@ def main() -> None:
     model, tokenizer = load_model("embedded")
     max_length = longest_row(train_rows, tokenizer, None)[0] + LENGTH_MARGIN
     threads = choose_threads()
+    keep_freed_memory()
     precision = choose_precision("cpu", MatmulShape.of_model(model.config), on_status=print)
     speed = choose_speedups(
         "cpu",

@@ -1,9 +1,11 @@
 """Benchmark: real (non-padding) training tokens/s of a tunesmith run vs plain TRL defaults.
 
 Both train the same LoRA (r=16, all linear layers) on the same demo rows with the same seed
-and learning rate, in this one process, alternating A/B rounds so machine load hits both
-alike. Plain TRL means `SFTConfig` defaults (gradient checkpointing on, bf16 when available,
-batch 8). Ours is `FastSFTTrainer` with the precision, threads and speedups
+and learning rate, alternating A/B rounds so machine load hits both alike, each round in a
+fresh process of its own (so each side's peak memory is its own, and what a run sets for its
+whole process applies to ours only). Plain TRL means `SFTConfig` defaults (gradient
+checkpointing on, bf16 when available, batch 8) and torch's thread count. Ours is
+`FastSFTTrainer` with the precision, threads, speedups and malloc setting
 `trainer.training.run` picks for this machine.
 
 Prints `train: ours X tok/s, baseline Y tok/s, ratio R` as its last line and, on a CPU, before
@@ -18,15 +20,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import resource
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate.state import AcceleratorState
 from datasets import Dataset
 from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
@@ -44,6 +47,7 @@ from trainer.training.hardware import (
     choose_speedups,
     choose_threads,
     eager_scores_fit,
+    keep_freed_memory,
     measure_throughput,
 )
 
@@ -141,18 +145,20 @@ def peak_memory_mib() -> float:
 
 
 def measure(
-    arguments: SFTConfig, rows: list[dict[str, Any]], model_name: str, speed: Speedups | None
+    arguments: SFTConfig,
+    rows: list[dict[str, Any]],
+    model_name: str,
+    speed: Speedups | None,
+    threads: int,
 ) -> tuple[float, float, int]:
-    """Train with ``arguments`` (tunesmith's trainer and ``speed`` when given, else plain TRL);
-    return real tokens/s, peak memory (MiB) and parameter count."""
+    """Train with ``arguments`` (tunesmith's trainer and ``speed`` when given, else plain TRL)
+    on ``threads`` threads; return real tokens/s, peak memory (MiB) and parameter count."""
+    torch.set_num_threads(threads)
+    if speed is not None and not torch.cuda.is_available():
+        keep_freed_memory()
     model, tokenizer = load_model(model_name)
     parameters = sum(p.numel() for p in model.parameters())
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
     clock = TokenClock()
-    # Ours may train in fp32 where plain TRL takes bf16; accelerate holds one precision per
-    # process unless reset, as transformers resets it between hyperparameter trials.
-    AcceleratorState._reset_state()
     common: dict[str, Any] = {
         "model": model,
         "args": arguments,
@@ -169,6 +175,13 @@ def measure(
     torch.manual_seed(0)
     trainer.train()
     return clock.tokens / clock.seconds, peak_memory_mib(), parameters
+
+
+def measure_alone(*arguments: Any) -> tuple[float, float, int]:
+    """``measure`` in a fresh process: torch, accelerate and malloc start from their defaults."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(measure, *arguments).result()
 
 
 def main() -> None:
@@ -236,15 +249,14 @@ def main() -> None:
         parameters = 0
         peak = 0.0
         for round_number in range(args.rounds):
-            torch.set_num_threads(threads)
-            rate, memory["ours"], parameters = measure(ours_arguments, rows, args.model, speed)
+            rate, memory["ours"], parameters = measure_alone(
+                ours_arguments, rows, args.model, speed, threads
+            )
             ours.append(rate)
             if device == "cpu":
                 peak = max(peak, measure_throughput(shape).best)
-            # Plain TRL runs with torch's default thread count.
-            torch.set_num_threads(default_threads)
-            rate, memory["baseline"], parameters = measure(
-                baseline_arguments, rows, args.model, None
+            rate, memory["baseline"], parameters = measure_alone(
+                baseline_arguments, rows, args.model, None, default_threads
             )
             baseline.append(rate)
             print(f"round {round_number + 1}: ours {ours[-1]:.0f}, baseline {baseline[-1]:.0f}")

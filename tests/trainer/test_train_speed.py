@@ -36,6 +36,7 @@ CPU_SPEED = Speedups(
     fused_optimizer=False,
     flash_attention=False,
     liger=False,
+    folded_lora=True,
 )
 
 
@@ -132,6 +133,10 @@ def test_completion_head_gives_trls_loss_gradients_and_metrics(
     assert fast_metrics.keys() == metrics.keys() >= {"num_tokens", "mean_token_accuracy", "entropy"}
     for name, value in metrics.items():
         assert fast_metrics[name] == pytest.approx(value, rel=1e-4), name
+    # Every LoRA layer ran the folded forward.
+    model: Any = fast.model
+    folded = [m for m in model.modules() if isinstance(m, LoraLayer)]
+    assert folded and all("forward" in vars(m) for m in folded)
 
 
 def test_bf16_base_weights_keep_lora_in_fp32(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -219,7 +224,7 @@ def test_eager_attention_gives_sdpa_s_loss_and_is_chosen_for_short_rows_on_a_cpu
         assert speed.eager_attention is chosen
 
 
-def test_cpu_gets_bf16_weights_and_the_completion_head_only() -> None:
+def test_cpu_gets_bf16_weights_the_completion_head_and_the_lora_fold() -> None:
     def everything(package: str) -> bool:
         return True
 
@@ -237,6 +242,7 @@ def test_cpu_gets_bf16_weights_and_the_completion_head_only() -> None:
         fused_optimizer=False,
         flash_attention=False,
         liger=False,
+        folded_lora=True,
     )
 
 

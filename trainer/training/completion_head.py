@@ -21,6 +21,7 @@ from trl import SFTTrainer
 from trl.kernels import ChunkedLogProbFunction
 from trl.trainer.utils import FusedCausalLMOutput
 
+from trainer.training.fused_lora import fold_lora_scaling
 from trainer.training.hardware import Speedups
 
 HEAD_CHUNK = 32768
@@ -148,6 +149,8 @@ class FastSFTTrainer(SFTTrainer):
         # Only LoRA layers cast their input to the adapter's dtype (IA3 and prompt tuning have
         # no such switch).
         self._lora = isinstance(self.model, PeftModel) and self.model.peft_type == PeftType.LORA
+        if speed.folded_lora and self._lora:
+            fold_lora_scaling(base)
 
     def training_step(self, model: torch.nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
         # Under autocast peft's cast of each LoRA input to the adapter's fp32 is undone at once

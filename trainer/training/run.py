@@ -86,6 +86,7 @@ from trainer.training.hardware import (
     choose_speedups,
     choose_threads,
     eager_scores_fit,
+    keep_freed_memory,
 )
 from trainer.training.quantized import load_4bit_model
 from trainer.training.reporting import TrainingFailed, log, log_failure
@@ -181,6 +182,8 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         threads = torch.get_num_threads()
     else:
         threads = choose_threads() if device == "cpu" else torch.get_num_threads()
+    if device == "cpu":
+        keep_freed_memory()
     if config.qlora:
         model, tokenizer = load_4bit_model(project.base_model, device)
     else:
