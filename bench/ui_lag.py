@@ -109,7 +109,10 @@ async def measure(home: Path, model_dir: Path) -> None:
 
         idle = await probe_lag(WINDOW_SECONDS)
 
-        plan = plan_for_project(db, project, {"max_steps": 100_000, "batch_size": 8})
+        # Trained until stopped: the colours are learned in seconds, and a run that stops
+        # itself would end before the measurement does.
+        overrides = {"max_steps": 100_000, "batch_size": 8, "early_stopping_patience": 100_000}
+        plan = plan_for_project(db, project, overrides)
         run = start_run(db, db_path, project, plan)
         deadline = time.monotonic() + 180
         while get_run(db, run.id).current_step < 2:

@@ -4,7 +4,7 @@ peft's ``lora.Linear`` computes ``base(x) + lora_B(lora_A(x)) * scaling``: after
 matmuls, a multiply and an add over the whole output ([tokens, out_features]), on each of the
 seven adapted layers of every block. Scaling ``lora_B``'s weight (rank x out_features, a few
 thousand values) instead and accumulating onto the base output in the matmul (``addmm_``)
-gives the same function and the same gradients with two passes over the output fewer: 1.05-1.07x
+gives the same function and the same gradients with two passes over the output fewer: 1.05-1.09x
 a training step on the demo rows. With the default alpha of twice the rank the scale is 2, a
 power of two, so the scaled weight is exact; under autocast the sum is rounded to bf16 once
 instead of twice.

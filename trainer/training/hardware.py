@@ -306,8 +306,9 @@ def keep_freed_memory() -> bool:
     kernel zeroes its pages again on first touch. A CPU training step allocates and frees
     several such tensors every time (the answer tokens' logits, their fp32 copy and their
     gradient: 49 MB each for the demo batch's 251 answer tokens on a 49k vocabulary). Kept,
-    they cost no page faults after the first step: 1.07x a step on the demo rows, with the
-    same peak memory. Returns whether it applied (glibc only; other C libraries keep theirs).
+    they cost no page faults after the first step: 1.06-1.07x a step on the demo rows, with a
+    peak memory 0.5% higher. Returns whether it applied (glibc only; other C libraries keep
+    their own policy).
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False

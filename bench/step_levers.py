@@ -1,0 +1,127 @@
+"""Benchmark: one training step with LoRA's folded forward and with peft's, step by step.
+
+Trains as `trainer.training.run` does on this machine (precision, threads, speedups and the
+malloc setting) on the same 8 demo rows every step, with a learning rate too small to change
+the loss, and switches LoRA's folded scale-and-add (`trainer.training.fused_lora`) on for odd
+steps and off for even ones, so machine load hits both alike. Prints each variant's median
+step after its first and the ratio.
+
+`--default-malloc` leaves glibc's default (freed memory over 32 MiB unmapped): run it once with
+and once without to compare the malloc setting, which holds for a whole process.
+
+    python -m bench.step_levers [--steps N] [--default-malloc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+from peft.tuners.lora import Linear as LoraLinear
+from transformers import TrainerCallback
+
+from bench.train_throughput import demo_rows, load_model
+from trainer.control.config import plan_run
+from trainer.training.arguments import adapter_config, prepare_model, training_arguments
+from trainer.training.completion_head import FastSFTTrainer
+from trainer.training.data import LENGTH_MARGIN, longest_row
+from trainer.training.fused_lora import fold_lora_scaling
+from trainer.training.hardware import (
+    MatmulShape,
+    choose_precision,
+    choose_speedups,
+    choose_threads,
+    eager_scores_fit,
+    keep_freed_memory,
+)
+
+BATCH = 8
+
+
+class AlternateFold(TrainerCallback):
+    """Folds LoRA's layers before odd steps, restores peft's forward before even ones."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, list[float]] = {"peft": [], "folded": []}
+        self.variant = "peft"
+        self.start = 0.0
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        model = kwargs["model"]
+        self.variant = "folded" if state.global_step % 2 else "peft"
+        if self.variant == "folded":
+            fold_lora_scaling(model)
+        else:
+            for layer in model.modules():
+                if isinstance(layer, LoraLinear):
+                    vars(layer).pop("forward", None)
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.seconds[self.variant].append(time.perf_counter() - self.start)
+
+
+def main() -> None:
+    """Train ``--steps`` steps alternating the variants; print their medians."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=21)
+    parser.add_argument("--default-malloc", action="store_true")
+    args = parser.parse_args()
+    threads = choose_threads()
+    kept = not args.default_malloc and keep_freed_memory()
+    train_rows, rows = demo_rows()
+    batch = rows[:BATCH]
+    config = plan_run(BATCH * args.steps, 0, {"max_steps": args.steps, "learning_rate": 1e-9})
+    model, tokenizer = load_model("embedded")
+    max_length = longest_row(train_rows[:BATCH], tokenizer, None)[0] + LENGTH_MARGIN
+    precision = choose_precision("cpu", MatmulShape.of_model(model.config), on_status=print)
+    speed = choose_speedups(
+        "cpu",
+        bf16=precision.bf16,
+        lora=True,
+        quantized=False,
+        target_modules=config.config.target_modules,
+        scores_fit=eager_scores_fit(model.config, batch=BATCH, length=max_length),
+    )
+    print(f"{threads} threads, {precision.name}, freed memory kept: {kept}")
+    prepare_model(model, speed)
+    clock = AlternateFold()
+    with tempfile.TemporaryDirectory() as scratch:
+        arguments = training_arguments(
+            config.config,
+            output_dir=Path(scratch),
+            max_length=max_length,
+            bf16=precision.bf16,
+            device="cpu",
+            evaluate=False,
+            speed=speed,
+        )
+        arguments.save_strategy = "no"
+        # The same rows in the same order every step.
+        arguments.train_sampling_strategy = "sequential"
+        trainer = FastSFTTrainer(
+            model=model,
+            args=arguments,
+            train_dataset=Dataset.from_list(batch * args.steps),
+            processing_class=tokenizer,
+            peft_config=adapter_config(config.config),
+            callbacks=[clock],
+            speed=speed,
+        )
+        trainer.train()
+    medians = {name: statistics.median(times[1:]) for name, times in clock.seconds.items()}
+    for name, times in clock.seconds.items():
+        print(f"{name}: median {medians[name]:.3f} s a step, steps {[round(t, 3) for t in times]}")
+    print(
+        f"lora-fold: ours {medians['folded']:.3f} s, baseline {medians['peft']:.3f} s, "
+        f"ratio {medians['peft'] / medians['folded']:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
