@@ -12,6 +12,7 @@ import torch
 from datasets import Dataset
 from peft.helpers import disable_input_dtype_casting
 from peft.tuners.lora import LoraLayer
+from torch._dynamo.utils import counters
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 from trl.kernels import ChunkedLogProbFunction
@@ -24,6 +25,7 @@ from trainer.training.arguments import adapter_config, prepare_model, training_a
 from trainer.training.completion_head import FastSFTTrainer
 from trainer.training.data import to_prompt_completion
 from trainer.training.hardware import (
+    COMPILE_MIN_STEPS,
     Speedups,
     activations_fit,
     choose_speedups,
@@ -321,3 +323,60 @@ def test_training_arguments_turn_the_speedups_on(tmp_path: Path) -> None:
     )
     assert plain.optim == "adamw_torch" and not plain.padding_free
     assert plain.max_length == 300 and not plain.activation_checkpointing
+
+
+@pytest.mark.parametrize(
+    ("device", "lora", "alone", "steps", "compiler", "chosen"),
+    [
+        ("cpu", True, True, COMPILE_MIN_STEPS, True, True),
+        ("cpu", True, True, COMPILE_MIN_STEPS - 1, True, False),
+        ("cpu", True, False, COMPILE_MIN_STEPS, True, False),
+        ("cpu", True, True, COMPILE_MIN_STEPS, False, False),
+        ("cpu", False, True, COMPILE_MIN_STEPS, True, False),
+        ("cuda", True, True, COMPILE_MIN_STEPS, True, False),
+    ],
+)
+def test_layers_are_compiled_only_for_a_long_cpu_lora_run_alone_with_a_compiler(
+    device: str, lora: bool, alone: bool, steps: int, compiler: bool, chosen: bool
+) -> None:
+    speed = choose_speedups(
+        device,
+        bf16=False,
+        lora=lora,
+        quantized=False,
+        target_modules="all-linear",
+        steps=steps,
+        alone=alone,
+        compiler=lambda: compiler,
+    )
+    assert speed.compiled_layers is chosen
+
+
+def test_compiled_layers_give_the_eager_loss_and_run_only_in_a_training_step(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    eager: Any = _trainer(tiny_model_dir, tmp_path, CPU_SPEED, bf16=False)
+    fast: Any = _trainer(
+        tiny_model_dir, tmp_path, replace(CPU_SPEED, compiled_layers=True), bf16=False
+    )
+    batch = next(iter(eager.get_train_dataloader()))
+    loss, grads, _ = _loss_and_grads(eager, batch)
+    counters["frames"].clear()
+    with fast._compiled.active():
+        compiled_loss, compiled_grads, _ = _loss_and_grads(fast, batch)
+    # Compiled for real: a failed compile would have run eager, with no frame compiled.
+    assert counters["frames"]["ok"] >= 1
+    assert compiled_loss == pytest.approx(loss, rel=1e-5)
+    assert compiled_grads.keys() == grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(compiled_grads[name], grad, rtol=1e-4, atol=1e-6)
+    layers = fast._compiled.layers
+    assert len(layers) == 2  # the tiny model's decoder layers
+    seen: list[bool] = []
+    layers[0].register_forward_pre_hook(lambda m, a: seen.append("forward" in vars(m)))
+    fast.args.max_steps = 2
+    fast.train()
+    assert seen == [True, True]
+    with torch.no_grad():
+        fast.model(**{k: v for k, v in batch.items() if k != "labels"})
+    assert seen[-1] is False and not any("forward" in vars(layer) for layer in layers)

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ BF16_MARGIN = 1.1
 """How much faster bf16 must measure to be chosen: fp32 rounds less, so a tie or noise keeps it."""
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 """glibc's ``mallopt`` parameters (``malloc.h``)."""
+COMPILE_MIN_STEPS = 200
+"""Fewest planned steps for which a CPU run compiles its layers: on the demo rows 200 steps
+save about a minute (0.3 s a step), more than a first compile takes (17-37 s)."""
 KEPT_ALLOCATION_BYTES = 2**30
 """Allocations up to this size come from malloc's heap and go back to it when freed."""
 
@@ -353,8 +357,11 @@ class Speedups:
     """Plain matmul attention on a CPU: SDPA's CPU backward takes 7x its forward (1.11-1.16x a
     step on the demo rows); eager keeps its scores for the backward, so only where they fit."""
     folded_lora: bool = False
-    """LoRA's scale and add folded into one ``addmm`` (``trainer.training.fused_lora``): two
+    """LoRA's scale and add folded into one ``addmm_`` (``trainer.training.fused_lora``): two
     passes over each adapted layer's output fewer, measured on a CPU."""
+    compiled_layers: bool = False
+    """The decoder layers' training forward compiled (``trainer.training.compiled_layers``):
+    on a CPU, for a LoRA run alone that is long enough to win the compile time back."""
 
 
 def choose_speedups(
@@ -365,11 +372,17 @@ def choose_speedups(
     quantized: bool,
     target_modules: str,
     scores_fit: bool = False,
+    steps: int = 0,
+    alone: bool = True,
     installed: Callable[[str], bool] | None = None,
+    compiler: Callable[[], bool] | None = None,
 ) -> Speedups:
-    """The speedups that apply to a run on ``device`` (``installed`` tells which packages exist;
-    ``scores_fit``: whether eager attention's scores fit, as ``eager_scores_fit`` says)."""
+    """The speedups that apply to a run on ``device`` (``installed`` tells which packages exist
+    and ``compiler`` whether a C++ compiler does; ``scores_fit``: whether eager attention's
+    scores fit, as ``eager_scores_fit`` says; ``steps``: the run's planned steps; ``alone``:
+    a single process)."""
     has = installed or _installed
+    cpu_lora = device == "cpu" and lora
     cuda = device == "cuda"
     # Full fine-tuning updates the base weights: bf16 would round small updates away.
     bf16_weights = bf16 and lora and not quantized
@@ -382,8 +395,17 @@ def choose_speedups(
         # Liger's head kernels would bypass a LoRA on lm_head; TRL applies only its layer kernels.
         liger=cuda and has("liger_kernel") and "lm_head" not in target_modules,
         eager_attention=device == "cpu" and scores_fit,
-        folded_lora=device == "cpu" and lora,
+        folded_lora=cpu_lora,
+        compiled_layers=cpu_lora
+        and alone
+        and steps >= COMPILE_MIN_STEPS
+        and (compiler or compiler_found)(),
     )
+
+
+def compiler_found() -> bool:
+    """Whether inductor's C++ compiler (``CXX``, else g++) is on this machine."""
+    return shutil.which(os.environ.get("CXX") or "g++") is not None
 
 
 def activations_fit(

@@ -37,7 +37,7 @@ from store.runs import (
     set_costs,
     set_outcome,
 )
-from trainer.control.config import RunConfig, fixed_plan_steps
+from trainer.control.config import RunConfig, fixed_plan_steps, steps_per_epoch
 from trainer.control.distributed import (
     cpu_threads_per_rank,
     current_rank,
@@ -224,6 +224,8 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         )
     max_length = longest + LENGTH_MARGIN
     log(f"Longest row: {longest} tokens (example {longest_id}); max length {max_length}")
+    # A run that checks itself may stop after its first epoch; the rest only maybe.
+    stops_early = bool(watched and config.eval_every)
     speed = choose_speedups(
         device,
         bf16=precision.bf16,
@@ -231,8 +233,16 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         quantized=config.qlora,
         target_modules=config.target_modules,
         scores_fit=eager_scores_fit(model.config, batch=config.batch_size, length=max_length),
+        steps=(
+            min(config.max_steps, steps_per_epoch(len(train_rows), config.batch_size))
+            if stops_early
+            else config.max_steps
+        ),
+        alone=rank.world_size == 1,
     )
     prepare_model(model, speed)
+    if speed.compiled_layers:
+        log("Compiling the model's layers for training: the first steps take longer")
     if stop.requested and rank.world_size == 1:
         # Several ranks instead stop together at the first step's end.
         finish_run(db, run.id, "stopped", error=None)
@@ -248,7 +258,7 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         max_length=max_length,
         bf16=precision.bf16,
         device=device,
-        evaluate=bool(watched and config.eval_every),
+        evaluate=stops_early,
         speed=speed,
         # The whole batch, as if on one GPU: with several, this errs toward recomputing.
         recompute_activations=recompute_activations(model, config.batch_size * max_length, device),
