@@ -15,32 +15,19 @@ from __future__ import annotations
 import argparse
 import collections
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from datasets import Dataset
 from torch.autograd.profiler_util import FunctionEvent
 from torch.profiler import ProfilerActivity, profile, record_function
 from transformers import TrainerCallback
 
-from bench.train_throughput import demo_rows, load_model
+from bench.demo_trainer import train_like_a_run
+from bench.train_throughput import demo_rows
 from trainer.control.config import plan_run
-from trainer.training.arguments import adapter_config, prepare_model, training_arguments
-from trainer.training.completion_head import FastSFTTrainer
-from trainer.training.data import LENGTH_MARGIN, longest_row
-from trainer.training.hardware import (
-    MatmulShape,
-    choose_precision,
-    choose_speedups,
-    choose_threads,
-    eager_scores_fit,
-    keep_freed_memory,
-)
 
 STEP = "training step"
-MATMULS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear"}
+MATMULS = {"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::matmul", "aten::linear"}
 
 
 class ProfileSteps(TrainerCallback):
@@ -114,44 +101,9 @@ def main() -> None:
     args = parser.parse_args()
     train_rows, rows = demo_rows()
     config = plan_run(len(rows), 0, {"max_steps": args.steps + args.warmup}).config
-    model, tokenizer = load_model("embedded")
-    max_length = longest_row(train_rows, tokenizer, None)[0] + LENGTH_MARGIN
-    threads = choose_threads()
-    keep_freed_memory()
-    precision = choose_precision("cpu", MatmulShape.of_model(model.config), on_status=print)
-    speed = choose_speedups(
-        "cpu",
-        bf16=precision.bf16,
-        lora=True,
-        quantized=False,
-        target_modules=config.target_modules,
-        scores_fit=eager_scores_fit(model.config, batch=config.batch_size, length=max_length),
-    )
-    print(f"{threads} threads, {precision.name}: {precision.reason}")
-    prepare_model(model, speed)
-    vocabulary = model.get_output_embeddings().weight.shape[0]
     clock = ProfileSteps(args.warmup, args.steps)
-    with tempfile.TemporaryDirectory() as scratch:
-        arguments = training_arguments(
-            config,
-            output_dir=Path(scratch),
-            max_length=max_length,
-            bf16=precision.bf16,
-            device="cpu",
-            evaluate=False,
-            speed=speed,
-        )
-        arguments.save_strategy = "no"
-        trainer = FastSFTTrainer(
-            model=model,
-            args=arguments,
-            train_dataset=Dataset.from_list(rows),
-            processing_class=tokenizer,
-            peft_config=adapter_config(config),
-            callbacks=[clock],
-            speed=speed,
-        )
-        trainer.train()
+    model = train_like_a_run(config, train_rows, rows, clock)
+    vocabulary = model.get_output_embeddings().weight.shape[0]
     # The first step warms caches up.
     plain_step = statistics.median(clock.seconds[1 : args.warmup])
     profiled_step = statistics.median(clock.seconds[args.warmup :])

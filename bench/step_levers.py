@@ -21,30 +21,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from datasets import Dataset
 from peft.tuners.lora import Linear as LoraLinear
 from transformers import TrainerCallback
 
-from bench.train_throughput import demo_rows, load_model
+from bench.demo_trainer import train_like_a_run
+from bench.train_throughput import demo_rows
 from trainer.control.config import plan_run
-from trainer.training.arguments import adapter_config, prepare_model, training_arguments
 from trainer.training.compiled_layers import CompiledLayers
-from trainer.training.completion_head import FastSFTTrainer
-from trainer.training.data import LENGTH_MARGIN, longest_row
 from trainer.training.fused_lora import fold_lora_scaling
-from trainer.training.hardware import (
-    MatmulShape,
-    choose_precision,
-    choose_speedups,
-    choose_threads,
-    eager_scores_fit,
-    keep_freed_memory,
-)
 
 BATCH = 8
 
@@ -87,48 +74,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=21)
     parser.add_argument("--default-malloc", action="store_true")
     args = parser.parse_args()
-    threads = choose_threads()
-    kept = not args.default_malloc and keep_freed_memory()
     train_rows, rows = demo_rows()
-    batch = rows[:BATCH]
     config = plan_run(BATCH * args.steps, 0, {"max_steps": args.steps, "learning_rate": 1e-9})
-    model, tokenizer = load_model("embedded")
-    max_length = longest_row(train_rows[:BATCH], tokenizer, None)[0] + LENGTH_MARGIN
-    precision = choose_precision("cpu", MatmulShape.of_model(model.config), on_status=print)
-    speed = choose_speedups(
-        "cpu",
-        bf16=precision.bf16,
-        lora=True,
-        quantized=False,
-        target_modules=config.config.target_modules,
-        scores_fit=eager_scores_fit(model.config, batch=BATCH, length=max_length),
-    )
-    print(f"{threads} threads, {precision.name}, freed memory kept: {kept}")
-    prepare_model(model, speed)
     clock = Alternate(args.lever)
-    with tempfile.TemporaryDirectory() as scratch:
-        arguments = training_arguments(
-            config.config,
-            output_dir=Path(scratch),
-            max_length=max_length,
-            bf16=precision.bf16,
-            device="cpu",
-            evaluate=False,
-            speed=speed,
-        )
-        arguments.save_strategy = "no"
-        # The same rows in the same order every step.
-        arguments.train_sampling_strategy = "sequential"
-        trainer = FastSFTTrainer(
-            model=model,
-            args=arguments,
-            train_dataset=Dataset.from_list(batch * args.steps),
-            processing_class=tokenizer,
-            peft_config=adapter_config(config.config),
-            callbacks=[clock],
-            speed=speed,
-        )
-        trainer.train()
+    # The same rows in the same order every step.
+    train_like_a_run(
+        config.config,
+        train_rows[:BATCH],
+        rows[:BATCH] * args.steps,
+        clock,
+        kept_memory=not args.default_malloc,
+        sequential=True,
+    )
     medians = {name: statistics.median(times[1:]) for name, times in clock.seconds.items()}
     for name, times in clock.seconds.items():
         print(f"{name}: median {medians[name]:.3f} s a step, steps {[round(t, 3) for t in times]}")
