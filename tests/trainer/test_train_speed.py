@@ -352,6 +352,20 @@ def test_layers_are_compiled_only_for_a_long_cpu_lora_run_alone_with_a_compiler(
     assert speed.compiled_layers is chosen
 
 
+def test_ia3_and_prompt_tuning_get_neither_the_lora_fold_nor_compiled_layers() -> None:
+    speed = choose_speedups(
+        "cpu",
+        bf16=True,
+        lora=True,
+        quantized=False,
+        target_modules="all-linear",
+        lora_layers=False,
+        steps=COMPILE_MIN_STEPS,
+        compiler=lambda: True,
+    )
+    assert speed.bf16_weights and not (speed.folded_lora or speed.compiled_layers)
+
+
 def test_compiled_layers_give_the_eager_loss_and_run_only_in_a_training_step(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

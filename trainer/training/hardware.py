@@ -372,17 +372,19 @@ def choose_speedups(
     quantized: bool,
     target_modules: str,
     scores_fit: bool = False,
+    lora_layers: bool = True,
     steps: int = 0,
     alone: bool = True,
     installed: Callable[[str], bool] | None = None,
     compiler: Callable[[], bool] | None = None,
 ) -> Speedups:
-    """The speedups that apply to a run on ``device`` (``installed`` tells which packages exist
-    and ``compiler`` whether a C++ compiler does; ``scores_fit``: whether eager attention's
-    scores fit, as ``eager_scores_fit`` says; ``steps``: the run's planned steps; ``alone``:
-    a single process)."""
+    """The speedups that apply to a run on ``device`` (``lora``: an adapter, not a full
+    fine-tune; ``lora_layers``: LoRA's own, not IA3's or prompt tuning's; ``installed`` tells
+    which packages exist and ``compiler`` whether a C++ compiler does; ``scores_fit``: whether
+    eager attention's scores fit, as ``eager_scores_fit`` says; ``steps``: the run's planned
+    steps; ``alone``: a single process)."""
     has = installed or _installed
-    cpu_lora = device == "cpu" and lora
+    cpu_lora = device == "cpu" and lora and lora_layers
     cuda = device == "cuda"
     # Full fine-tuning updates the base weights: bf16 would round small updates away.
     bf16_weights = bf16 and lora and not quantized

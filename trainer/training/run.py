@@ -37,7 +37,7 @@ from store.runs import (
     set_costs,
     set_outcome,
 )
-from trainer.control.config import RunConfig, fixed_plan_steps, steps_per_epoch
+from trainer.control.config import LORA_METHODS, RunConfig, fixed_plan_steps, steps_per_epoch
 from trainer.control.distributed import (
     cpu_threads_per_rank,
     current_rank,
@@ -233,6 +233,7 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         quantized=config.qlora,
         target_modules=config.target_modules,
         scores_fit=eager_scores_fit(model.config, batch=config.batch_size, length=max_length),
+        lora_layers=config.method in LORA_METHODS,
         steps=(
             min(config.max_steps, steps_per_epoch(len(train_rows), config.batch_size))
             if stops_early
