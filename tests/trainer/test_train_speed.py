@@ -29,6 +29,7 @@ from trainer.training.hardware import (
     Speedups,
     activations_fit,
     choose_speedups,
+    compiler_found,
     eager_scores_fit,
 )
 
@@ -366,6 +367,7 @@ def test_ia3_and_prompt_tuning_get_neither_the_lora_fold_nor_compiled_layers() -
     assert speed.bf16_weights and not (speed.folded_lora or speed.compiled_layers)
 
 
+@pytest.mark.skipif(not compiler_found(), reason="no C++ compiler (g++) for inductor")
 def test_compiled_layers_give_the_eager_loss_and_run_only_in_a_training_step(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
