@@ -151,9 +151,10 @@ class FastSFTTrainer(SFTTrainer):
         # Only LoRA layers cast their input to the adapter's dtype (IA3 and prompt tuning have
         # no such switch).
         self._lora = isinstance(self.model, PeftModel) and self.model.peft_type == PeftType.LORA
-        if speed.folded_lora and self._lora:
+        # Which runs fold and compile is choose_speedups' to say (LoRA's own layers only).
+        if speed.folded_lora:
             fold_lora_scaling(base)
-        self._compiled = CompiledLayers(base) if speed.compiled_layers and self._lora else None
+        self._compiled = CompiledLayers(base) if speed.compiled_layers else None
 
     def training_step(self, model: torch.nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
         # Under autocast peft's cast of each LoRA input to the adapter's fp32 is undone at once
