@@ -36,6 +36,14 @@ def status_style(variables: dict[str, str], status: str) -> str:
     return theme_color(variables, STATUS_STYLES.get(status, ""))
 
 
+def stop_asked_text(run: Run) -> str:
+    """What asking ``run`` to stop does: a training run saves a checkpoint first; a completed
+    one ends the evaluation it is running and keeps its adapter."""
+    if run.status == "completed":
+        return f"Asked run {run.id} to stop evaluating itself; its adapter is kept."
+    return f"Asked run {run.id} to stop; it saves a checkpoint first."
+
+
 LOG_TAIL_BYTES = 8192
 """How much of the end of a run's log is read for its last lines."""
 

@@ -8,7 +8,9 @@ product code knows nothing of it. FAULT is ``KIND:STEP``:
 - ``kill-before-rename``: SIGKILL once that checkpoint is complete and marked in staging;
 - ``pause-after-checkpoint``: SIGSTOP once that checkpoint is recorded (the test sends SIGCONT);
 - ``enospc-at-save``: that checkpoint's ``optimizer.pt`` fails half written with ENOSPC;
-- ``nan-loss``: the training loss of step STEP is NaN.
+- ``nan-loss``: the training loss of step STEP is NaN;
+- ``pause-in-evaluation``: SIGSTOP once the evaluation after training has answered the eval
+  rows with STEP systems (base, then few-shot, then tuned).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from unittest import mock
 import torch
 
 import store.runs
+import trainer.eval_generation
 import trainer.training.checkpoints
 import trainer.training.run
 from trainer.training.checkpoints import AtomicCheckpointTrainer
@@ -35,6 +38,7 @@ FAULTS = (
     "pause-after-checkpoint",
     "enospc-at-save",
     "nan-loss",
+    "pause-in-evaluation",
 )
 
 
@@ -90,6 +94,23 @@ def _pause_after_checkpoint(step: int) -> None:
     mock.patch.object(trainer.training.checkpoints, "set_checkpoint", set_checkpoint).start()
 
 
+def _pause_in_evaluation(systems: int) -> None:
+    """SIGSTOP once the evaluation has answered every eval row with ``systems`` systems."""
+    original_generate: Any = trainer.eval_generation.generate_answers
+    answered = 0
+
+    def generate_answers(*args: Any, **kwargs: Any) -> Any:
+        nonlocal answered
+        answers = original_generate(*args, **kwargs)
+        answered += 1
+        if answered == systems:
+            os.kill(os.getpid(), signal.SIGSTOP)
+        return answers
+
+    # Where the evaluation looks the name up.
+    mock.patch("trainer.evaluation.generate_answers", generate_answers).start()
+
+
 def _nan_loss(step: int) -> None:
     """Make the training loss of step ``step`` NaN."""
     original_compute_loss: Any = AtomicCheckpointTrainer.compute_loss
@@ -135,6 +156,8 @@ def main(argv: list[str]) -> int:
         _kill_after_marker(step)
     elif kind == "pause-after-checkpoint":
         _pause_after_checkpoint(step)
+    elif kind == "pause-in-evaluation":
+        _pause_in_evaluation(step)
     else:
         _nan_loss(step)
     print(f"Fault installed: {fault}", flush=True)

@@ -1,5 +1,6 @@
 """A run's life as a detached process: SIGTERM stops it with a checkpoint, kill -9 leaves it
-interrupted, and resume continues the step count from the last complete checkpoint."""
+interrupted, and resume continues the step count from the last complete checkpoint; once it is
+completed, SIGTERM ends the evaluation it runs."""
 
 from __future__ import annotations
 
@@ -7,10 +8,27 @@ import os
 import signal
 from pathlib import Path
 
-from store.runs import metrics
-from tests.reliability.harness import tiny_project, wait_for
-from trainer.control.jobs import plan_for_project, resume_run, start_run, stop_run
+import pytest
+from click.testing import CliRunner
+
+from store.errors import InputError
+from store.evals import latest_evaluation
+from store.examples import add_examples
+from store.runs import get_run, metrics
+from tests.conftest import tiny_task_rows
+from tests.reliability.harness import (
+    RUN_TIMEOUT_SECONDS,
+    launched,
+    run_log,
+    tiny_project,
+    wait_for,
+    wait_until_paused,
+)
+from trainer.control.jobs import plan_for_project, prepare_run, resume_run, start_run, stop_run
+from trainer.training.callbacks import StopRequest
 from trainer.training.checkpoints import complete_checkpoints
+from trainer.training.run import evaluate_unless_stopped
+from tui.cli.main import cli
 
 
 def test_stop_kill_and_resume_continue_the_step_count(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -65,3 +83,56 @@ def test_stop_kill_and_resume_continue_the_step_count(tmp_path: Path, tiny_model
     assert all_steps.count(1) == 1, "resuming never starts again from step 1"
     assert len(complete_checkpoints(run_dir / "checkpoints")) <= plan.config.keep_checkpoints
     assert not (run_dir / "checkpoints" / ".staging").exists()
+
+
+def test_stop_ends_the_evaluation_after_training_and_keeps_the_adapter(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    db_path = tmp_path / "t.db"
+    db, project = tiny_project(db_path, tiny_model_dir)
+    add_examples(db, project.id, tiny_task_rows(20)[16:], source="imported", split_mode="eval")
+    run = prepare_run(db, project, plan_for_project(db, project, {"max_steps": 4}))
+
+    # Paused after the base model answered: the run is completed and evaluating itself.
+    with launched(db, db_path, run, fault="pause-in-evaluation:1") as process:
+        wait_until_paused(process)
+        assert get_run(db, run.id).status == "completed"
+        asked = CliRunner().invoke(cli, ["--db", str(db_path), "runs", "stop", str(run.id)])
+        assert asked.exit_code == 0, asked.output
+        assert asked.output == (
+            f"Asked run {run.id} to stop evaluating itself; its adapter is kept. "
+            f"Evaluate it later: tunesmith eval colours --run {run.id}\n"
+        )
+        os.kill(process.pid, signal.SIGCONT)
+        assert process.wait(timeout=RUN_TIMEOUT_SECONDS) == 0, run_log(run)
+
+    ended = get_run(db, run.id)
+    assert ended.status == "completed"
+    assert ended.adapter_path is not None
+    assert (Path(ended.adapter_path) / "adapter_model.safetensors").is_file()
+    assert latest_evaluation(db, run.id) is None
+    log = run_log(ended)
+    assert (
+        "SIGTERM received: the evaluation stopped; the adapter is kept; evaluate it later: "
+        f"tunesmith eval colours --run {run.id}"
+    ) in log
+    assert "Evaluation: base" not in log
+    with pytest.raises(InputError, match=f"run {run.id} is completed, not running"):
+        stop_run(db, run.id)
+
+
+def test_a_stop_asked_while_the_adapter_was_saved_skips_the_evaluation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stop = StopRequest()
+    stop.requested = True
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        # No database at this path: nothing is read when the evaluation is skipped.
+        evaluate_unless_stopped(tmp_path / "absent.db", 3, "colours", stop)
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert capsys.readouterr().out == (
+        "Not evaluating, as asked: the adapter is kept; evaluate it later: "
+        "tunesmith eval colours --run 3\n"
+    )

@@ -3,6 +3,7 @@ history with results, and stop and resume, driven with Pilot."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -348,6 +349,34 @@ async def test_a_completed_run_whose_process_still_runs_shows_it_is_evaluating(
                 "the evaluation",
             )
             assert "→" in [cell.plain for cell in table.get_row_at(0)][2]
+
+
+async def test_s_ends_the_evaluation_a_completed_run_is_running(tmp_path: Path) -> None:
+    db_path = tmp_path / "t.db"
+    project = demo_project(db_path)
+    run = finished_run(db_path, project)
+    with evaluating_process(db_path, run) as evaluator:
+        app = TunesmithApp(db_path)
+        async with app.run_test(size=SIZE) as pilot:
+            notes = capture_notes(app)
+            await choose(pilot, "reviews")
+            await pilot.press("3")
+            await settle(pilot)
+            screen = app.screen
+            assert isinstance(screen, TrainScreen)
+            assert screen.check_action("stop_run", ()) is True
+            await pilot.press("s")
+            await wait_until(pilot, lambda: bool(notes), "the notice of the stop")
+            assert notes[-1][0] == (
+                f"Asked run {run.id} to stop evaluating itself; its adapter is kept."
+            )
+            assert evaluator.wait(timeout=10) == -signal.SIGTERM
+            await wait_until(
+                pilot, lambda: screen.check_action("stop_run", ()) is False, "the stop key off"
+            )
+            table = screen.query_one(RunsTable)
+            assert [cell.plain for cell in table.get_row_at(0)][1:] == ["completed", "no eval"]
+            assert run_of(db_path, run.id).status == "completed"
 
 
 async def test_m_shows_every_completed_run_side_by_side(tmp_path: Path) -> None:

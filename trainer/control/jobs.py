@@ -16,6 +16,7 @@ import sqlite_utils
 
 from store.atomic import atomic_text_file
 from store.errors import InputError
+from store.evals import latest_evaluation
 from store.examples import ExampleRows, example_ids
 from store.paths import ensure_private_dir, home_dir, runs_dir
 from store.projects import Project
@@ -235,14 +236,16 @@ def _resumable(db: sqlite_utils.Database, run_id: int) -> tuple[Run, Path]:
 
 
 def stop_run(db: sqlite_utils.Database, run_id: int) -> Run:
-    """Ask a run to stop: it finishes its step, saves a checkpoint and ends ``stopped``.
+    """Ask a run to stop: it finishes its step, saves a checkpoint and ends ``stopped``; a
+    completed run still evaluating itself ends the evaluation and stays ``completed``.
 
     The signal goes to the run's process group: one training process, or torchrun's launcher,
     which passes it on to every rank (each has a session of its own).
     """
     refresh_runs(db)
     run = get_run(db, run_id)
-    if run.status not in ("queued", "running") or run.pid is None:
+    evaluating = bool(evaluating_runs([run], {run.id: latest_evaluation(db, run.id)}))
+    if (run.status not in ("queued", "running") and not evaluating) or run.pid is None:
         raise InputError(f"run {run_id} is {run.status}, not running")
     try:
         os.killpg(run.pid, signal.SIGTERM)

@@ -34,7 +34,8 @@ TRAINED_KEY = "trained_seconds"
 
 
 class StopRequest:
-    """Set by SIGTERM: finish the current step, save a checkpoint, end as ``stopped``."""
+    """Set by SIGTERM: finish the current step, save a checkpoint, end as ``stopped``; once the
+    run is completed, end its evaluation."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -47,9 +48,23 @@ class StopRequest:
         """Whether a stop was requested on any rank (on this one, outside torchrun)."""
         return on_any_rank(self.requested, device)
 
+    def stop_evaluating_at_once(self) -> None:
+        """From here on SIGTERM raises ``EvaluationStopped``: the run is completed and its
+        adapter saved, and the evaluation that follows stores nothing until its end, so there
+        is no step to finish first."""
+        signal.signal(signal.SIGTERM, self._on_signal_while_evaluating)
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
         log("SIGTERM received: stopping after this step, with a checkpoint")
+
+    def _on_signal_while_evaluating(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        raise EvaluationStopped
+
+
+class EvaluationStopped(Exception):
+    """SIGTERM arrived while the run evaluated itself after training."""
 
 
 def on_any_rank(flag: bool, device: torch.device | str) -> bool:

@@ -66,7 +66,7 @@ from trainer.training.arguments import (
     recompute_activations,
     training_arguments,
 )
-from trainer.training.callbacks import StopRequest, StoreProgress
+from trainer.training.callbacks import EvaluationStopped, StopRequest, StoreProgress
 from trainer.training.checkpoints import (
     CHECKPOINT_PREFIX,
     checkpoint_problem,
@@ -364,14 +364,29 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
     # Evaluate, so the before/after is waiting when the user looks.
     if eval_rows:
         del trainer, model
-        log("Evaluating base and tuned on the eval rows...")
-        try:
-            result = evaluate_run(db_path, run.id)
-        except TunesmithError as error:
-            log(f"Evaluation failed: {error.message}")
-        else:
-            log(f"Evaluation: base {result.base}, tuned {result.tuned}")
+        evaluate_unless_stopped(db_path, run.id, project.name, stop)
     return "completed"
+
+
+def evaluate_unless_stopped(
+    db_path: Path, run_id: int, project_name: str, stop: StopRequest
+) -> None:
+    """Evaluate the completed run, unless it was asked to stop: then, or on SIGTERM during
+    the evaluation, end it with the adapter kept and say how to evaluate later."""
+    later = f"the adapter is kept; evaluate it later: tunesmith eval {project_name} --run {run_id}"
+    stop.stop_evaluating_at_once()
+    if stop.requested:
+        log(f"Not evaluating, as asked: {later}")
+        return
+    log("Evaluating base and tuned on the eval rows...")
+    try:
+        result = evaluate_run(db_path, run_id)
+    except EvaluationStopped:
+        log(f"SIGTERM received: the evaluation stopped; {later}")
+    except TunesmithError as error:
+        log(f"Evaluation failed: {error.message}")
+    else:
+        log(f"Evaluation: base {result.base}, tuned {result.tuned}")
 
 
 def prompt_init_text(project: Project) -> str:

@@ -32,7 +32,7 @@ from trainer.control.jobs import (
 )
 from tui.cli.checks import TRAIN_WARNINGS, project_findings, warning_lines
 from tui.cli.state import CliState, pass_state
-from tui.run_text import check_lines, eta_text
+from tui.run_text import check_lines, eta_text, stop_asked_text
 from tui.safe_text import terminal_safe
 
 FOLLOW_POLL_SECONDS = 0.5
@@ -386,9 +386,13 @@ def runs_follow(state: CliState, run_id: int) -> None:
 @click.argument("run_id", type=int)
 @pass_state
 def runs_stop(state: CliState, run_id: int) -> None:
-    """Stop run RUN_ID after its current step, with a checkpoint to resume from."""
-    stop_run(state.db(), run_id)
-    click.echo(
-        f"Asked run {run_id} to stop; it saves a checkpoint first. "
-        f"Resume later: tunesmith train --resume {run_id}"
-    )
+    """Stop run RUN_ID after its current step, with a checkpoint to resume from (or end the
+    evaluation a completed run is running)."""
+    db = state.db()
+    run = stop_run(db, run_id)
+    if run.status == "completed":
+        project = get_project_by_id(db, run.project_id)
+        later = f"Evaluate it later: tunesmith eval {project.name} --run {run_id}"
+    else:
+        later = f"Resume later: tunesmith train --resume {run_id}"
+    click.echo(f"{stop_asked_text(run)} {later}")

@@ -29,7 +29,7 @@ from trainer.control.jobs import stop_run as request_stop
 from trainer.control.sweep import project_results, table_lines, verdict_lines
 from tui.dialogs.methods import MethodsScreen
 from tui.dialogs.new_run import NewRunScreen
-from tui.run_text import read_log_tail
+from tui.run_text import read_log_tail, stop_asked_text
 from tui.screens.area import AreaScreen
 from tui.services import services
 from tui.widgets.train.run_view import LOG_LINES, RunView
@@ -63,7 +63,12 @@ class TrainScreen(AreaScreen):
     CSS_PATH = "train.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n", "new_run", "New run", tooltip="Start a run with the picked settings"),
-        Binding("s", "stop_run", "Stop", tooltip="Stop the run after its step, with a checkpoint"),
+        Binding(
+            "s",
+            "stop_run",
+            "Stop",
+            tooltip="Stop the run after its step, with a checkpoint (or end its evaluation)",
+        ),
         Binding("r", "resume_run", "Resume", tooltip="Resume from the last checkpoint"),
         Binding("c", "compare_run", "Compare", tooltip="Compare this run with the base model"),
         Binding(
@@ -156,6 +161,7 @@ class TrainScreen(AreaScreen):
     def __init__(self, database: sqlite_utils.Database) -> None:
         super().__init__(database)
         self._evaluations: dict[int, Evaluation | None] = {}
+        self._evaluating: frozenset[int] = frozenset()
         self._metrics: list[RunMetric] = []
         self._metrics_run: int | None = None
         self._last_row = 0
@@ -251,6 +257,7 @@ class TrainScreen(AreaScreen):
         if self.project is None or message.project.id != self.project.id:
             return
         self._evaluations.update(message.evaluations)
+        self._evaluating = message.evaluating
         self._approved = message.approved
         self.runs = message.runs
         self.query_one(RunsTable).show_runs(message.runs, self._evaluations, message.evaluating)
@@ -275,7 +282,12 @@ class TrainScreen(AreaScreen):
     def _refresh_keys(self) -> None:
         """Refresh the footer when what the keys act on changed (it is rebuilt each time)."""
         run = self._selected_run()
-        state = (self.project, run.id if run else None, run.status if run else None)
+        state = (
+            self.project,
+            run.id if run else None,
+            run.status if run else None,
+            run is not None and run.id in self._evaluating,
+        )
         if state != self._keys_state:
             self._keys_state = state
             self.refresh_bindings()
@@ -319,7 +331,9 @@ class TrainScreen(AreaScreen):
         if action == "new_run":
             return self.project is not None
         if action == "stop_run":
-            return run is not None and run.status in ("queued", "running")
+            return run is not None and (
+                run.status in ("queued", "running") or run.id in self._evaluating
+            )
         if action == "resume_run":
             return run is not None and run.status in RESUMABLE_STATUSES
         if action == "compare_run":
@@ -404,7 +418,7 @@ class TrainScreen(AreaScreen):
     @on(StopRequested)
     def _stop_requested(self, message: StopRequested) -> None:
         self.notify(
-            f"Asked run {message.run.id} to stop; it saves a checkpoint first.",
+            stop_asked_text(message.run),
             title="Training",
             markup=False,
         )
