@@ -1,4 +1,5 @@
-"""What the Compare area's workers report: runs, evaluations and votes read or saved."""
+"""What the Compare area's workers report: runs, evaluations and votes read or saved, and a
+judge's progress."""
 
 from __future__ import annotations
 
@@ -75,3 +76,24 @@ class ExampleAdded(Message):
         super().__init__()
         self.added = added
         """False when the same conversation was already in the dataset."""
+
+
+class JudgingProgressed(Message):
+    """The judge of a run's evaluation moved on."""
+
+    def __init__(self, run_id: int, line: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        """The run whose evaluation is judged."""
+        self.line = line
+        """What it is doing: ``judged 3/12``, or the model it starts with."""
+
+
+class EvaluationJudged(Message):
+    """The judge of a run's evaluation ended: every answer judged and stored, or stopped."""
+
+    def __init__(self, run_id: int, evaluation: Evaluation | None) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.evaluation = evaluation
+        """The evaluation with its judge's summary; None when the person stopped the judge."""

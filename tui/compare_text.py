@@ -8,6 +8,8 @@ from rich.text import Text
 
 from store.evals import Evaluation, StoredEvalItem
 from store.runs import Run
+from trainer.control.comparison import SYSTEM_LABELS
+from trainer.control.eval_report import percent
 from tui.compare_answers import FreeAnswer, score_summary
 from tui.run_text import result_cell
 from tui.text import plain
@@ -92,3 +94,16 @@ def prompt_context(free: FreeAnswer | None) -> str | Text:
     if free is None:
         return ASK_HINT
     return Text.assemble(("Your prompt: ", "bold"), plain(free.prompt, 200))
+
+
+def judged_notice(evaluation: Evaluation) -> str:
+    """What the judge made of an evaluation's answers, for the notification when it is done."""
+    judge = evaluation.judge
+    if judge is None or not judge.means:
+        return "The judge gave no answer a score; m shows the report."
+    scores = " · ".join(
+        f"{SYSTEM_LABELS[system]} {percent(judge.means[system])}"
+        for system in ("base", "few_shot", "tuned")
+        if system in judge.means
+    )
+    return f"{judge.model} scored {scores}; m shows the report."

@@ -9,12 +9,14 @@ from typing import Any
 import pytest
 from textual.widgets import Static, TextArea
 
+from agent.models import AGENT_BASE_URL_ENV, AGENT_MODEL_ENV
 from store.database import open_database
 from store.errors import ModelError
 from store.evals import latest_evaluation, stored_evaluation_items
 from store.examples import list_examples
 from store.projects import Project
 from tests.conftest import TinyRun
+from tests.openai_stand_in import stand_in_endpoint
 from tests.tui.pilot import (
     ANSI_TEXT,
     CLICK_TEXT,
@@ -309,3 +311,64 @@ async def test_without_a_trained_run_the_base_model_answers_alone(tmp_path: Path
         assert pane_text(screen, "right") == "No tuned model yet: train a run in Train (3)."
         assert not screen.query_one(EvalTable).display
         assert ANSI_TEXT not in app.export_screenshot()
+
+
+async def test_shift_j_judges_the_evaluation_with_the_agents_model_and_esc_stops_it(
+    evaluated: tuple[Path, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db_path, run_id = evaluated
+    app = TunesmithApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        notes: list[str] = []
+        app.notify = lambda message, **kwargs: notes.append(message)  # type: ignore[method-assign]
+        await choose(pilot, "reviews")
+        await pilot.press("4")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+
+        # No agent model: the error says what to set, and J can be pressed again.
+        await pilot.press("J")
+        await wait_until(pilot, lambda: bool(notes), "the error")
+        assert notes[-1].startswith(
+            f"no model to judge with: the agent's model judges; set {AGENT_MODEL_ENV}"
+        )
+        await wait_until(pilot, lambda: screen.check_action("judge", ()) is True, "J again")
+
+        with stand_in_endpoint() as stand_in:
+            monkeypatch.setenv(AGENT_BASE_URL_ENV, stand_in.base_url)
+            monkeypatch.setenv(AGENT_MODEL_ENV, "grader")
+            stand_in.answers = ['{"grade": 5, "rationale": "Right."}']
+            stand_in.delay = 0.2
+            # Stopped after its first answers: nothing is stored.
+            await pilot.press("J")
+            await wait_until(
+                pilot,
+                lambda: f"Judging run {run_id}: judged 1/9" in shown(screen, "#compare-eval-title"),
+                "progress",
+            )
+            assert shown(screen, "#compare-eval-title").endswith(" · esc stops")
+            assert screen.check_action("judge", ()) is False
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: "Judging stopped; nothing was stored." in notes, "stop")
+            assert len(stand_in.requests) < 9
+            db = open_database(db_path)
+            evaluation = latest_evaluation(db, run_id)
+            assert evaluation is not None and evaluation.judge is None
+
+            # Judged to the end: stored, told, and in the report.
+            stand_in.delay = 0.0
+            await pilot.press("J")
+            await wait_until(pilot, lambda: any("scored" in note for note in notes), "the verdict")
+            evaluation = latest_evaluation(db, run_id)
+            db.close()
+        assert evaluation is not None and evaluation.judge is not None
+        assert evaluation.judge.means == {"base": 1.0, "few_shot": 1.0, "tuned": 1.0}
+        assert notes[-1] == (
+            f"grader at {stand_in.base_url} scored base 100.0% · few-shot 100.0% · tuned"
+            " 100.0%; m shows the report."
+        )
+        assert screen.check_action("judge", ()) is False
+        await pilot.press("m")
+        await settle(pilot)
+        assert "judge" in shown(screen, "#compare-report-text")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import sqlite_utils
 
-from store.errors import InputError, ModelError, TunesmithError
+from store.errors import InputError, TunesmithError
 from store.evals import Evaluation, StoredEvalItem, latest_evaluation, stored_evaluation_items
 from store.projects import Project, get_project, get_project_by_id
 from store.runs import Run, get_run, latest_completed_run
@@ -116,17 +117,13 @@ def _judge(
     from agent.work import Work
     from tui.judging import judge_evaluation
 
-    answers = evaluation.n * (3 if evaluation.few_shot is not None else 2)
     click.echo(
-        f"Judging {answers} answers with {source.name} (Ctrl-C stops; nothing is stored"
-        " until every answer is judged)...",
+        f"Judging every answer with {source.name} (Ctrl-C stops; nothing is stored until"
+        " every answer is judged)...",
         err=True,
     )
     work = Work(report=lambda line: click.echo(line, err=True))
-    try:
-        return judge_evaluation(db, evaluation, spec, source, work)
-    except ModelError as error:
-        raise ModelError(source.redact(str(error))) from None
+    return judge_evaluation(lambda: nullcontext(db), evaluation, spec, source, work)
 
 
 def run_trainer_module(module: str, arguments: list[str]) -> None:
@@ -191,19 +188,12 @@ def eval_command(
     if evaluation is None:
         evaluation = _evaluate(db, state.db_path, run, again=again)
     # Imported here: the agent's model client takes half a second to load, for this alone.
-    from agent.models import AGENT_BASE_URL_ENV, AGENT_MODEL_ENV
     from agent.spec import load_spec
-    from tui.agent_sources import endpoint_source
-    from tui.judging import JUDGE_MAX_TOKENS, wants_judge
+    from tui.judging import configured_judge, required_judge, wants_judge
 
     spec = load_spec(project)
     if judge or (judge is None and wants_judge(evaluation, spec)):
-        source = endpoint_source(None, JUDGE_MAX_TOKENS)
-        if source is None and judge:
-            raise InputError(
-                "no model to judge with: the agent's model judges; set "
-                f"{AGENT_MODEL_ENV} (and {AGENT_BASE_URL_ENV} for a server other than OpenAI)"
-            )
+        source = required_judge() if judge else configured_judge()
         if source is not None:
             evaluation = _judge(db, evaluation, spec, source)
     if as_json:

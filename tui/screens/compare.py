@@ -14,7 +14,8 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Select, Static
 from textual.worker import Worker, WorkerState
 
-from store.errors import one_line_reason
+from agent.work import Work
+from store.errors import CancelledError, one_line_reason
 from store.evals import (
     Evaluation,
     PromptVote,
@@ -40,8 +41,10 @@ from tui.compare_answers import (
     with_preference,
 )
 from tui.compare_events import (
+    EvaluationJudged,
     EvaluationRead,
     ExampleAdded,
+    JudgingProgressed,
     PreferenceSaved,
     PromptVoteSaved,
     RunsRead,
@@ -49,6 +52,7 @@ from tui.compare_events import (
 from tui.compare_text import (
     ASK_HINT,
     eval_title,
+    judged_notice,
     prompt_context,
     row_context,
     run_choices,
@@ -67,6 +71,7 @@ if TYPE_CHECKING:
 
 EVALUATING_POLL_SECONDS = 1.0
 """How often the area reads again while the shown run evaluates itself."""
+FINISHED_STATES = (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
 
 
 class CompareScreen(AreaScreen):
@@ -89,6 +94,14 @@ class CompareScreen(AreaScreen):
         Binding("a", "vote('a')", "A better", tooltip="Record that answer A is better"),
         Binding("b", "vote('b')", "B better", tooltip="Record that answer B is better"),
         Binding("equals_sign", "vote('tie')", "Tie", key_display="=", tooltip="Record a tie"),
+        # j moves down the rows.
+        Binding(
+            "J",
+            "judge",
+            "Judge",
+            tooltip="Grade every answer of the evaluation with the agent's model",
+        ),
+        Binding("escape", "stop_judging", "Stop judging", tooltip="Stop the judge; keep nothing"),
     ]
 
     runs: reactive[tuple[Run, ...]] = reactive(())
@@ -117,6 +130,12 @@ class CompareScreen(AreaScreen):
         self._blind_sides = BlindSides()
         self._read_once = False
         self._evaluating: frozenset[int] = frozenset()
+        self._judging: Work | None = None
+        """The judge at work on an evaluation, which esc cancels."""
+        self._judged_run = 0
+        """The run whose evaluation the judge is at work on."""
+        self._judge_line = ""
+        """What the judge last said it was doing."""
 
     def compose_area(self) -> Iterable[Widget]:
         with Horizontal(id="compare-top"):
@@ -274,7 +293,9 @@ class CompareScreen(AreaScreen):
         table.display = bool(self._items)
         shown = self.project is not None and bool(self.runs)
         title.update(
-            eval_title(
+            f"Judging run {self._judged_run}: {self._judge_line} · esc stops"
+            if self._judging is not None
+            else eval_title(
                 evaluation,
                 shown=shown,
                 blind=self.blind,
@@ -363,6 +384,12 @@ class CompareScreen(AreaScreen):
         self._show_panes()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "compare-judge" and event.state in FINISHED_STATES:
+            # Judged, stopped or failed (the app shows a failure): the judge is done.
+            self._judging = None
+            self._judge_line = ""
+            self._show_items()
+            self.refresh_bindings()
         free = self._free
         if event.state is WorkerState.ERROR and event.worker.group == "compare-ask" and free:
             if event.worker.error is not None:
@@ -385,6 +412,12 @@ class CompareScreen(AreaScreen):
             return has_evaluation and not self.blind and not prompt_focused
         if action == "fix":
             return not self.blind and not prompt_focused and self._fixable() is not None
+        if action == "judge":
+            evaluation = self._evaluations.get(self.run_id) if self.run_id is not None else None
+            unjudged = evaluation is not None and evaluation.judge is None
+            return unjudged and self._judging is None and not self.blind and not prompt_focused
+        if action == "stop_judging":
+            return self._judging is not None
         return True
 
     def action_ask(self) -> None:
@@ -471,6 +504,63 @@ class CompareScreen(AreaScreen):
             table.move_cursor(row=row)
         else:
             self.notify("Every eval row has a vote.", timeout=3, markup=False)
+
+    def action_judge(self) -> None:
+        """Grade every answer of the shown run's evaluation with the agent's model."""
+        evaluation = self._evaluations.get(self.run_id) if self.run_id is not None else None
+        if evaluation is None or self.project is None or self._judging is not None:
+            return
+        run_id = self._judged_run = evaluation.run_id
+
+        def report(line: str) -> None:
+            self.post_message(JudgingProgressed(run_id, line))
+
+        self._judging = Work(report=report)
+        self._judge_line = "starting…"
+        self._show_items()
+        self.refresh_bindings()
+        self._judge(self.project, evaluation, self._judging)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="compare-judge")
+    def _judge(self, project: Project, evaluation: Evaluation, judging: Work) -> None:
+        from agent.spec import load_spec
+        from tui.judging import judge_evaluation, required_judge
+
+        source = required_judge()
+        judging.report(f"{source.name} reads the answers")
+        try:
+            judged = judge_evaluation(
+                services(self).database, evaluation, load_spec(project), source, judging
+            )
+        except CancelledError:
+            self.post_message(EvaluationJudged(evaluation.run_id, None))
+            return
+        self.post_message(EvaluationJudged(evaluation.run_id, judged))
+
+    def action_stop_judging(self) -> None:
+        """Stop the judge after its current answer; nothing it judged is stored."""
+        if self._judging is not None:
+            self._judging.cancel.set()
+            self._judge_line = "stopping after the current answer…"
+            self._show_items()
+
+    @on(JudgingProgressed)
+    def _judging_progressed(self, message: JudgingProgressed) -> None:
+        judging = self._judging
+        if judging is not None and not judging.cancelled and message.run_id == self._judged_run:
+            self._judge_line = message.line
+            self._show_items()
+
+    @on(EvaluationJudged)
+    def _evaluation_judged(self, message: EvaluationJudged) -> None:
+        judged = message.evaluation
+        if judged is None:
+            self.notify("Judging stopped; nothing was stored.", markup=False)
+            return
+        self._evaluations[message.run_id] = judged
+        if message.run_id == self.run_id:
+            self._read_items(message.run_id, judged.id)
+        self.notify(judged_notice(judged), title="Judged", markup=False)
 
     def _fixable(self) -> tuple[str, str] | None:
         """The prompt and tuned answer shown now, if there is a complete one."""
