@@ -13,7 +13,7 @@ it `train-limit: ours X GFLOP/s, peak Y GFLOP/s, ratio R`: ours counts 4 FLOPs p
 weight and real token, and the peak is the faster of fp32 and bf16 on training-shaped matmuls
 (`measure_throughput`), measured after each round of ours.
 
-    python bench/train_throughput.py [--steps N] [--rounds K]
+    python bench/train_throughput.py [--steps N] [--rounds K] [--baseline-fp32]
 """
 
 from __future__ import annotations
@@ -196,6 +196,12 @@ def main() -> None:
         default=989.0,
         help="Dense bf16 peak of the GPU for MFU (H100/H200: 989).",
     )
+    parser.add_argument(
+        "--baseline-fp32",
+        action="store_true",
+        help="Plain TRL with bf16=False: its default emulates bf16 on a CPU without bf16 "
+        "instructions, which makes the usual ratio say more about it than about us.",
+    )
     args = parser.parse_args()
     train_rows, rows = demo_rows()
     config = plan_run(len(rows), 0, {"max_steps": args.steps}).config
@@ -242,6 +248,8 @@ def main() -> None:
             use_cpu=device == "cpu",
             disable_tqdm=True,
             seed=config.seed,
+            # None is TRL's default: bf16 wherever torch allows it.
+            bf16=False if args.baseline_fp32 else None,
         )
         ours: list[float] = []
         baseline: list[float] = []
