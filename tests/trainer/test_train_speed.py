@@ -3,6 +3,7 @@ fp32, and which speedups a machine gets."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,19 +14,32 @@ from datasets import Dataset
 from peft.helpers import disable_input_dtype_casting
 from peft.tuners.lora import LoraLayer
 from torch._dynamo.utils import counters
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 from trl.kernels import ChunkedLogProbFunction
 
 import trainer.training.completion_head
 from store.examples import messages_to_json
-from tests.conftest import tiny_task_rows
+from store.runs import get_run
+from tests.conftest import tiny_task_rows, train_to_the_end
+from tests.reliability.harness import tiny_project
 from trainer.control.config import plan_run
+from trainer.control.jobs import plan_for_project, prepare_run
 from trainer.training.arguments import adapter_config, prepare_model, training_arguments
+from trainer.training.compiled_layers import (
+    CACHE_ENV,
+    MARKERS_DIRNAME,
+    compiled_before,
+    layer_kind,
+    mark_compiled,
+    use_compile_cache,
+)
 from trainer.training.completion_head import FastSFTTrainer
 from trainer.training.data import to_prompt_completion
 from trainer.training.hardware import (
     COMPILE_MIN_STEPS,
+    COMPILE_MIN_STEPS_WARM,
     Speedups,
     activations_fit,
     choose_speedups,
@@ -351,6 +365,87 @@ def test_layers_are_compiled_only_for_a_long_cpu_lora_run_alone_with_a_compiler(
         compiler=lambda: compiler,
     )
     assert speed.compiled_layers is chosen
+
+
+@pytest.mark.parametrize(
+    ("steps", "planned", "before", "chosen"),
+    [
+        # Compiled before: the plan counts, from far fewer steps.
+        (7, COMPILE_MIN_STEPS_WARM, True, True),
+        (7, COMPILE_MIN_STEPS_WARM - 1, True, False),
+        # Cold: only the steps the run is sure of count, however long its plan.
+        (7, 10 * COMPILE_MIN_STEPS, False, False),
+    ],
+)
+def test_layers_compiled_before_are_compiled_for_much_shorter_runs(
+    steps: int, planned: int, before: bool, chosen: bool
+) -> None:
+    speed = choose_speedups(
+        "cpu",
+        bf16=False,
+        lora=True,
+        quantized=False,
+        target_modules="all-linear",
+        steps=steps,
+        planned_steps=planned,
+        compiled_before=before,
+        compiler=lambda: True,
+    )
+    assert speed.compiled_layers is chosen
+
+
+def test_the_compile_cache_is_the_homes_unless_the_user_set_one(
+    isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As importing torch._dynamo leaves it where the user set none: inductor's default.
+    monkeypatch.setenv(CACHE_ENV, default_cache_dir())
+    assert use_compile_cache() == isolated_home / "inductor"
+    assert os.environ[CACHE_ENV] == str(isolated_home / "inductor")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "mine"))
+    assert use_compile_cache() == tmp_path / "mine"
+
+
+def test_a_layer_kind_is_marked_compiled_only_once_a_frame_compiled(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    kind = layer_kind(config, bf16=False, adapter="lora r16")
+    assert kind == layer_kind(config, bf16=False, adapter="lora r16")
+    others = {
+        layer_kind(config, bf16=True, adapter="lora r16"),
+        layer_kind(config, bf16=False, adapter="lora r8"),
+    }
+    assert kind not in others and len(others) == 2
+    cache = tmp_path / "cache"
+    monkeypatch.setitem(counters["frames"], "ok", 0)
+    mark_compiled(cache, kind)
+    assert not compiled_before(cache, kind)
+    monkeypatch.setitem(counters["frames"], "ok", 2)
+    mark_compiled(cache, kind)
+    assert compiled_before(cache, kind)
+    assert not any(compiled_before(cache, other) for other in others)
+
+
+@pytest.mark.skipif(not compiler_found(), reason="no C++ compiler (g++) for inductor")
+def test_a_long_run_compiles_cold_and_a_short_one_after_it_compiles_warm(
+    tmp_path: Path, tiny_model_dir: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    db_path = tmp_path / "tunesmith.db"
+    db, project = tiny_project(db_path, tiny_model_dir)
+    markers = isolated_home / "inductor" / MARKERS_DIRNAME
+    logs = []
+    for steps in (COMPILE_MIN_STEPS_WARM, COMPILE_MIN_STEPS, COMPILE_MIN_STEPS_WARM):
+        plan = plan_for_project(db, project, {"max_steps": steps, "batch_size": 4})
+        logs.append(train_to_the_end(db_path, prepare_run(db, project, plan).id).stdout)
+        assert get_run(db, len(logs)).status == "completed"
+    # Short and cold: eager. Long: compiled cold, marked. Short after it: compiled warm.
+    assert "Compiling the model's layers" not in logs[0]
+    assert "Compiling the model's layers for training: the first steps take longer" in logs[1]
+    assert "Compiling the model's layers for training: compiled before, so seconds" in logs[2]
+    assert len(list(markers.iterdir())) == 1
+    # What inductor compiled is kept there too, not in its default folder under /tmp.
+    assert any(path.suffix == ".py" for path in (isolated_home / "inductor").rglob("*"))
 
 
 def test_ia3_and_prompt_tuning_get_neither_the_lora_fold_nor_compiled_layers() -> None:

@@ -5,7 +5,10 @@ softmax, casts, residual adds, and each of their gradients), one pass over memor
 Inductor fuses it: on the demo rows a step took 0.86-0.90 s compiled against 1.13-1.20 s, with
 16% less peak memory. Compiling costs 17-37 s the first time (once for the first batch shape,
 once more for shapes of any length), a few seconds once inductor's cache holds it, so a run
-compiles only when it is long enough to win that back (``hardware.COMPILE_MIN_STEPS``).
+compiles only when it is long enough to win that back (``hardware.COMPILE_MIN_STEPS``, and
+``COMPILE_MIN_STEPS_WARM`` for layers compiled before). The cache lives under the tunesmith home
+(inductor's default is under /tmp, emptied by a reboot), with a marker per kind of layer that a
+run has compiled there.
 
 Only the training step runs the compiled forward: evaluation and validation's generation,
 whose shapes change token by token, keep the eager one. The layers differ only in their
@@ -15,12 +18,76 @@ weights, so after the first layer's compile the others' are hits in inductor's c
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch._dynamo
 from torch import nn
+from torch._dynamo.utils import counters
+from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+from store.paths import ensure_private_dir, home_dir
+from trainer.training.hardware import cpu_model
+
+CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+"""Where inductor keeps what it compiled; a user's own setting is kept."""
+CACHE_DIRNAME = "inductor"
+"""The cache's folder under the tunesmith home."""
+MARKERS_DIRNAME = "tunesmith-compiled"
+"""The cache's folder of markers, one per kind of layer a run compiled."""
+SHAPE_FIELDS = (
+    "model_type",
+    "hidden_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "hidden_act",
+)
+"""The model config's fields that shape a decoder layer's graph."""
+
+
+def use_compile_cache() -> Path:
+    """Point inductor's cache at the tunesmith home (unless the user set ``CACHE_ENV``), before
+    anything compiles, and return it."""
+    # Importing torch._dynamo sets the variable to inductor's default where it was unset.
+    chosen = os.environ.get(CACHE_ENV)
+    if chosen is None or Path(chosen).resolve() == Path(default_cache_dir()).resolve():
+        chosen = str(home_dir() / CACHE_DIRNAME)
+        os.environ[CACHE_ENV] = chosen
+    return Path(chosen)
+
+
+def layer_kind(config: Any, *, bf16: bool, adapter: str) -> str:
+    """What makes the compiled layers of a run the same as another's: the layer's shape, the
+    precision, the adapter (``adapter``: its method, rank, scale and dropout), this CPU and
+    this torch."""
+    shape = {name: getattr(config, name, None) for name in SHAPE_FIELDS}
+    described = json.dumps(
+        [shape, bf16, adapter, cpu_model(), torch.__version__], sort_keys=True, default=str
+    )
+    return hashlib.sha256(described.encode()).hexdigest()[:32]
+
+
+def compiled_before(cache: Path, kind: str) -> bool:
+    """Whether a run compiled layers of ``kind`` into ``cache``."""
+    return (cache / MARKERS_DIRNAME / kind).is_file()
+
+
+def mark_compiled(cache: Path, kind: str) -> None:
+    """Note that layers of ``kind`` were compiled into ``cache``, if this process compiled any
+    (a failed compile ran eager and left the cache cold); a marker that cannot be written only
+    means the next run compiles as if cold."""
+    if not counters["frames"]["ok"]:
+        return
+    with contextlib.suppress(OSError):
+        ensure_private_dir(cache / MARKERS_DIRNAME)
+        (cache / MARKERS_DIRNAME / kind).touch()
 
 
 class CompiledLayers:

@@ -46,11 +46,16 @@ BF16_MARGIN = 1.1
 """How much faster bf16 must measure to be chosen: fp32 rounds less, so a tie or noise keeps it."""
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 """glibc's ``mallopt`` parameters (``malloc.h``)."""
-COMPILE_MIN_STEPS = 200
-"""Fewest planned steps for which a CPU run compiles its layers: on the demo rows 200 steps
-save about a minute (0.3 s a step), more than a first compile takes (17-37 s)."""
 KEPT_ALLOCATION_BYTES = 2**30
 """Allocations up to this size come from malloc's heap and go back to it when freed."""
+COMPILE_MIN_STEPS = 200
+"""Fewest steps a CPU run must be sure of to compile its layers cold: a first compile took
+27-59 s and saved 0.3-0.9 s a step on the demo rows, won back after 63-85 steps."""
+COMPILE_MIN_STEPS_WARM = 20
+"""Fewest planned steps for which a CPU run compiles layers compiled before (inductor's cache
+holds them): the first compiled step then took 2.4 s longer than an eager one, won back in
+3-8 steps, twice that where a second batch shape compiles; a run that stops itself sooner
+loses those seconds only."""
 
 
 @dataclass(frozen=True)
@@ -374,6 +379,8 @@ def choose_speedups(
     scores_fit: bool = False,
     lora_layers: bool = True,
     steps: int = 0,
+    planned_steps: int = 0,
+    compiled_before: bool = False,
     alone: bool = True,
     installed: Callable[[str], bool] | None = None,
     compiler: Callable[[], bool] | None = None,
@@ -381,8 +388,9 @@ def choose_speedups(
     """The speedups that apply to a run on ``device`` (``lora``: an adapter, not a full
     fine-tune; ``lora_layers``: LoRA's own, not IA3's or prompt tuning's; ``installed`` tells
     which packages exist and ``compiler`` whether a C++ compiler does; ``scores_fit``: whether
-    eager attention's scores fit, as ``eager_scores_fit`` says; ``steps``: the run's planned
-    steps; ``alone``: a single process)."""
+    eager attention's scores fit, as ``eager_scores_fit`` says; ``steps``: the steps the run is
+    sure to take, ``planned_steps`` those it may; ``compiled_before``: inductor's cache holds
+    this model's layers; ``alone``: a single process)."""
     has = installed or _installed
     cpu_lora = device == "cpu" and lora and lora_layers
     cuda = device == "cuda"
@@ -400,7 +408,11 @@ def choose_speedups(
         folded_lora=cpu_lora,
         compiled_layers=cpu_lora
         and alone
-        and steps >= COMPILE_MIN_STEPS
+        and (
+            planned_steps >= COMPILE_MIN_STEPS_WARM
+            if compiled_before
+            else steps >= COMPILE_MIN_STEPS
+        )
         and (compiler or compiler_found)(),
     )
 

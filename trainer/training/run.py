@@ -73,6 +73,12 @@ from trainer.training.checkpoints import (
     drop_staging,
     resumable_checkpoint,
 )
+from trainer.training.compiled_layers import (
+    compiled_before,
+    layer_kind,
+    mark_compiled,
+    use_compile_cache,
+)
 from trainer.training.data import (
     LENGTH_MARGIN,
     check_end_of_turn_is_trained,
@@ -226,6 +232,14 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
     log(f"Longest row: {longest} tokens (example {longest_id}); max length {max_length}")
     # A run that checks itself may stop after its first epoch; the rest only maybe.
     stops_early = bool(watched and config.eval_every)
+    compile_cache = use_compile_cache()
+    kind = layer_kind(
+        model.config,
+        bf16=precision.bf16,
+        adapter=f"{config.method} r{config.lora_rank} alpha {config.lora_alpha} "
+        f"dropout {config.lora_dropout} {config.target_modules}",
+    )
+    warm = compiled_before(compile_cache, kind)
     speed = choose_speedups(
         device,
         bf16=precision.bf16,
@@ -239,11 +253,16 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
             if stops_early
             else config.max_steps
         ),
+        planned_steps=config.max_steps,
+        compiled_before=warm,
         alone=rank.world_size == 1,
     )
     prepare_model(model, speed)
     if speed.compiled_layers:
-        log("Compiling the model's layers for training: the first steps take longer")
+        log(
+            "Compiling the model's layers for training: "
+            + ("compiled before, so seconds" if warm else "the first steps take longer")
+        )
     if stop.requested and rank.world_size == 1:
         # Several ranks instead stop together at the first step's end.
         finish_run(db, run.id, "stopped", error=None)
@@ -337,6 +356,8 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
     elif resume_from:
         log(f"Resuming from {resume_from}")
     trainer.train(resume_from_checkpoint=resume_from)
+    if speed.compiled_layers:
+        mark_compiled(compile_cache, kind)
     if stop.on_any_rank(sft_args.device):
         if rank.is_zero:
             finish_run(db, run.id, "stopped")
