@@ -73,6 +73,12 @@ def main() -> None:
     parser.add_argument("--lever", choices=["fold", "compile"], default="fold")
     parser.add_argument("--steps", type=int, default=21)
     parser.add_argument("--default-malloc", action="store_true")
+    parser.add_argument(
+        "--first-row",
+        type=int,
+        default=0,
+        help="Train on the 8 demo rows from this one: another batch length than the default's.",
+    )
     args = parser.parse_args()
     train_rows, rows = demo_rows()
     config = plan_run(BATCH * args.steps, 0, {"max_steps": args.steps, "learning_rate": 1e-9})
@@ -80,8 +86,8 @@ def main() -> None:
     # The same rows in the same order every step.
     train_like_a_run(
         config.config,
-        train_rows[:BATCH],
-        rows[:BATCH] * args.steps,
+        train_rows[args.first_row : args.first_row + BATCH],
+        rows[args.first_row : args.first_row + BATCH] * args.steps,
         clock,
         kept_memory=not args.default_malloc,
         sequential=True,

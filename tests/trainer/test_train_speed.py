@@ -368,17 +368,15 @@ def test_layers_are_compiled_only_for_a_long_cpu_lora_run_alone_with_a_compiler(
 
 
 @pytest.mark.parametrize(
-    ("steps", "planned", "before", "chosen"),
+    ("steps", "before", "chosen"),
     [
-        # Compiled before: the plan counts, from far fewer steps.
-        (7, COMPILE_MIN_STEPS_WARM, True, True),
-        (7, COMPILE_MIN_STEPS_WARM - 1, True, False),
-        # Cold: only the steps the run is sure of count, however long its plan.
-        (7, 10 * COMPILE_MIN_STEPS, False, False),
+        (COMPILE_MIN_STEPS_WARM, True, True),
+        (COMPILE_MIN_STEPS_WARM - 1, True, False),
+        (COMPILE_MIN_STEPS_WARM, False, False),
     ],
 )
-def test_layers_compiled_before_are_compiled_for_much_shorter_runs(
-    steps: int, planned: int, before: bool, chosen: bool
+def test_layers_compiled_before_are_compiled_for_shorter_runs(
+    steps: int, before: bool, chosen: bool
 ) -> None:
     speed = choose_speedups(
         "cpu",
@@ -387,7 +385,6 @@ def test_layers_compiled_before_are_compiled_for_much_shorter_runs(
         quantized=False,
         target_modules="all-linear",
         steps=steps,
-        planned_steps=planned,
         compiled_before=before,
         compiler=lambda: True,
     )
@@ -439,10 +436,10 @@ def test_a_long_run_compiles_cold_and_a_short_one_after_it_compiles_warm(
         plan = plan_for_project(db, project, {"max_steps": steps, "batch_size": 4})
         logs.append(train_to_the_end(db_path, prepare_run(db, project, plan).id).stdout)
         assert get_run(db, len(logs)).status == "completed"
-    # Short and cold: eager. Long: compiled cold, marked. Short after it: compiled warm.
+    # Shorter and cold: eager. Long: compiled cold, marked. Shorter after it: compiled warm.
     assert "Compiling the model's layers" not in logs[0]
-    assert "Compiling the model's layers for training: the first steps take longer" in logs[1]
-    assert "Compiling the model's layers for training: compiled before, so seconds" in logs[2]
+    assert "Compiling the model's layers for training: the first steps take longer\n" in logs[1]
+    assert "take longer (less so: this kind was compiled before)" in logs[2]
     assert len(list(markers.iterdir())) == 1
     # What inductor compiled is kept there too, not in its default folder under /tmp.
     assert any(path.suffix == ".py" for path in (isolated_home / "inductor").rglob("*"))

@@ -51,11 +51,10 @@ KEPT_ALLOCATION_BYTES = 2**30
 COMPILE_MIN_STEPS = 200
 """Fewest steps a CPU run must be sure of to compile its layers cold: a first compile took
 27-59 s and saved 0.3-0.9 s a step on the demo rows, won back after 63-85 steps."""
-COMPILE_MIN_STEPS_WARM = 20
-"""Fewest planned steps for which a CPU run compiles layers compiled before (inductor's cache
-holds them): the first compiled step then took 2.4 s longer than an eager one, won back in
-3-8 steps, twice that where a second batch shape compiles; a run that stops itself sooner
-loses those seconds only."""
+COMPILE_MIN_STEPS_WARM = 100
+"""Fewest steps a CPU run must be sure of to compile layers of a kind compiled before: the same
+batch shape then compiles in seconds, but another one still took 43 s against 59 s cold (new
+rows, or the same ones shuffled otherwise), won back after 48 steps."""
 
 
 @dataclass(frozen=True)
@@ -379,7 +378,6 @@ def choose_speedups(
     scores_fit: bool = False,
     lora_layers: bool = True,
     steps: int = 0,
-    planned_steps: int = 0,
     compiled_before: bool = False,
     alone: bool = True,
     installed: Callable[[str], bool] | None = None,
@@ -389,8 +387,8 @@ def choose_speedups(
     fine-tune; ``lora_layers``: LoRA's own, not IA3's or prompt tuning's; ``installed`` tells
     which packages exist and ``compiler`` whether a C++ compiler does; ``scores_fit``: whether
     eager attention's scores fit, as ``eager_scores_fit`` says; ``steps``: the steps the run is
-    sure to take, ``planned_steps`` those it may; ``compiled_before``: inductor's cache holds
-    this model's layers; ``alone``: a single process)."""
+    sure to take; ``compiled_before``: inductor's cache holds this kind of layer; ``alone``: a
+    single process)."""
     has = installed or _installed
     cpu_lora = device == "cpu" and lora and lora_layers
     cuda = device == "cuda"
@@ -408,11 +406,7 @@ def choose_speedups(
         folded_lora=cpu_lora,
         compiled_layers=cpu_lora
         and alone
-        and (
-            planned_steps >= COMPILE_MIN_STEPS_WARM
-            if compiled_before
-            else steps >= COMPILE_MIN_STEPS
-        )
+        and steps >= (COMPILE_MIN_STEPS_WARM if compiled_before else COMPILE_MIN_STEPS)
         and (compiler or compiler_found)(),
     )
 

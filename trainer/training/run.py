@@ -253,16 +253,13 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
             if stops_early
             else config.max_steps
         ),
-        planned_steps=config.max_steps,
         compiled_before=warm,
         alone=rank.world_size == 1,
     )
     prepare_model(model, speed)
     if speed.compiled_layers:
-        log(
-            "Compiling the model's layers for training: "
-            + ("compiled before, so seconds" if warm else "the first steps take longer")
-        )
+        again = " (less so: this kind was compiled before)" if warm else ""
+        log(f"Compiling the model's layers for training: the first steps take longer{again}")
     if stop.requested and rank.world_size == 1:
         # Several ranks instead stop together at the first step's end.
         finish_run(db, run.id, "stopped", error=None)
