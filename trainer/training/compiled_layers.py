@@ -6,9 +6,9 @@ Inductor fuses it: on the demo rows a step took 0.86-0.90 s compiled against 1.1
 16% less peak memory. Compiling costs 17-59 s the first time (once for the first batch shape,
 once more for shapes of any length), a few seconds for a shape inductor's cache holds and most
 of that for a new one, so a run compiles only when it is long enough to win that back
-(``hardware.COMPILE_MIN_STEPS``, and ``COMPILE_MIN_STEPS_WARM`` for layers compiled before). The cache lives under the tunesmith home
-(inductor's default is under /tmp, emptied by a reboot), with a marker per kind of layer that a
-run has compiled there.
+(``hardware.COMPILE_MIN_STEPS``, and ``COMPILE_MIN_STEPS_WARM`` for layers compiled before).
+The cache lives under the tunesmith home (inductor's default is under /tmp, emptied by a
+reboot), with a marker per kind of layer that a run has compiled there.
 
 Only the training step runs the compiled forward: evaluation and validation's generation,
 whose shapes change token by token, keep the eager one. The layers differ only in their
