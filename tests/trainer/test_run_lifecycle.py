@@ -25,7 +25,7 @@ from tests.reliability.harness import (
     wait_until_paused,
 )
 from trainer.control.jobs import plan_for_project, prepare_run, resume_run, start_run, stop_run
-from trainer.training.callbacks import StopRequest
+from trainer.training.callbacks import EvaluationStopped, StopRequest
 from trainer.training.checkpoints import complete_checkpoints
 from trainer.training.run import evaluate_unless_stopped
 from tui.cli.main import cli
@@ -126,13 +126,26 @@ def test_a_stop_asked_while_the_adapter_was_saved_skips_the_evaluation(
 ) -> None:
     stop = StopRequest()
     stop.requested = True
-    handler = signal.getsignal(signal.SIGTERM)
-    try:
-        # No database at this path: nothing is read when the evaluation is skipped.
-        evaluate_unless_stopped(tmp_path / "absent.db", 3, "colours", stop)
-    finally:
-        signal.signal(signal.SIGTERM, handler)
+    # No database at this path: nothing is read when the evaluation is skipped.
+    evaluate_unless_stopped(tmp_path / "absent.db", 3, "colours", stop)
     assert capsys.readouterr().out == (
         "Not evaluating, as asked: the adapter is kept; evaluate it later: "
         "tunesmith eval colours --run 3\n"
     )
+
+
+def test_sigterm_ends_the_evaluation_only_within_it() -> None:
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        stop = StopRequest()
+        with pytest.raises(EvaluationStopped), stop.ending_evaluation():
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pause()  # never reached: the handler raises first
+        # A SIGTERM before the block ends the evaluation as it begins.
+        with pytest.raises(EvaluationStopped), stop.ending_evaluation():
+            pass
+        # After it, SIGTERM is only noted: a completed run must not fail at its very end.
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested
+    finally:
+        signal.signal(signal.SIGTERM, handler)

@@ -6,9 +6,11 @@ writes only on rank 0; the stop, NaN, budget and validation rules run on every r
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -48,11 +50,19 @@ class StopRequest:
         """Whether a stop was requested on any rank (on this one, outside torchrun)."""
         return on_any_rank(self.requested, device)
 
-    def stop_evaluating_at_once(self) -> None:
-        """From here on SIGTERM raises ``EvaluationStopped``: the run is completed and its
-        adapter saved, and the evaluation that follows stores nothing until its end, so there
-        is no step to finish first."""
+    @contextlib.contextmanager
+    def ending_evaluation(self) -> Iterator[None]:
+        """Within this block SIGTERM (or one already received) raises ``EvaluationStopped``:
+        the run is completed and its adapter saved, and the evaluation in the block stores
+        nothing until its end, so there is no step to finish first. After it, SIGTERM is only
+        noted: nothing is left to stop."""
         signal.signal(signal.SIGTERM, self._on_signal_while_evaluating)
+        try:
+            if self.requested:
+                raise EvaluationStopped
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, self._note_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
@@ -61,6 +71,9 @@ class StopRequest:
     def _on_signal_while_evaluating(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
         raise EvaluationStopped
+
+    def _note_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
 
 
 class EvaluationStopped(Exception):

@@ -392,13 +392,13 @@ def evaluate_unless_stopped(
     """Evaluate the completed run, unless it was asked to stop: then, or on SIGTERM during
     the evaluation, end it with the adapter kept and say how to evaluate later."""
     later = f"the adapter is kept; evaluate it later: tunesmith eval {project_name} --run {run_id}"
-    stop.stop_evaluating_at_once()
     if stop.requested:
         log(f"Not evaluating, as asked: {later}")
         return
     log("Evaluating base and tuned on the eval rows...")
     try:
-        result = evaluate_run(db_path, run_id)
+        with stop.ending_evaluation():
+            result = evaluate_run(db_path, run_id)
     except EvaluationStopped:
         log(f"SIGTERM received: the evaluation stopped; {later}")
     except TunesmithError as error:
