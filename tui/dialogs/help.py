@@ -48,7 +48,7 @@ AREA_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "train": (
         ("n", "new run: the picked settings, each with why"),
-        ("s", "stop the selected run (with a checkpoint)"),
+        ("s", "stop the selected run (with a checkpoint), or its evaluation"),
         ("r", "resume a stopped, interrupted or failed run"),
         ("c", "compare the selected run with the base model"),
         ("m", "the methods table: every completed run's cost and score"),
@@ -61,6 +61,7 @@ AREA_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
         ("f", "fix the tuned answer into a new example"),
         ("v", "blind A/B; then a, b or = records a vote"),
         ("m", "the whole evaluation: every metric, per label or field"),
+        ("J", "the agent's model judges every answer; Esc stops it"),
     ),
 }
 """The keys of each area (by mode name), listed after the general ones."""
