@@ -30,9 +30,7 @@ from trainer.training.arguments import adapter_config, prepare_model, training_a
 from trainer.training.compiled_layers import (
     CACHE_ENV,
     MARKERS_DIRNAME,
-    compiled_before,
-    layer_kind,
-    mark_compiled,
+    LayerKind,
     use_compile_cache,
 )
 from trainer.training.completion_head import FastSFTTrainer
@@ -385,10 +383,43 @@ def test_layers_compiled_before_are_compiled_for_shorter_runs(
         quantized=False,
         target_modules="all-linear",
         steps=steps,
-        compiled_before=before,
+        compiled_before=lambda: before,
         compiler=lambda: True,
     )
     assert speed.compiled_layers is chosen
+
+
+@pytest.mark.parametrize(
+    ("device", "lora", "alone", "steps"),
+    [
+        ("cuda", True, True, COMPILE_MIN_STEPS_WARM),
+        ("cpu", False, True, COMPILE_MIN_STEPS_WARM),
+        ("cpu", True, False, COMPILE_MIN_STEPS_WARM),
+        ("cpu", True, True, COMPILE_MIN_STEPS_WARM - 1),
+        ("cpu", True, True, COMPILE_MIN_STEPS),
+    ],
+)
+def test_the_compile_cache_is_asked_only_of_a_run_it_could_decide(
+    device: str, lora: bool, alone: bool, steps: int
+) -> None:
+    asked: list[str] = []
+
+    def compiled_before() -> bool:
+        asked.append(device)
+        return True
+
+    choose_speedups(
+        device,
+        bf16=False,
+        lora=lora,
+        quantized=False,
+        target_modules="all-linear",
+        steps=steps,
+        alone=alone,
+        compiled_before=compiled_before,
+        compiler=lambda: True,
+    )
+    assert not asked
 
 
 def test_the_compile_cache_is_the_homes_unless_the_user_set_one(
@@ -406,21 +437,22 @@ def test_a_layer_kind_is_marked_compiled_only_once_a_frame_compiled(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = AutoConfig.from_pretrained(tiny_model_dir)
-    kind = layer_kind(config, bf16=False, adapter="lora r16")
-    assert kind == layer_kind(config, bf16=False, adapter="lora r16")
-    others = {
-        layer_kind(config, bf16=True, adapter="lora r16"),
-        layer_kind(config, bf16=False, adapter="lora r8"),
-    }
-    assert kind not in others and len(others) == 2
-    cache = tmp_path / "cache"
+    kind = LayerKind(config, bf16=False, adapter="lora r16")
+    assert kind.key() == LayerKind(config, bf16=False, adapter="lora r16").key()
+    others = [
+        LayerKind(config, bf16=True, adapter="lora r16"),
+        LayerKind(config, bf16=False, adapter="lora r8"),
+    ]
+    assert len({kind.key(), *(other.key() for other in others)}) == 3
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setitem(counters["frames"], "ok", 0)
-    mark_compiled(cache, kind)
-    assert not compiled_before(cache, kind)
+    kind.mark_compiled()
+    assert not kind.compiled_before()
     monkeypatch.setitem(counters["frames"], "ok", 2)
-    mark_compiled(cache, kind)
-    assert compiled_before(cache, kind)
-    assert not any(compiled_before(cache, other) for other in others)
+    kind.mark_compiled()
+    assert kind.compiled_before()
+    assert kind.marker().parent == tmp_path / "cache" / MARKERS_DIRNAME
+    assert not any(other.compiled_before() for other in others)
 
 
 @pytest.mark.skipif(not compiler_found(), reason="no C++ compiler (g++) for inductor")

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,42 +53,60 @@ SHAPE_FIELDS = (
 """The model config's fields that shape a decoder layer's graph."""
 
 
-def use_compile_cache() -> Path:
-    """Point inductor's cache at the tunesmith home (unless the user set ``CACHE_ENV``), before
-    anything compiles, and return it."""
-    # Importing torch._dynamo sets the variable to inductor's default where it was unset.
+def compile_cache() -> Path:
+    """Inductor's cache for a run's compile: the user's ``CACHE_ENV``, else under the home."""
     chosen = os.environ.get(CACHE_ENV)
+    # Importing torch._dynamo sets the variable to inductor's default where it was unset.
     if chosen is None or Path(chosen).resolve() == Path(default_cache_dir()).resolve():
-        chosen = str(home_dir() / CACHE_DIRNAME)
-        os.environ[CACHE_ENV] = chosen
+        return home_dir() / CACHE_DIRNAME
     return Path(chosen)
 
 
-def layer_kind(config: Any, *, bf16: bool, adapter: str) -> str:
-    """What makes the compiled layers of a run the same as another's: the layer's shape, the
-    precision, the adapter (``adapter``: its method, rank, scale and dropout), this CPU and
-    this torch."""
-    shape = {name: getattr(config, name, None) for name in SHAPE_FIELDS}
-    described = json.dumps(
-        [shape, bf16, adapter, cpu_model(), torch.__version__], sort_keys=True, default=str
-    )
-    return hashlib.sha256(described.encode()).hexdigest()[:32]
+def use_compile_cache() -> Path:
+    """Point inductor at ``compile_cache()``, before anything compiles, and return it."""
+    cache = compile_cache()
+    os.environ[CACHE_ENV] = str(cache)
+    return cache
 
 
-def compiled_before(cache: Path, kind: str) -> bool:
-    """Whether a run compiled layers of ``kind`` into ``cache``."""
-    return (cache / MARKERS_DIRNAME / kind).is_file()
+@dataclass(frozen=True)
+class LayerKind:
+    """What makes the compiled layers of a run the same as another's: the layer's shape (from
+    the model's ``config``), the precision, the adapter (its method, rank, scale and dropout),
+    this CPU and this torch. Nothing is worked out until asked: most runs never compile."""
 
+    config: Any
+    bf16: bool
+    adapter: str
 
-def mark_compiled(cache: Path, kind: str) -> None:
-    """Note that layers of ``kind`` were compiled into ``cache``, if this process compiled any
-    (a failed compile ran eager and left the cache cold); a marker that cannot be written only
-    means the next run compiles as if cold."""
-    if not counters["frames"]["ok"]:
-        return
-    with contextlib.suppress(OSError):
-        ensure_private_dir(cache / MARKERS_DIRNAME)
-        (cache / MARKERS_DIRNAME / kind).touch()
+    def key(self) -> str:
+        """The kind as a name for its marker."""
+        shape = {name: getattr(self.config, name, None) for name in SHAPE_FIELDS}
+        described = json.dumps(
+            [shape, self.bf16, self.adapter, cpu_model(), torch.__version__],
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(described.encode()).hexdigest()[:32]
+
+    def marker(self) -> Path:
+        """The file that says a run compiled layers of this kind into ``compile_cache()``."""
+        return compile_cache() / MARKERS_DIRNAME / self.key()
+
+    def compiled_before(self) -> bool:
+        """Whether a run compiled layers of this kind into the cache."""
+        return self.marker().is_file()
+
+    def mark_compiled(self) -> None:
+        """Note that layers of this kind were compiled, if this process compiled any (a failed
+        compile ran eager and left the cache cold); a marker that cannot be written only means
+        the next run compiles as if cold."""
+        if not counters["frames"]["ok"]:
+            return
+        marker = self.marker()
+        with contextlib.suppress(OSError):
+            ensure_private_dir(marker.parent)
+            marker.touch()
 
 
 class CompiledLayers:

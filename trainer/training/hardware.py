@@ -378,7 +378,7 @@ def choose_speedups(
     scores_fit: bool = False,
     lora_layers: bool = True,
     steps: int = 0,
-    compiled_before: bool = False,
+    compiled_before: Callable[[], bool] | None = None,
     alone: bool = True,
     installed: Callable[[str], bool] | None = None,
     compiler: Callable[[], bool] | None = None,
@@ -387,8 +387,8 @@ def choose_speedups(
     fine-tune; ``lora_layers``: LoRA's own, not IA3's or prompt tuning's; ``installed`` tells
     which packages exist and ``compiler`` whether a C++ compiler does; ``scores_fit``: whether
     eager attention's scores fit, as ``eager_scores_fit`` says; ``steps``: the steps the run is
-    sure to take; ``compiled_before``: inductor's cache holds this kind of layer; ``alone``: a
-    single process)."""
+    sure to take; ``compiled_before``: whether inductor's cache holds this kind of layer, asked
+    only of a run that may compile; ``alone``: a single process)."""
     has = installed or _installed
     cpu_lora = device == "cpu" and lora and lora_layers
     cuda = device == "cuda"
@@ -406,7 +406,8 @@ def choose_speedups(
         folded_lora=cpu_lora,
         compiled_layers=cpu_lora
         and alone
-        and steps >= (COMPILE_MIN_STEPS_WARM if compiled_before else COMPILE_MIN_STEPS)
+        and steps >= COMPILE_MIN_STEPS_WARM
+        and (steps >= COMPILE_MIN_STEPS or (compiled_before is not None and compiled_before()))
         and (compiler or compiler_found)(),
     )
 

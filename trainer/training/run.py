@@ -73,12 +73,7 @@ from trainer.training.checkpoints import (
     drop_staging,
     resumable_checkpoint,
 )
-from trainer.training.compiled_layers import (
-    compiled_before,
-    layer_kind,
-    mark_compiled,
-    use_compile_cache,
-)
+from trainer.training.compiled_layers import LayerKind, use_compile_cache
 from trainer.training.data import (
     LENGTH_MARGIN,
     check_end_of_turn_is_trained,
@@ -232,14 +227,12 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
     log(f"Longest row: {longest} tokens (example {longest_id}); max length {max_length}")
     # A run that checks itself may stop after its first epoch; the rest only maybe.
     stops_early = bool(watched and config.eval_every)
-    compile_cache = use_compile_cache()
-    kind = layer_kind(
+    kind = LayerKind(
         model.config,
         bf16=precision.bf16,
         adapter=f"{config.method} r{config.lora_rank} alpha {config.lora_alpha} "
         f"dropout {config.lora_dropout} {config.target_modules}",
     )
-    warm = compiled_before(compile_cache, kind)
     speed = choose_speedups(
         device,
         bf16=precision.bf16,
@@ -253,12 +246,13 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
             if stops_early
             else config.max_steps
         ),
-        compiled_before=warm,
+        compiled_before=kind.compiled_before,
         alone=rank.world_size == 1,
     )
     prepare_model(model, speed)
     if speed.compiled_layers:
-        again = " (less so: this kind was compiled before)" if warm else ""
+        use_compile_cache()
+        again = " (less so: this kind was compiled before)" if kind.compiled_before() else ""
         log(f"Compiling the model's layers for training: the first steps take longer{again}")
     if stop.requested and rank.world_size == 1:
         # Several ranks instead stop together at the first step's end.
@@ -354,7 +348,7 @@ def train(db_path: Path, run_id: int, *, resume: bool, stop: StopRequest) -> str
         log(f"Resuming from {resume_from}")
     trainer.train(resume_from_checkpoint=resume_from)
     if speed.compiled_layers:
-        mark_compiled(compile_cache, kind)
+        kind.mark_compiled()
     if stop.on_any_rank(sft_args.device):
         if rank.is_zero:
             finish_run(db, run.id, "stopped")
