@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import signal
 import sys
 from collections.abc import Iterable, Sequence
 from functools import partial
@@ -12,6 +14,8 @@ from typing import TYPE_CHECKING, ClassVar
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.driver import Driver
+from textual.drivers.linux_driver import LinuxDriver
 from textual.message import Message
 from textual.reactive import reactive
 from textual.worker import Worker, WorkerState
@@ -44,6 +48,7 @@ from tui.services import (
     ServerStarter,
     start_project_server,
 )
+from tui.terminal import WATCH_SECONDS, TerminalDriver, terminal_gone, terminal_input
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -122,14 +127,22 @@ class TunesmithApp(ProvidesServices, App[None]):
         """The config file's settings, each overridden by its environment variable."""
         self._watched_runs: set[int] = set()
         self._looked = False
+        self.terminal_lost = False
+        """Whether the app closed because its terminal went (nothing can be written there)."""
         for area in AREAS:
             self.add_mode(area.mode, partial(AREA_SCREENS[area.mode], self.database))
+
+    def get_driver_class(self) -> type[Driver]:
+        chosen = super().get_driver_class()
+        # The browser's driver (TEXTUAL_DRIVER) and Windows' are kept.
+        return TerminalDriver if chosen is LinuxDriver else chosen
 
     def on_mount(self) -> None:
         self._apply_settings()
         self.action_pick_project()
         self._check_runs(frozenset())
         self.set_interval(RUN_WATCH_SECONDS, self._watch_runs)
+        self._watch_terminal()
 
     def on_unmount(self) -> None:
         # The areas froze their widgets out of the collector's reach; give them back, so a
@@ -138,6 +151,23 @@ class TunesmithApp(ProvidesServices, App[None]):
         self.services.servers.stop()
         with self.services.database() as database:
             database.close()
+
+    def _watch_terminal(self) -> None:
+        """Close, as on Ctrl-Q, when the terminal goes: on SIGHUP, or once it has hung up."""
+        descriptor = None if self.is_headless else terminal_input()
+        if descriptor is None:
+            return
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._terminal_went)
+
+        def look() -> None:
+            if terminal_gone(descriptor):
+                self._terminal_went()
+
+        self.set_interval(WATCH_SECONDS, look)
+
+    def _terminal_went(self) -> None:
+        self.terminal_lost = True
+        self.exit()
 
     def _apply_settings(self) -> None:
         """Use the configured theme; say in one line why a setting could not be used."""
@@ -310,6 +340,8 @@ def run_app(db_path: Path) -> None:
     except TunesmithError as error:
         raise SystemExit(f"tunesmith: {terminal_safe(error.message)}") from None
     app.run()
+    if app.terminal_lost:
+        return
     for run in app.active_runs:
         print(
             f"tunesmith: run {run.id} keeps training; follow it: tunesmith runs follow {run.id}",
