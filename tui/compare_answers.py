@@ -111,6 +111,8 @@ def pane_title(side: str, *, is_left: bool, blind: bool, run_id: int | None) -> 
         return "A" if is_left else "B"
     if side == "base":
         return "base"
+    if side == "few_shot":
+        return "base · few-shot"
     return f"tuned · run {run_id}" if run_id is not None else "tuned"
 
 

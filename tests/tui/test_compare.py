@@ -207,6 +207,35 @@ async def test_an_evaluation_that_lands_while_compare_is_open_shows(tmp_path: Pa
             assert len(screen.query_one(EvalTable).items) == 3
 
 
+async def test_e_sets_the_few_shot_answer_against_tuned(evaluated: tuple[Path, int]) -> None:
+    db_path, _ = evaluated
+    app = TunesmithApp(db_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose(pilot, "reviews")
+        await pilot.press("4")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        left = screen.query_one("#compare-left")
+        # Row 1, "Meh.": base said positive, few-shot neutral (the reference), tuned neutral.
+        assert (left.border_title, pane_text(screen, "left")) == ("base · score 0.00", "positive")
+        await pilot.press("e")
+        assert (left.border_title, pane_text(screen, "left")) == (
+            "base · few-shot · score 1.00",
+            "neutral",
+        )
+        await pilot.press("j")
+        assert pane_text(screen, "left") == "positive"
+        assert left.border_title == "base · few-shot · score 1.00"
+        # Blind votes stay between tuned and the zero-shot base.
+        await pilot.press("v")
+        assert screen.check_action("few_shot", ()) is False
+        answers = {pane_text(screen, side) for side in ("left", "right")}
+        assert answers == {"positive", "negative"}
+        await pilot.press("v", "e")
+        assert left.border_title == "base · score 1.00"
+
+
 async def test_m_shows_the_whole_evaluation_and_the_rows_again(
     evaluated: tuple[Path, int],
 ) -> None:

@@ -58,6 +58,7 @@ AREA_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
         ("ctrl+j", "new line in the prompt"),
         ("Esc", "leave the prompt box for the eval rows"),
         ("o", "sort eval rows: tuned ahead, base ahead"),
+        ("e", "the base model's few-shot answer beside tuned's, or its zero-shot one"),
         ("f", "fix the tuned answer into a new example"),
         ("v", "blind A/B; then a, b or = records a vote"),
         ("m", "the whole evaluation: every metric, per label or field"),

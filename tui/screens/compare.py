@@ -84,6 +84,12 @@ class CompareScreen(AreaScreen):
         Binding("tab", "ask", "Ask", tooltip="Type a prompt for both models"),
         Binding("v", "blind", "Blind A/B", tooltip="Hide which answer is which, and vote"),
         Binding("o", "sort", "Sort", tooltip="Sort the eval rows by where tuned and base differ"),
+        Binding(
+            "e",
+            "few_shot",
+            "Few-shot",
+            tooltip="Set the base model's few-shot answer against tuned's, or its zero-shot one",
+        ),
         Binding("f", "fix", "Fix → example", tooltip="Correct the tuned answer into an example"),
         Binding(
             "m",
@@ -112,6 +118,10 @@ class CompareScreen(AreaScreen):
 
     blind: reactive[bool] = reactive(False)
     """Blind A/B mode: answers are A and B, which is which hidden, and votes are recorded."""
+
+    few_shot: reactive[bool] = reactive(False)
+    """Whether an eval row's base pane shows the base model's few-shot answer, not its
+    zero-shot one (blind votes stay between tuned and zero-shot base)."""
 
     sort: reactive[str] = reactive(SORTS[0])
     """The order of the eval rows (one of ``SORTS``)."""
@@ -315,7 +325,7 @@ class CompareScreen(AreaScreen):
         item = self._shown_item()
         free = self._free
         if item is not None and not self._showing_free:
-            panes.show_item(item, blind=self.blind, run_id=self.run_id)
+            panes.show_item(item, blind=self.blind, run_id=self.run_id, few_shot=self.few_shot)
             context.update(row_context(item))
             return
         panes.show_free(
@@ -331,6 +341,9 @@ class CompareScreen(AreaScreen):
         self._show_items()
         self._show_panes()
         self.refresh_bindings()
+
+    def watch_few_shot(self) -> None:
+        self._show_panes()
 
     def watch_sort(self) -> None:
         self._show_items()
@@ -405,6 +418,9 @@ class CompareScreen(AreaScreen):
             return self.blind and not prompt_focused and self._vote_target() is not None
         if action == "blind":
             return bool(self._items) and not prompt_focused
+        if action == "few_shot":
+            has_few_shot = any(stored.item.few_shot_output is not None for stored in self._items)
+            return has_few_shot and not self.blind and not prompt_focused
         if action == "sort":
             return bool(self._items) and not self.blind and not prompt_focused
         if action == "report":
@@ -437,6 +453,10 @@ class CompareScreen(AreaScreen):
         self.blind = not self.blind
         if self.blind:
             self.query_one(EvalTable).focus()
+
+    def action_few_shot(self) -> None:
+        """Show the base model's few-shot answers in the base pane, or its zero-shot ones."""
+        self.few_shot = not self.few_shot
 
     def action_report(self) -> None:
         """Show the whole evaluation instead of its rows, or the rows again."""

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from textual.containers import Horizontal
 
-from tui.compare_answers import NO_TUNED_MODEL, SIDES, FreeAnswer, pane_title
+from tui.compare_answers import NO_TUNED_MODEL, FreeAnswer, pane_title
 from tui.widgets.compare.answer_pane import AnswerPane
 from tui.widgets.compare.eval_table import ShownItem
 
@@ -47,12 +47,21 @@ class AnswerPanes(Horizontal):
                     note = NO_TUNED_MODEL
                 pane.show(title, free.texts.get(side, ""), note=note)
 
-    def show_item(self, shown: ShownItem, *, blind: bool, run_id: int | None) -> None:
-        """Show an eval row's two answers, with their scores unless blind."""
+    def show_item(
+        self, shown: ShownItem, *, blind: bool, run_id: int | None, few_shot: bool = False
+    ) -> None:
+        """Show an eval row's two answers, with their scores unless blind; ``few_shot``: the
+        base model's few-shot answer in place of its zero-shot one, where it has one."""
         item = shown.stored.item
-        sides = {"base": (item.base_output, shown.base_score)}
-        sides["tuned"] = (item.tuned_output, shown.tuned_score)
-        order = ("tuned", "base") if blind and shown.tuned_is_a else SIDES
+        base_side = (
+            "few_shot" if few_shot and not blind and item.few_shot_output is not None else "base"
+        )
+        sides = {
+            "base": (item.base_output, shown.base_score),
+            "few_shot": (item.few_shot_output or "", shown.few_shot_score),
+            "tuned": (item.tuned_output, shown.tuned_score),
+        }
+        order = ("tuned", base_side) if blind and shown.tuned_is_a else (base_side, "tuned")
         left, right = self._panes()
         for pane, side in zip((left, right), order, strict=True):
             answer, score = sides[side]
