@@ -163,6 +163,43 @@ async def test_the_form_shows_the_picked_settings_and_why(tmp_path: Path) -> Non
     db.close()
 
 
+async def test_tab_goes_round_the_forms_fields_and_the_rows_below_them_come_into_view(
+    tmp_path: Path,
+) -> None:
+    db_path = tmp_path / "t.db"
+    demo_project(db_path)
+    app = TunesmithApp(db_path)
+    # Short enough that the fields scroll.
+    async with app.run_test(size=(80, 14)) as pilot:
+        await choose(pilot, "reviews")
+        await pilot.press("3")
+        await settle(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, NewRunScreen)
+        fields = form.query_one("#new-run-fields")
+        assert fields.max_scroll_y > 0
+        await pilot.press("tab")
+        assert getattr(app.focused, "id", None) == "new-run-cancel"
+        # From Cancel, Tab goes round to the first field, not to the scroll area.
+        await pilot.press("tab")
+        assert getattr(app.focused, "id", None) == "field-method"
+        await pilot.press("pagedown")
+        assert fields.scroll_y > 0
+        await pilot.press("pageup")
+        assert fields.scroll_y == 0
+        boxes = list(form.query("#new-run-fields Input"))
+        for _ in boxes[1:]:
+            await pilot.press("tab")
+        await pilot.pause()
+        assert app.focused is boxes[-1]
+        # The derived rows under the last box are in view.
+        assert fields.scroll_y == fields.max_scroll_y
+        assert fields.region.contains_region(form.query_one("#value-warmup_steps").region)
+        await pilot.press("escape")
+
+
 async def test_history_lists_runs_with_results_and_errors(tmp_path: Path) -> None:
     db_path = tmp_path / "t.db"
     project = demo_project(db_path)

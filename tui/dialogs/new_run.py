@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
@@ -113,6 +113,9 @@ class NewRunScreen(ModalScreen[dict[str, Any] | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "start", "Start", priority=True),
         Binding("escape", "cancel", "Cancel"),
+        # The fields' scroll area is no Tab stop, so the page keys scroll it.
+        Binding("pagedown", "scroll_fields(1)", "Scroll down", show=False),
+        Binding("pageup", "scroll_fields(-1)", "Scroll up", show=False),
     ]
 
     def __init__(
@@ -145,7 +148,7 @@ class NewRunScreen(ModalScreen[dict[str, Any] | None]):
                 id="new-run-intro",
                 markup=False,
             )
-            with VerticalScroll(id="new-run-fields"):
+            with VerticalScroll(id="new-run-fields", can_focus=False):
                 for field in FIELDS:
                     with Horizontal(classes="new-run-field"):
                         yield Label(field.label, classes="new-run-label")
@@ -176,6 +179,21 @@ class NewRunScreen(ModalScreen[dict[str, Any] | None]):
     def on_mount(self) -> None:
         self._show_plan()
         self.query_one("#new-run-start", Button).focus()
+
+    def action_scroll_fields(self, pages: int) -> None:
+        """Scroll the fields a page down (``pages`` 1) or up (-1)."""
+        fields = self.query_one("#new-run-fields", VerticalScroll)
+        if pages > 0:
+            fields.scroll_page_down(animate=False)
+        else:
+            fields.scroll_page_up(animate=False)
+
+    @on(events.DescendantFocus, "#new-run-fields Input")
+    def _field_focused(self, event: events.DescendantFocus) -> None:
+        # Below the last box are the rows the form derives, which no Tab stop brings into view.
+        fields = self.query_one("#new-run-fields", VerticalScroll)
+        if event.widget is fields.query(Input).last():
+            fields.scroll_end(animate=False)
 
     def _show_plan(self) -> None:
         reasons = self.plan.reasons
