@@ -61,6 +61,14 @@ _LABELS_IN_GOAL = re.compile(
 )
 
 
+_ROUTED_TO = re.compile(
+    r"\b(?:rout\w*|send\w*|forward\w*|assign\w*|dispatch\w*)\b[^.;:]*?\bto\s+"
+    r"(?:(?:one|any)\s+of\s+)?(?:either\s+)?:?\s*(?P<list>[^.;]+)",
+    re.IGNORECASE,
+)
+"""Labels a routing goal sends to: "route tickets to billing, bug or shipping"."""
+
+
 _ONE_OF = re.compile(r"\b(?:one|any) of\s*:?\s*(?P<list>[^.;]+)", re.IGNORECASE)
 
 
@@ -224,13 +232,20 @@ def parse_label_list(text: str, *, minimum: int = 2) -> tuple[str, ...] | None:
 
 
 def labels_statement(text: str) -> tuple[str, ...] | None:
-    """Labels named outright: "the labels are a, b and c", "classify into a, b or c"."""
+    """Labels named outright ("the labels are a, b and c") or in a goal ("classify into a, b
+    or c", "route tickets to a, b or c")."""
+    return labels_named(text) or labels_in_goal(text)
+
+
+def labels_named(text: str) -> tuple[str, ...] | None:
+    """Labels a message names as such: "the labels are a, b and c", "categories: a, b"."""
     match = _LABELS_STATEMENT.match(text.strip())
-    if match is not None:
-        labels = parse_label_list(match.group("list"))
-        if labels is not None:
-            return labels
-    for pattern in (_LABELS_IN_GOAL, _ONE_OF):
+    return parse_label_list(match.group("list")) if match is not None else None
+
+
+def labels_in_goal(text: str) -> tuple[str, ...] | None:
+    """Labels a goal sentence sorts into: "classify into a, b or c", "route to a or b"."""
+    for pattern in (_LABELS_IN_GOAL, _ROUTED_TO, _ONE_OF):
         found = pattern.search(text)
         if found is not None:
             labels = parse_label_list(found.group("list"))

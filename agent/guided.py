@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from agent import answers, phrasing
-from agent.intake import examples_in
+from agent.intake import examples_in, hold_input
 from agent.jsontext import JsonTextError
 from agent.spec import REQUIRED_PARTS, output_known
 from agent.spec_edits import (
@@ -27,6 +27,9 @@ def guided_reply(session: SpecSession, text: str) -> str:
     pending = session.pending()
     if not raw:
         return "I did not catch anything there. " + session.next_question()
+    declined = phrasing.declined_part(raw)
+    if declined is not None:
+        return _decline(session, *declined)
     if phrasing.is_skip(raw) and pending is not None and pending not in REQUIRED_PARTS:
         if pending == "system_prompt":
             session.save(replace(session.spec, skipped=(*session.spec.skipped, pending)))
@@ -64,7 +67,7 @@ def guided_reply(session: SpecSession, text: str) -> str:
         # A classifier's labels, typed before the question about them came.
         target_part = "output"
     if target_part is None:
-        return (
+        return hold_input(session, body) or (
             'I did not catch that. Correct the spec with e.g. "no, the labels are ...",'
             " add examples, or use /draft N, /spec or /train."
         )
@@ -80,6 +83,30 @@ def skip(session: SpecSession) -> str:
         return f"I need the {pending} to go on. " + session.question(pending)
     session.save(replace(session.spec, skipped=(*session.spec.skipped, pending)))
     return "Skipped.\n" + session.next_question()
+
+
+_PART_NOUNS = {
+    "style": "style",
+    "constraints": "rules",
+    "requirements": "special cases",
+    "system_prompt": "system prompt",
+}
+"""How a reply names each part a person can decline."""
+
+
+def _decline(session: SpecSession, part: str, rest: str) -> str:
+    """Note that the spec has no ``part`` ("no style", whatever question is pending), and
+    apply what ``rest`` states outright; a part the spec already has is kept."""
+    noun = _PART_NOUNS[part]
+    spec = session.spec
+    if getattr(spec, part):
+        return f"The spec already has {noun}; /spec shows them.\n" + session.next_question()
+    session.save(replace(spec, skipped=merge(spec.skipped, [part])))
+    changed = _statements(session, rest, corrected=False) if rest else []
+    stated = " " + session.confirmation(changed, ask=False) if changed else ""
+    if part == "system_prompt":
+        stated += ' (Type "system prompt: ..." any time to set one.)'
+    return f"OK, no {noun}.{stated}\n" + session.next_question()
 
 
 def _task_known(session: SpecSession) -> bool:
@@ -131,6 +158,12 @@ def _answer(session: SpecSession, part: str, body: str, corrected: bool) -> str:
         return session.confirmation(["input"], corrected=corrected)
     if part == "output":
         spec, understood = with_output(session.spec, body)
+        if spec.output_kind == "free_text" and session.expects_labels() and not corrected:
+            # Labels were asked for: a sentence is more likely a rule about them than text.
+            return (
+                'I need the labels themselves, as a list, e.g. "billing, technical, account".'
+                ' (If it should write text instead, say "the output is ...".)'
+            )
         if not understood:
             return "Sorry, I did not understand that. " + session.question("output")
         session.save(spec, ["output"])
@@ -161,7 +194,7 @@ def _answer(session: SpecSession, part: str, body: str, corrected: bool) -> str:
         return "Saved your system prompt.\n" + session.next_question()
     # The examples question: anything that was not example data lands here.
     if part == "examples":
-        return "I expected an example there. " + EXAMPLES_HINT
+        return hold_input(session, body) or "I expected an example there. " + EXAMPLES_HINT
     return "Sorry, I did not understand that. " + session.next_question()
 
 
@@ -197,7 +230,10 @@ def _statements(session: SpecSession, body: str, corrected: bool) -> list[str]:
         spec, hinted = with_goal_hints(spec, body)
         changed += ["output"] if hinted else []
     else:
-        stated_labels = answers.labels_statement(body)
+        # Before the goal, a sentence that sorts into labels is the goal, with its hints.
+        stated_labels = answers.labels_named(body) or (
+            answers.labels_in_goal(body) if spec.goal else None
+        )
         if stated_labels is not None:
             spec = with_labels(spec, stated_labels)
             changed.append("output")

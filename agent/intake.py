@@ -1,9 +1,11 @@
 """Example intake: storing the examples a message holds (pairs, pasted rows, a file), saying
 what was saved and which answers do not fit the spec, and the input that waits for its output.
 
-An "Input:" message without its output is held until the output comes in a later message. The
-transcript is the record of it: every session of the project (the app, ``tunesmith chat``)
-reads the same held input back from the person's latest messages.
+An "Input:" message without its output is held until the output comes in a later message, and
+so is a bare message where examples are asked for, when a bare answer can follow it (a label, a
+JSON object). The transcript is the record of it: every session of the project (the app,
+``tunesmith chat``) reads the same held input back from the person's latest messages and the
+replies that said they were held.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ MAX_REPORTED_PROBLEMS = 5
 
 SAVED_OUTPUT_CHARS = 30
 """How much of a saved example's output the reply quotes."""
+
+
+HELD_INPUT = "Got the input"
+"""How the reply that holds an input for its output begins."""
 
 
 HeldStep = Literal["output", "drop", "new", "more"]
@@ -129,9 +135,13 @@ def held_input(session: SpecSession, transcript: Sequence[TranscriptMessage]) ->
     """The input the person typed without its output and has neither completed nor dropped
     since, read back from ``transcript`` (oldest first), with any lines added to it."""
     added_lines: list[str] = []
+    reply = ""
     for message in reversed(transcript):
         body = message.content.strip()
-        if message.role != "user" or not body:
+        if message.role != "user":
+            reply = body
+            continue
+        if not body:
             continue
         if body.startswith("/"):
             if _is_skip_command(body):
@@ -143,8 +153,21 @@ def held_input(session: SpecSession, transcript: Sequence[TranscriptMessage]) ->
             if waiting is None:
                 return None
             return "\n".join([waiting, *reversed(added_lines)])
+        if any(line.startswith(HELD_INPUT) for line in reply.splitlines()):
+            # A bare input, held as its reply said.
+            return "\n".join([body, *reversed(added_lines)])
         added_lines.append(body)
     return None
+
+
+def hold_input(session: SpecSession, body: str) -> str | None:
+    """Hold ``body``, a bare message where examples are asked for, as an input waiting for its
+    output; None where no bare answer could be told from more lines of it (free text)."""
+    if session.spec.output_kind not in ("labels", "json"):
+        return None
+    if phrasing.is_junk_answer(body, min_words=2):
+        return None
+    return f"{HELD_INPUT} {short(body)}. " + waiting_hint(session)
 
 
 def continue_held(session: SpecSession, held: str, body: str) -> str | None:
@@ -234,7 +257,7 @@ def _store_pairs(session: SpecSession, parsed: typed_examples.PairParse) -> str:
         )
     if parsed.waiting is not None:
         named = f" {short(parsed.waiting)}" if parts else ""
-        parts.append(f"Got the input{named}. " + waiting_hint(session))
+        parts.append(f"{HELD_INPUT}{named}. " + waiting_hint(session))
     else:
         parts.append(session.next_question())
     return "\n".join(parts)

@@ -13,6 +13,25 @@ _CORRECTION = re.compile(
 )
 
 
+_DECLINED = re.compile(
+    r"^(?:no|without)\s+(?P<part>style|tone|rules?|constraints?|(?:special |edge )?cases"
+    r"|requirements?|system prompt)\b[\s,.;:!—–-]*(?P<rest>.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+_DECLINABLE_PARTS = {
+    "style": "style",
+    "tone": "style",
+    "rule": "constraints",
+    "constraint": "constraints",
+    "case": "requirements",
+    "requirement": "requirements",
+    "system prompt": "system_prompt",
+}
+"""The spec part each noun of ``_DECLINED`` names."""
+
+
 _GREETING = re.compile(r"^(?:hi|hello|hey|hiya|good (?:morning|afternoon|evening))\b[\s,.!]*", re.I)
 
 
@@ -53,6 +72,17 @@ def split_correction(text: str) -> tuple[bool, str]:
     if match is None:
         return False, text
     return True, text[match.end() :].strip()
+
+
+def declined_part(text: str) -> tuple[str, str] | None:
+    """The spec part ``text`` says there is none of ("no style", "no rules, ..."), with the
+    rest of the message; None when it declines no part by name."""
+    match = _DECLINED.match(text.strip())
+    if match is None:
+        return None
+    noun = match.group("part").lower().removeprefix("special ").removeprefix("edge ")
+    part = _DECLINABLE_PARTS[noun.removesuffix("s") if noun != "system prompt" else noun]
+    return part, match.group("rest").strip()
 
 
 def strip_greeting(text: str) -> str:

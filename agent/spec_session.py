@@ -107,12 +107,17 @@ class SpecSession:
             )
         return self.question(pending)
 
+    def expects_labels(self) -> bool:
+        """Whether the question about the answers asks for labels: the spec says they are
+        labels, or the goal speaks of classifying."""
+        return self.spec.output_kind == "labels" or (
+            self.spec.output_kind is None and answers.mentions_labels(self.spec.goal or "")
+        )
+
     def question(self, part: str) -> str:
         """The question that asks for ``part``, shaped by what the spec already says."""
         if part == "output":
-            if self.spec.output_kind == "labels" or (
-                self.spec.output_kind is None and answers.mentions_labels(self.spec.goal or "")
-            ):
+            if self.expects_labels():
                 return _QUESTIONS["labels"]
             if self.spec.output_kind == "json" or (
                 self.spec.output_kind is None and answers.mentions_extraction(self.spec.goal or "")

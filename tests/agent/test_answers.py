@@ -21,6 +21,12 @@ from agent import answers, phrasing, typed_examples
         ("the labels should be short", None),
         ("sort emails into folders", None),
         ("I need a model that classifies customer support tickets.", None),
+        (
+            "route support tickets to billing, bug, account or shipping",
+            ("billing", "bug", "account", "shipping"),
+        ),
+        ("route tickets to the right team", None),
+        ("forward each email to sales or support.", ("sales", "support")),
     ],
 )
 def test_labels_statement(text: str, expected: tuple[str, ...] | None) -> None:
@@ -145,6 +151,23 @@ def test_junk(text: str, junk: bool) -> None:
 )
 def test_goal_statement(text: str, goal: str | None) -> None:
     assert answers.goal_statement(text) == goal
+
+
+@pytest.mark.parametrize(
+    ("text", "declined"),
+    [
+        ("no style", ("style", "")),
+        ("No style, just the label", ("style", "just the label")),
+        ("no rules.", ("constraints", "")),
+        ("without special cases", ("requirements", "")),
+        ("no system prompt", ("system_prompt", "")),
+        ("no, the labels are a, b", None),
+        ("no stylist needed", None),
+        ("nope", None),
+    ],
+)
+def test_declined_part(text: str, declined: tuple[str, str] | None) -> None:
+    assert phrasing.declined_part(text) == declined
 
 
 def test_statements_and_small_answers() -> None:

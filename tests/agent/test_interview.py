@@ -96,6 +96,43 @@ CASES = [
         },
     ),
     Case(
+        id="labels a routing goal sends to",
+        messages=("route support tickets to billing, bug, account or shipping", "yes"),
+        spec={
+            "labels": ("billing", "bug", "account", "shipping"),
+            "output_kind": "labels",
+            "input_description": "the text of one support ticket",
+        },
+        not_in_replies=("Which labels should it choose from?",),
+    ),
+    Case(
+        id="a sentence where labels were asked for is asked again, not free text",
+        messages=(
+            "I need a model that classifies support tickets",
+            "yes",
+            "tickets about refunds are billing",
+            "billing, bug, account",
+        ),
+        spec={"output_kind": "labels", "labels": ("billing", "bug", "account")},
+        replies=("I need the labels themselves, as a list",),
+        not_in_replies=("free text",),
+    ),
+    Case(
+        id="no style names the part it declines, whatever question is pending",
+        messages=(
+            "route support tickets to billing, bug, account or shipping",
+            "yes",
+            "no style, just the label",
+            "no rules",
+        ),
+        spec={
+            "labels": ("billing", "bug", "account", "shipping"),
+            "skipped": ("style", "constraints"),
+            "requirements": (),
+        },
+        replies=("OK, no style.", "OK, no rules.", "Which cases must the examples cover"),
+    ),
+    Case(
         id="the person corrects the labels",
         messages=(
             "Sort tickets by topic",
@@ -471,6 +508,45 @@ def test_after_an_input_a_bare_label_or_more_lines_or_commands(tmp_path: Path) -
         ("c", "bug"),
     ]
     assert interview.spec.requirements == ()
+
+
+def test_where_examples_are_asked_a_bare_input_waits_for_its_label(tmp_path: Path) -> None:
+    interview = issue_interview(tmp_path)
+    for message in ("skip", "skip", "yes"):
+        interview.handle(message)
+    assert interview.pending() == "examples"
+    held = interview.handle("the app crashes when I upload a photo").text
+    assert held.startswith("Got the input 'the app crashes when I")
+    assert "or just the label" in held
+    assert list_examples(interview.db, interview.project_id) == []
+    # Another session reads the held input back from the transcript.
+    again = Interview(interview.db, get_project(interview.db, "tickets"), cwd=tmp_path)
+    assert "still waits for its output" in again.opening()
+    assert again.handle("bug").text.startswith("Saved example 1: bug")
+    interview.handle("My parcel never came.")
+    assert interview.handle("It was due on Monday.").text.startswith(
+        "Added that to the input (2 lines now)."
+    )
+    interview.handle("shipping")
+    stored = [(e.prompt, e.response) for e in list_examples(interview.db, interview.project_id)]
+    assert stored == [
+        ("the app crashes when I upload a photo", "bug"),
+        ("My parcel never came.\nIt was due on Monday.", "shipping"),
+    ]
+
+
+def test_a_free_text_task_asks_for_marked_examples_instead(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "t.db")
+    interview = Interview(db, create_project(db, "notes"), cwd=tmp_path)
+    interview.opening()
+    for message in ("Summarize meeting notes", "the notes of one meeting", "three bullet points"):
+        interview.handle(message)
+    for _ in range(4):
+        interview.handle("skip")
+    assert interview.pending() == "examples"
+    # Its answer could not be told from more lines of the input.
+    reply = interview.handle("we agreed to ship on Friday").text
+    assert reply.startswith("I expected an example there.")
 
 
 def test_a_held_input_is_dropped_by_skip_or_by_a_new_example(tmp_path: Path) -> None:
