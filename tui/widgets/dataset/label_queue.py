@@ -21,7 +21,7 @@ from tui.text import plain
 if TYPE_CHECKING:
     from textual.app import ComposeResult
 
-NO_PROPOSAL = "(none yet: `tunesmith label PROJECT` proposes answers)"
+NO_PROPOSAL = "(none yet: g has a model propose answers)"
 """The proposal line of a row no model has proposed an answer for."""
 
 
