@@ -501,7 +501,11 @@ def fitting_answer(spec: TaskSpec, answer: str | None) -> str | None:
 
 def describe_report(report: DraftReport, project_name: str, *, max_reasons: int = 5) -> str:
     """What a draft request did, in a few lines."""
-    review = f"they wait as pending for review (tunesmith examples list {project_name})."
+    # Read in the app and on the command line alike: each is named.
+    review = (
+        "they wait as pending for review in the Dataset area"
+        f" (or: tunesmith examples list {project_name})."
+    )
     if report.cancelled:
         first = (
             f"Cancelled after {report.added} of {report.requested} drafts; {review}"
@@ -516,7 +520,7 @@ def describe_report(report: DraftReport, project_name: str, *, max_reasons: int 
     if report.unlabeled:
         lines.append(
             f"{report.unlabeled} of them have no answer yet (the labeller could not give one):"
-            " give them theirs in review."
+            f" label them with l in the Dataset area (or: tunesmith label {project_name})."
         )
     if report.duplicates:
         lines.append(f"{report.duplicates} repeated an existing example and were dropped.")
