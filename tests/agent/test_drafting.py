@@ -24,6 +24,7 @@ from agent.dedupe import NEAR_DUPLICATE_JACCARD, DuplicateIndex, jaccard, normal
 from agent.draft_inputs import MAX_INPUT_TOKENS, clean_input, input_noun
 from agent.drafting import (
     CALLS_PER_INPUT,
+    DraftReport,
     DraftSlot,
     describe_report,
     draft_examples,
@@ -205,6 +206,16 @@ def test_draft_examples_stores_pending_drafts_without_repeats(tmp_path: Path) ->
     assert "2 repeated an existing example" in text
     assert "1 of the teacher's answers were not usable:" in text
     assert "answer 1, line 4: not valid JSON" in text
+
+
+def test_the_report_says_where_to_review_and_label_in_the_app_and_the_command() -> None:
+    text = describe_report(
+        DraftReport(requested=3, added=3, duplicates=0, skipped=(), calls=3, unlabeled=2),
+        "tickets",
+    )
+    assert "in the Dataset area (or: tunesmith examples list tickets)" in text
+    assert "2 of them have no answer yet" in text
+    assert "with l in the Dataset area (or: tunesmith label tickets)" in text
 
 
 class BrokenTeacher(BaseChatModel):
