@@ -17,7 +17,7 @@ from agent.spec_edits import (
     with_output,
     with_requirements,
 )
-from agent.spec_session import EXAMPLES_HINT, SpecSession
+from agent.spec_session import SpecSession
 from agent.spec_text import proposed_system_prompt
 
 
@@ -194,7 +194,9 @@ def _answer(session: SpecSession, part: str, body: str, corrected: bool) -> str:
         return "Saved your system prompt.\n" + session.next_question()
     # The examples question: anything that was not example data lands here.
     if part == "examples":
-        return hold_input(session, body) or "I expected an example there. " + EXAMPLES_HINT
+        return (
+            hold_input(session, body) or "I expected an example there. " + session.examples_hint()
+        )
     return "Sorry, I did not understand that. " + session.next_question()
 
 

@@ -37,7 +37,7 @@ from agent.model_mode import (
 )
 from agent.models import ChatModelSource
 from agent.spec import missing_parts
-from agent.spec_session import EXAMPLES_HINT, SpecSession
+from agent.spec_session import SpecSession
 from agent.spec_text import describe_spec, summarize_part
 from agent.typed_examples import looks_like_example
 from agent.work import Work
@@ -227,7 +227,7 @@ class Interview(SpecSession):
     def _list_examples(self, limit: int = 10) -> str:
         examples = list_examples(self.db, self.project_id)
         if not examples:
-            return "No examples yet. " + EXAMPLES_HINT
+            return "No examples yet. " + self.examples_hint()
         counts = coverage(self.spec, examples)
         lines = [
             f"{len(examples)} examples ({counts.approved} approved, {counts.pending} pending,"

@@ -57,6 +57,12 @@ class SpecSession:
         """The part the latest change was about, which a bare correction ("no, ...") fixes."""
         self._hinted_correction = False
 
+    def examples_hint(self) -> str:
+        """How to add examples; on a labels or JSON task, also an input alone and then its
+        answer (``intake.hold_input``)."""
+        answer = {"labels": "label", "json": "JSON answer"}.get(self.spec.output_kind or "")
+        return EXAMPLES_HINT + (f" Or send an input, then its {answer}." if answer else "")
+
     def example_count(self) -> int:
         """Approved and pending examples of the project."""
         return sum(
@@ -142,6 +148,6 @@ class SpecSession:
         if part == "examples":
             count = self.example_count()
             if count:
-                return f"A few more examples, please ({count} so far). " + EXAMPLES_HINT
-            return "Now some examples. " + EXAMPLES_HINT
+                return f"A few more examples, please ({count} so far). " + self.examples_hint()
+            return "Now some examples. " + self.examples_hint()
         return _QUESTIONS[part]

@@ -515,6 +515,7 @@ def test_where_examples_are_asked_a_bare_input_waits_for_its_label(tmp_path: Pat
     for message in ("skip", "skip", "yes"):
         interview.handle(message)
     assert interview.pending() == "examples"
+    assert interview.next_question().endswith("Or send an input, then its label.")
     held = interview.handle("the app crashes when I upload a photo").text
     assert held.startswith("Got the input 'the app crashes when I")
     assert "or just the label" in held
@@ -547,6 +548,7 @@ def test_a_free_text_task_asks_for_marked_examples_instead(tmp_path: Path) -> No
     # Its answer could not be told from more lines of the input.
     reply = interview.handle("we agreed to ship on Friday").text
     assert reply.startswith("I expected an example there.")
+    assert "Or send an input" not in reply
 
 
 def test_a_held_input_is_dropped_by_skip_or_by_a_new_example(tmp_path: Path) -> None:
