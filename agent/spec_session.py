@@ -12,7 +12,7 @@ import sqlite_utils
 from agent import answers
 from agent.spec import TaskSpec, load_spec, missing_parts, save_spec
 from agent.spec_text import proposed_system_prompt, summarize_part
-from store.examples import list_examples
+from store.examples import count_examples
 from store.projects import Project
 
 _QUESTIONS = {
@@ -66,9 +66,8 @@ class SpecSession:
     def example_count(self) -> int:
         """Approved and pending examples of the project."""
         return sum(
-            1
-            for e in list_examples(self.db, self.project_id)
-            if e.status in ("approved", "pending")
+            count_examples(self.db, self.project_id, status=status)
+            for status in ("approved", "pending")
         )
 
     def pending(self) -> str | None:
