@@ -6,6 +6,12 @@ so is a bare message where examples are asked for, when a bare answer can follow
 JSON object). The transcript is the record of it: every session of the project (the app,
 ``tunesmith chat``) reads the same held input back from the person's latest messages and the
 replies that said they were held.
+
+Lines after an "Input:" are more of that input (a message typed line by line). After a bare
+input, a message that is no answer is read as the next input: one review after another without
+its label is likelier than one review over two messages, and merging two inputs into one row is
+the worse mistake. The input whose output did not come is kept as a row without an answer, to
+label later, so nothing typed is lost.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from store.examples import (
     add_examples,
     content_hash,
     list_examples,
+    unlabeled_example,
     validate_text,
 )
 from store.imports import ParsedFile, read_examples
@@ -50,9 +57,23 @@ HELD_INPUT = "Got the input"
 """How the reply that holds an input for its output begins."""
 
 
+NOT_AN_OUTPUT = "Not an output:"
+"""How the reply begins that refuses a short message as the held input's output (a mistyped
+label): the input stays as it was."""
+
+
 HeldStep = Literal["output", "drop", "new", "more"]
 """What a message does to a held input: gives its output, drops it, starts something new
 (which drops it too), or adds lines to it."""
+
+
+@dataclass(frozen=True)
+class HeldInput:
+    """An input waiting for its output, and whether it came bare (without an "Input:" marker):
+    after a bare input, a message that is no answer is the next input, not more of its lines."""
+
+    text: str
+    bare: bool
 
 
 @dataclass(frozen=True)
@@ -74,10 +95,10 @@ def examples_in(session: SpecSession, body: str) -> str | None:
     parsed = typed_examples.parse_pairs(body)
     if parsed is not None:
         return _store_pairs(session, parsed)
-    arrows = typed_examples.parse_arrow_pairs(body)
-    if arrows:
+    lines = typed_examples.parse_arrow_pairs(body) or _labelled_lines(session, body)
+    if lines:
         try:
-            new_pairs = [typed_example(prompt, response) for prompt, response in arrows]
+            new_pairs = [typed_example(prompt, response) for prompt, response in lines]
         except TunesmithError as error:
             return f"I could not read that as examples: {error.message}"
         stored = store_examples(session, new_pairs, source="typed")
@@ -88,6 +109,16 @@ def examples_in(session: SpecSession, body: str) -> str | None:
             + session.next_question()
         )
     return _raw_messages_offer(session, body)
+
+
+def _labelled_lines(session: SpecSession, body: str) -> list[tuple[str, str]] | None:
+    """The "input - label" lines of ``body`` once a classifier's labels are known and the
+    questions before the examples are answered (before that, a line may be about the task)."""
+    spec = session.spec
+    if spec.output_kind != "labels" or len(spec.labels) < 2:
+        return None
+    pairs = typed_examples.parse_labelled_lines(body, lambda text: match_label(spec, text))
+    return pairs if pairs and session.pending() in ("examples", None) else None
 
 
 MIN_PASTED_MESSAGES = 3
@@ -120,10 +151,7 @@ def store_unlabeled(session: SpecSession, parsed: ParsedFile, *, origin: str) ->
     text = f"Stored {result.added} {noun} without answers from {origin}"
     if result.duplicates:
         text += f" ({result.duplicates} already there)"
-    text += (
-        ". Label them in the Dataset area (F3, then l; g has a model propose answers), or:"
-        f" tunesmith label {session.project_name}"
-    )
+    text += ". " + _where_to_label(session, "them")
     if parsed.rejected:
         text += f"\n{len(parsed.rejected)} lines were not usable:" + "".join(
             f"\n  {r}" for r in parsed.rejected[:MAX_REPORTED_PROBLEMS]
@@ -131,7 +159,15 @@ def store_unlabeled(session: SpecSession, parsed: ParsedFile, *, origin: str) ->
     return text
 
 
-def held_input(session: SpecSession, transcript: Sequence[TranscriptMessage]) -> str | None:
+def _where_to_label(session: SpecSession, rows: str) -> str:
+    """Where the person labels stored inputs, ``rows`` naming them ("it", "them")."""
+    return (
+        f"Label {rows} in the Dataset area (F3, then l; g has a model propose answers), or:"
+        f" tunesmith label {session.project_name}"
+    )
+
+
+def held_input(session: SpecSession, transcript: Sequence[TranscriptMessage]) -> HeldInput | None:
     """The input the person typed without its output and has neither completed nor dropped
     since, read back from ``transcript`` (oldest first), with any lines added to it."""
     added_lines: list[str] = []
@@ -147,15 +183,17 @@ def held_input(session: SpecSession, transcript: Sequence[TranscriptMessage]) ->
             if _is_skip_command(body):
                 return None
             continue
+        if reply.startswith(NOT_AN_OUTPUT):
+            continue
         if _held_step(session, body) != "more":
             parsed = typed_examples.parse_pairs(body)
             waiting = parsed.waiting if parsed is not None else None
             if waiting is None:
                 return None
-            return "\n".join([waiting, *reversed(added_lines)])
+            return HeldInput("\n".join([waiting, *reversed(added_lines)]), bare=False)
         if any(line.startswith(HELD_INPUT) for line in reply.splitlines()):
             # A bare input, held as its reply said.
-            return "\n".join([body, *reversed(added_lines)])
+            return HeldInput("\n".join([body, *reversed(added_lines)]), bare=True)
         added_lines.append(body)
     return None
 
@@ -170,30 +208,59 @@ def hold_input(session: SpecSession, body: str) -> str | None:
     return f"{HELD_INPUT} {short(body)}. " + waiting_hint(session)
 
 
-def continue_held(session: SpecSession, held: str, body: str) -> str | None:
+def continue_held(session: SpecSession, held: HeldInput, body: str) -> str | None:
     """Read ``body`` as the next part of the example whose input ``held`` waits: its output
-    (after an output marker, or a bare label or JSON answer), a skip that drops it, or more
-    lines of the input. None when ``body`` starts something new: the caller drops ``held``."""
+    (after an output marker, or a bare label or JSON answer), a skip that drops it, more lines
+    of a marked input, or the input after a bare one. None when ``body`` starts something new:
+    the caller keeps ``held`` to label later (``keep_unlabeled``)."""
     step = _held_step(session, body)
     if step == "new":
         return None
     if step == "drop":
-        return skip_held(session, held)
+        return skip_held(session, held.text)
     if step == "more":
-        lines = len(f"{held}\n{body}".splitlines())
+        if held.bare:
+            return _next_input(session, held, body)
+        lines = len(f"{held.text}\n{body}".splitlines())
         return f"Added that to the input ({lines} lines now). " + waiting_hint(session)
-    parsed = typed_examples.parse_pairs(body, held=held)
-    return _store_pairs(session, parsed or typed_examples.PairParse(((held, body),)))
+    parsed = typed_examples.parse_pairs(body, held=held.text)
+    return _store_pairs(session, parsed or typed_examples.PairParse(((held.text, body),)))
+
+
+def _next_input(session: SpecSession, held: HeldInput, body: str) -> str:
+    """After a bare input, ``body`` that is no answer: the next input, which keeps the first to
+    label later; or, too short to be an input, a mistyped answer the first still waits for."""
+    next_held = hold_input(session, body)
+    if next_held is None:
+        problem = output_problem(session.spec, body) or f"{short(body)} is not an answer"
+        return (
+            f"{NOT_AN_OUTPUT} {problem}. The input {short(held.text)} still waits for it. "
+            + waiting_hint(session)
+        )
+    return keep_unlabeled(session, held.text) + "\n" + next_held
+
+
+def keep_unlabeled(session: SpecSession, held: str) -> str:
+    """Keep an input whose output did not come as a row without an answer, and say where to
+    label it; a held input that cannot be stored is dropped, with the reason."""
+    try:
+        example = unlabeled_example(held.strip())
+    except TunesmithError as error:
+        return f"Dropped the input {short(held)}: {error.message}."
+    result = add_examples(
+        session.db, session.project_id, [example], source="typed", status="pending"
+    )
+    kept = "is stored already" if result.duplicates else "is kept without its output"
+    return (
+        f"The input {short(held)} {kept}, as its output did not come next. "
+        + _where_to_label(session, "it")
+        + "."
+    )
 
 
 def skip_held(session: SpecSession, held: str) -> str:
     """Drop the held input at the person's word ("skip", ``/skip``), and ask the next question."""
     return f"Dropped the input {short(held)}.\n" + session.next_question()
-
-
-def dropped_line(held: str) -> str:
-    """The note that a held input was given up because something else came instead."""
-    return f"Dropped the input {short(held)}: its output did not come next."
 
 
 def still_waiting(held: str) -> str:
@@ -215,6 +282,7 @@ def _held_step(session: SpecSession, body: str) -> HeldStep:
         return "drop"
     if (
         typed_examples.looks_like_example(body)
+        or _labelled_lines(session, body) is not None
         or typed_examples.parse_pairs(body) is not None
         or typed_examples.pasted_rows(body) is not None
         or typed_examples.importable_path(body, session.cwd) is not None

@@ -128,7 +128,7 @@ class Interview(SpecSession):
                 text += "\n" + self.next_question()
             else:
                 text += (
-                    f"\nThe input {phrasing.short(held)} still waits for its output. "
+                    f"\nThe input {phrasing.short(held.text)} still waits for its output. "
                     + intake.waiting_hint(self)
                 )
         return self.note(text)
@@ -165,30 +165,32 @@ class Interview(SpecSession):
         self.note(reply.text)
         return reply
 
-    def _read(self, text: str, earlier: Sequence[TranscriptMessage], held: str | None) -> str:
+    def _read(
+        self, text: str, earlier: Sequence[TranscriptMessage], held: intake.HeldInput | None
+    ) -> str:
         """Read a message that is no command: the rest of the example whose input is held,
-        else as the mode reads it (and the held input, if any, is dropped)."""
+        else as the mode reads it (and the held input, if any, is kept to label later)."""
         dropped = ""
         if held is not None and text.strip():
             rest_of_example = intake.continue_held(self, held, text.strip())
             if rest_of_example is not None:
                 return rest_of_example
-            dropped = intake.dropped_line(held) + "\n"
+            dropped = intake.keep_unlabeled(self, held.text) + "\n"
         if self.mode == "model":
             return dropped + self._model_turn(text, earlier)
         return dropped + guided_reply(self, text)
 
-    def _command(self, text: str, held: str | None, work: Work) -> Reply:
+    def _command(self, text: str, held: intake.HeldInput | None, work: Work) -> Reply:
         """Run a slash command; an input waiting for its output stays held (``/skip`` drops it)."""
         name = text.partition(" ")[0].lower()
         if held is None:
             return self._run_command(text, work)
         if name == "/skip":
-            return Reply(intake.skip_held(self, held))
+            return Reply(intake.skip_held(self, held.text))
         reply = self._run_command(text, work)
         if reply.action is not None or not reply.text:
             return reply
-        return Reply(f"{reply.text}\n{intake.still_waiting(held)}")
+        return Reply(f"{reply.text}\n{intake.still_waiting(held.text)}")
 
     def _run_command(self, text: str, work: Work) -> Reply:
         # Split at any whitespace: "/unlabeled" may be followed by a pasted block on new lines.

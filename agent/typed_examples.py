@@ -1,5 +1,6 @@
-"""Recognising examples in what a person typed: Input/Output pairs, "a -> b" lines, pasted
-JSONL or CSV rows, a file path, and whether a message typed line by line is unfinished.
+"""Recognising examples in what a person typed: Input/Output pairs, "a -> b" lines, "text -
+label" lines, pasted JSONL or CSV rows, a file path, and whether a message typed line by line
+is unfinished.
 
 An input may come without its output (the output follows in the next message): ``parse_pairs``
 returns it as ``waiting``, and the interview holds it until its output comes.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -155,6 +157,42 @@ def parse_arrow_pairs(text: str) -> list[tuple[str, str]] | None:
             return None
         pairs.append((unquote(match.group("input")), unquote(match.group("output"))))
     return pairs
+
+
+_LABEL_SEPARATORS = (" - ", " – ", " — ", " | ", "\t", " (", " [")
+"""What may stand between an input and the label typed after it on one line. Commas and colons
+are left out: "the labels are a, b" and "labels: a" are words about the task."""
+
+
+def parse_labelled_lines(
+    text: str, match_label: Callable[[str], str | None]
+) -> list[tuple[str, str]] | None:
+    """Lines of "input - label" (or "input | label", "input (label)"), where ``match_label``
+    names the label the end of a line is; None unless every non-blank line is one."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return None
+    pairs: list[tuple[str, str]] = []
+    for line in lines:
+        pair = _split_trailing_label(line, match_label)
+        if pair is None:
+            return None
+        pairs.append(pair)
+    return pairs
+
+
+def _split_trailing_label(
+    line: str, match_label: Callable[[str], str | None]
+) -> tuple[str, str] | None:
+    """The input and label of one "input - label" line: the longest input whose rest is a label."""
+    for head, tail in sorted(
+        (line.rpartition(separator)[::2] for separator in _LABEL_SEPARATORS),
+        key=lambda split: -len(split[0]),
+    ):
+        label = match_label(tail) if head.strip() else None
+        if label is not None:
+            return unquote(head.strip()), label
+    return None
 
 
 def importable_path(text: str, cwd: Path) -> Path | None:

@@ -524,15 +524,69 @@ def test_where_examples_are_asked_a_bare_input_waits_for_its_label(tmp_path: Pat
     again = Interview(interview.db, get_project(interview.db, "tickets"), cwd=tmp_path)
     assert "still waits for its output" in again.opening()
     assert again.handle("bug").text.startswith("Saved example 1: bug")
-    interview.handle("My parcel never came.")
-    assert interview.handle("It was due on Monday.").text.startswith(
-        "Added that to the input (2 lines now)."
-    )
-    interview.handle("shipping")
     stored = [(e.prompt, e.response) for e in list_examples(interview.db, interview.project_id)]
+    assert stored == [("the app crashes when I upload a photo", "bug")]
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "broke after two days. waste of money - negative",
+        "broke after two days. waste of money – Negative.",
+        "broke after two days. waste of money | negative",
+        "broke after two days. waste of money (negative)",
+        "broke after two days. waste of money\tnegative",
+    ],
+)
+def test_where_examples_are_asked_a_label_after_a_dash_is_its_label(
+    typed: str, tmp_path: Path
+) -> None:
+    db = open_database(tmp_path / "t.db")
+    interview = Interview(db, create_project(db, "reviews"), cwd=tmp_path)
+    interview.opening()
+    for message in ("tell if a product review is positive or negative", "just the review text"):
+        interview.handle(message)
+    interview.handle("positive or negative")
+    # Before the examples are asked for, such a line may be words about the task.
+    assert interview.pending() == "requirements"
+    interview.handle("sarcasm - negative")
+    assert list_examples(db, interview.project_id) == []
+    while interview.pending() != "examples":
+        interview.handle("skip")
+    reply = interview.handle(f"{typed}\nGreat blender (the red one) - positive").text
+    assert reply.startswith("Saved examples 1-2")
+    stored = [(e.prompt, e.response) for e in list_examples(db, interview.project_id)]
     assert stored == [
-        ("the app crashes when I upload a photo", "bug"),
-        ("My parcel never came.\nIt was due on Monday.", "shipping"),
+        ("broke after two days. waste of money", "negative"),
+        ("Great blender (the red one)", "positive"),
+    ]
+    # A dash that ends in no label is no example: the line waits for its label.
+    held = interview.handle("a well-made thing - mostly").text
+    assert held.startswith("Got the input 'a well-made thing - mostly'")
+
+
+def test_after_a_bare_input_another_input_is_the_next_one(tmp_path: Path) -> None:
+    """Two reviews typed one after the other, the first without its label, stay two rows:
+    the first is kept without an answer, the label goes to the second."""
+    interview = issue_interview(tmp_path)
+    for message in ("skip", "skip", "yes"):
+        interview.handle(message)
+    interview.handle("My parcel never came.")
+    reply = interview.handle("Also I was charged twice for it").text
+    assert reply.startswith("The input 'My parcel never came.' is kept without its output")
+    assert "F3, then l" in reply and "tunesmith label tickets" in reply
+    assert "Got the input 'Also I was charged twice" in reply
+    # A mistyped label is refused: the input stays as it was, the label still counts.
+    refused = interview.handle("biling").text
+    assert refused.startswith("Not an output: 'biling' is not one of the labels")
+    assert "The input 'Also I was charged twice" in refused
+    again = Interview(interview.db, get_project(interview.db, "tickets"), cwd=tmp_path)
+    assert "The input 'Also I was charged twice" in again.opening()
+    assert again.handle("billing").text.startswith("Saved example 2: billing")
+    rows = list_examples(interview.db, interview.project_id)
+    assert [(e.prompt, e.response, e.status) for e in rows] == [
+        ("My parcel never came.", "", "pending"),
+        ("Also I was charged twice for it", "billing", "approved"),
     ]
 
 
@@ -555,14 +609,16 @@ def test_a_held_input_is_dropped_by_skip_or_by_a_new_example(tmp_path: Path) -> 
     interview = issue_interview(tmp_path)
     interview.handle("Input: first")
     reply = interview.handle("Input: second").text
-    assert reply.startswith("Dropped the input 'first': its output did not come next.")
+    # A new example drops nothing typed: the first input is kept to label later.
+    assert reply.startswith("The input 'first' is kept without its output")
     assert "Got the input. Now its Output:" in reply
     assert interview.handle("/skip").text.startswith("Dropped the input 'second'.")
     # Nothing is held now: /skip skips the pending question again.
     assert interview.handle("/skip").text.startswith("Skipped.")
     interview.handle("Input: third")
     assert interview.handle("skip").text.startswith("Dropped the input 'third'.")
-    assert list_examples(interview.db, interview.project_id) == []
+    rows = list_examples(interview.db, interview.project_id)
+    assert [(e.prompt, e.response, e.status) for e in rows] == [("first", "", "pending")]
 
 
 def answer_to(tmp_path: Path, setup: tuple[str, ...]) -> tuple[TaskSpec, TaskSpec, str, str]:
