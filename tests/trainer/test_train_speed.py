@@ -107,13 +107,13 @@ def _loss_and_grads(
     return loss.item(), grads, metrics
 
 
-@pytest.mark.parametrize("plain", [True, False], ids=["plain autograd", "chunked kernel"])
+@pytest.mark.parametrize("plain", [True, False], ids=["kept softmax", "chunked kernel"])
 def test_completion_head_gives_trls_loss_gradients_and_metrics(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plain: bool
 ) -> None:
     projected: list[int] = []
     kernel: Any = ChunkedLogProbFunction
-    scores = trainer.training.completion_head.plain_head_scores
+    scores: Any = trainer.training.completion_head.HeadScores.apply
 
     class Recording:
         @staticmethod
@@ -126,7 +126,7 @@ def test_completion_head_gives_trls_loss_gradients_and_metrics(
         return scores(rows, *args)
 
     if plain:
-        monkeypatch.setattr(trainer.training.completion_head, "plain_head_scores", recording_scores)
+        monkeypatch.setattr(trainer.training.completion_head.HeadScores, "apply", recording_scores)
     else:
         # Past the size plain autograd takes, TRL's chunked kernel scores the rows.
         monkeypatch.setattr(trainer.training.completion_head, "PLAIN_HEAD_ELEMENTS", 0)
