@@ -26,7 +26,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from store.database import open_database
-from store.errors import InputError
+from store.errors import InputError, ModelError
 from store.evals import (
     EvalItem,
     Evaluation,
@@ -129,8 +129,16 @@ def evaluate_run(db_path: Path, run_id: int) -> Evaluation:
             zip(rows, prompts, references, strict=True)
         )
     ]
-    forgetting = measure_forgetting(pool, project.base_model, tuned_name)
-    _print(f"Forgetting: drift {forgetting.drift:+.3f} nats/token ({forgetting.verdict})")
+    forgetting: Forgetting | None
+    try:
+        forgetting = measure_forgetting(pool, project.base_model, tuned_name)
+    except ModelError as error:
+        # A base that answers the general prompts with nothing (random weights, a broken chat
+        # template) leaves no drift to measure; the scores above still stand.
+        forgetting = None
+        _print(f"Forgetting not measured: {error.message} in the base's general answers")
+    else:
+        _print(f"Forgetting: drift {forgetting.drift:+.3f} nats/token ({forgetting.verdict})")
     return save_evaluation(
         db,
         run.id,

@@ -15,13 +15,18 @@ from store.database import open_database
 from store.errors import TunesmithError
 from store.evals import evaluation_items, latest_evaluation, list_evaluations, save_evaluation
 from store.paths import ensure_private_dir
-from store.projects import create_project
+from store.projects import create_project, get_project
 from store.runs import Run, create_run, finish_run, get_run, mark_started
 from tests.conftest import TinyRun
 from tests.openai_stand_in import stand_in_endpoint
 from tests.tui.pilot import copy_database
 from trainer.control.few_shot import Shot, choose_shots, shot_count
-from trainer.control.forgetting import drift_verdict, general_prompts
+from trainer.control.forgetting import (
+    GeneralAnswer,
+    drift_verdict,
+    general_prompts,
+    write_general_answers,
+)
 from trainer.control.scoring import METRICS, mean_scores
 from trainer.control.snapshot import EVAL_FILE
 from trainer.eval_generation import chat_token_ids
@@ -134,6 +139,29 @@ def test_eval_again_stores_a_second_evaluation(completed_tiny_run: TinyRun) -> N
     assert "Evaluated 4/4 rows" in result.stderr
     # Greedy answers from the same weights score the same again.
     assert after[-1].tuned == before[-1].tuned
+
+
+def test_a_base_that_answers_nothing_leaves_drift_unmeasured_not_the_evaluation(
+    completed_tiny_run: TinyRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A base with random weights can answer every general prompt with nothing at all.
+    monkeypatch.setenv("TUNESMITH_HOME", str(tmp_path / "home"))
+    db_path = copy_database(completed_tiny_run.db_path, tmp_path / "t.db")
+    base_model = get_project(open_database(db_path), "colours").base_model
+    prompts = general_prompts()
+    silent = [GeneralAnswer(prompt.prompt, "", finished=False) for prompt in prompts]
+    write_general_answers(base_model, prompts, silent)
+    result = invoke(db_path, "eval", "colours", "--again", "--json")
+    assert result.exit_code == 0, result.output
+    assert "Forgetting not measured: no answer tokens to score" in result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["forgetting"] is None and printed["n"] == 4
+    assert (
+        printed["tuned"]
+        == latest_evaluation(
+            open_database(completed_tiny_run.db_path), completed_tiny_run.run_id
+        ).tuned
+    )
 
 
 def test_eval_errors_are_one_line(tmp_path: Path) -> None:
