@@ -156,12 +156,8 @@ def test_a_base_that_answers_nothing_leaves_drift_unmeasured_not_the_evaluation(
     assert "Forgetting not measured: no answer tokens to score" in result.stderr
     printed = json.loads(result.stdout)
     assert printed["forgetting"] is None and printed["n"] == 4
-    assert (
-        printed["tuned"]
-        == latest_evaluation(
-            open_database(completed_tiny_run.db_path), completed_tiny_run.run_id
-        ).tuned
-    )
+    stored = latest_evaluation(open_database(completed_tiny_run.db_path), completed_tiny_run.run_id)
+    assert stored is not None and printed["tuned"] == stored.tuned
 
 
 def test_eval_errors_are_one_line(tmp_path: Path) -> None:
