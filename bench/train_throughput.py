@@ -14,6 +14,7 @@ weight and real token, and the peak is the faster of fp32 and bf16 on training-s
 (`measure_throughput`), measured after each round of ours.
 
     python bench/train_throughput.py [--steps N] [--rounds K] [--baseline-fp32]
+        [--model embedded|random-135m|random-1.5b|random-tiny] [--tokenizer DIR]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from trainer.control.config import plan_run
-from trainer.models import DEFAULT_BASE_MODEL, load_base_model
+from trainer.models import DEFAULT_BASE_MODEL, ensure_embedded_model, load_base_model
 from trainer.training.arguments import adapter_config, prepare_model, recompute_activations
 from trainer.training.arguments import training_arguments as tunesmith_arguments
 from trainer.training.completion_head import FastSFTTrainer
@@ -75,6 +76,15 @@ class TokenClock(TrainerCallback):
 
 
 RANDOM_SHAPES: dict[str, dict[str, int]] = {
+    # The embedded model's own shape (SmolLM2-135M), random weights: its speed without its
+    # 98 MB file, for a machine it cannot be copied to.
+    "random-135m": {
+        "hidden_size": 576,
+        "intermediate_size": 1536,
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+    },
     # A common ~1.5B decoder shape (Qwen2-1.5B-like), random weights: no hub needed.
     "random-1.5b": {
         "hidden_size": 1536,
@@ -94,12 +104,15 @@ RANDOM_SHAPES: dict[str, dict[str, int]] = {
 }
 
 
-def load_model(name: str) -> tuple[Any, Any]:
-    """The embedded model, or a random-weight model of a named shape with its tokenizer."""
-    model, tokenizer = load_base_model(DEFAULT_BASE_MODEL, on_status=lambda message: None)
+def load_model(name: str, tokenizer_dir: Path | None = None) -> tuple[Any, Any]:
+    """The embedded model, or a random-weight model of a named shape with the embedded model's
+    tokenizer (read from ``tokenizer_dir`` where given, else from the converted model)."""
     if name == "embedded":
-        return model, tokenizer
-    from transformers import LlamaConfig, LlamaForCausalLM
+        return load_base_model(DEFAULT_BASE_MODEL, on_status=lambda message: None)
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    source = tokenizer_dir or ensure_embedded_model(on_status=lambda message: None)
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
 
     torch.manual_seed(0)
     shape: dict[str, Any] = RANDOM_SHAPES[name]
@@ -148,6 +161,7 @@ def measure(
     arguments: SFTConfig,
     rows: list[dict[str, Any]],
     model_name: str,
+    tokenizer_dir: Path | None,
     speed: Speedups | None,
     threads: int,
 ) -> tuple[float, float, int]:
@@ -156,7 +170,7 @@ def measure(
     torch.set_num_threads(threads)
     if speed is not None and not torch.cuda.is_available():
         keep_freed_memory()
-    model, tokenizer = load_model(model_name)
+    model, tokenizer = load_model(model_name, tokenizer_dir)
     parameters = sum(p.numel() for p in model.parameters())
     clock = TokenClock()
     common: dict[str, Any] = {
@@ -191,6 +205,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--model", choices=["embedded", *RANDOM_SHAPES], default="embedded")
     parser.add_argument(
+        "--tokenizer",
+        type=Path,
+        help="Folder of the embedded model's tokenizer files, for a random-weight model on a "
+        "machine without the embedded model (default: the converted embedded model).",
+    )
+    parser.add_argument(
         "--peak-tflops",
         type=float,
         default=989.0,
@@ -205,7 +225,7 @@ def main() -> None:
     args = parser.parse_args()
     train_rows, rows = demo_rows()
     config = plan_run(len(rows), 0, {"max_steps": args.steps}).config
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(args.model, args.tokenizer)
     max_length = longest_row(train_rows, tokenizer, None)[0] + LENGTH_MARGIN
     device = "cuda" if torch.cuda.is_available() else "cpu"
     default_threads = torch.get_num_threads()
@@ -258,13 +278,13 @@ def main() -> None:
         peak = 0.0
         for round_number in range(args.rounds):
             rate, memory["ours"], parameters = measure_alone(
-                ours_arguments, rows, args.model, speed, threads
+                ours_arguments, rows, args.model, args.tokenizer, speed, threads
             )
             ours.append(rate)
             if device == "cpu":
                 peak = max(peak, measure_throughput(shape).best)
             rate, memory["baseline"], parameters = measure_alone(
-                baseline_arguments, rows, args.model, None, default_threads
+                baseline_arguments, rows, args.model, args.tokenizer, None, default_threads
             )
             baseline.append(rate)
             print(f"round {round_number + 1}: ours {ours[-1]:.0f}, baseline {baseline[-1]:.0f}")
