@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from store.examples import NewExample, add_examples
 from store.imports import stream_examples
 from store.projects import create_project
 from store.runs import get_run
+from trainer.control.distributed import Launch, launcher_command
 from trainer.control.jobs import plan_for_project, prepare_run
 from trainer.models import DEFAULT_BASE_MODEL
 
@@ -57,8 +57,8 @@ def main() -> None:
         run = prepare_run(db, project, plan)
         started = time.perf_counter()
         # In the foreground, its log on this terminal: what `tunesmith train` follows.
-        command = [sys.executable, "-m", "trainer.training.run", "--db", str(db_path)]
-        process = subprocess.run([*command, "--run-id", str(run.id)], check=False)
+        command = launcher_command(Launch(), db_path=db_path, run_id=run.id, resume=False)
+        process = subprocess.run(command, check=False)
         seconds = time.perf_counter() - started
         run = get_run(db, run.id)
         peak = f"{run.peak_memory / 2**20:.0f} MiB" if run.peak_memory else "not recorded"

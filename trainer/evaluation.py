@@ -26,7 +26,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from store.database import open_database
-from store.errors import InputError, ModelError
+from store.errors import InputError
 from store.evals import (
     EvalItem,
     Evaluation,
@@ -129,14 +129,9 @@ def evaluate_run(db_path: Path, run_id: int) -> Evaluation:
             zip(rows, prompts, references, strict=True)
         )
     ]
-    forgetting: Forgetting | None
-    try:
-        forgetting = measure_forgetting(pool, project.base_model, tuned_name)
-    except ModelError as error:
-        # A base that answers the general prompts with nothing (random weights, a broken chat
-        # template) leaves no drift to measure; the scores above still stand.
-        forgetting = None
-        _print(f"Forgetting not measured: {error.message} in the base's general answers")
+    forgetting = measure_forgetting(pool, project.base_model, tuned_name)
+    if forgetting is None:
+        _print("Forgetting not measured: no answer tokens to score in the base's general answers")
     else:
         _print(f"Forgetting: drift {forgetting.drift:+.3f} nats/token ({forgetting.verdict})")
     return save_evaluation(
@@ -252,8 +247,10 @@ def label_report(
     )
 
 
-def measure_forgetting(pool: ModelPool, base_model: str, tuned_name: str) -> Forgetting:
-    """How far ``tuned_name`` moved from its base on the general prompts marked ``drift``.
+def measure_forgetting(pool: ModelPool, base_model: str, tuned_name: str) -> Forgetting | None:
+    """How far ``tuned_name`` moved from its base on the general prompts marked ``drift``; None
+    when the base answered every one with nothing (random weights, a broken chat template),
+    which leaves no token to score.
 
     The drift is the mean per-token negative log-likelihood of the base model's own greedy
     answers under the tuned model minus under the base (nats per token): 0 when the tuned
@@ -264,6 +261,9 @@ def measure_forgetting(pool: ModelPool, base_model: str, tuned_name: str) -> For
     measured = answers_for(prompts, recorded, "drift")
     conversations = [general_conversation(answer.prompt) for answer in measured]
     scored = [Answer(answer.answer, answer.finished) for answer in measured]
+    # An answer has tokens when it has text or ended with the end-of-turn token.
+    if not any(answer.text or answer.finished for answer in scored):
+        return None
     base_nll = mean_answer_nll(pool, BASE_MODEL_NAME, conversations, scored)
     tuned_nll = mean_answer_nll(pool, tuned_name, conversations, scored)
     drift = tuned_nll - base_nll
