@@ -154,6 +154,56 @@ def test_completion_head_gives_trls_loss_gradients_and_metrics(
     assert folded and all("forward" in vars(m) for m in folded)
 
 
+def _plain_head_scores(
+    rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What ``HeadScores`` computes, by plain autograd in fp32."""
+    logits = torch.nn.functional.linear(rows.float(), weight.float(), bias)
+    log_softmax = torch.log_softmax(logits.float(), dim=-1)
+    entropy = -(log_softmax.exp() * log_softmax).sum(-1)
+    is_top1 = log_softmax.argmax(-1) == targets
+    return log_softmax.gather(-1, targets[:, None]).squeeze(-1), entropy.detach(), is_top1
+
+
+@pytest.mark.parametrize(
+    ("dtype", "autocast", "tolerance"),
+    [
+        (torch.float32, False, 1e-5),
+        (torch.bfloat16, True, 2e-2),
+        # A full fine-tune under autocast: fp32 rows and weight, bf16 logits.
+        (torch.float32, True, 2e-2),
+    ],
+    ids=["fp32", "bf16", "fp32 under bf16 autocast"],
+)
+def test_head_scores_match_plain_autograd_over_uneven_chunks(
+    monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype, autocast: bool, tolerance: float
+) -> None:
+    # 3 rows a chunk: 10 rows make chunks of 3, 3, 3 and 1.
+    monkeypatch.setattr(trainer.training.completion_head, "HEAD_CHUNK_ELEMENTS", 3 * 97 + 5)
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.randn(10, 16, generator=generator).to(dtype)
+    weight = torch.randn(97, 16, generator=generator).to(dtype)
+    bias = torch.randn(97, generator=generator).to(dtype)
+    targets = torch.randint(0, 97, (10,), generator=generator)
+    # A row whose target is already near certain: its 1 - p must survive bf16.
+    weight.data[targets[0]] = rows[0] * 2
+    fast_scores: Any = trainer.training.completion_head.HeadScores.apply
+    results: list[list[torch.Tensor]] = []
+    for scores in (fast_scores, _plain_head_scores):
+        inputs = [tensor.clone().requires_grad_() for tensor in (rows, weight, bias)]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            log_probs, entropy, is_top1 = scores(inputs[0], inputs[1], inputs[2], targets)
+        (log_probs * torch.linspace(-1, 1, 10)).sum().backward()
+        grads = [tensor.grad for tensor in inputs if tensor.grad is not None]
+        assert [grad.dtype for grad in grads] == [dtype] * 3
+        results.append([log_probs.detach(), entropy, is_top1, *grads])
+    fast, plain = results
+    assert plain[0][0] > -0.01
+    torch.testing.assert_close(fast[2], plain[2])
+    for got, expected in zip(fast[:2] + fast[3:], plain[:2] + plain[3:], strict=True):
+        torch.testing.assert_close(got.float(), expected.float(), rtol=tolerance, atol=tolerance)
+
+
 def test_bf16_base_weights_keep_lora_in_fp32(tiny_model_dir: Path, tmp_path: Path) -> None:
     speed = Speedups(
         bf16_weights=True,
