@@ -52,6 +52,7 @@ CPU_SPEED = Speedups(
     flash_attention=False,
     liger=False,
     folded_lora=True,
+    fused_norms=True,
 )
 
 
@@ -148,10 +149,12 @@ def test_completion_head_gives_trls_loss_gradients_and_metrics(
     assert fast_metrics.keys() == metrics.keys() >= {"num_tokens", "mean_token_accuracy", "entropy"}
     for name, value in metrics.items():
         assert fast_metrics[name] == pytest.approx(value, rel=1e-4), name
-    # Every LoRA layer ran the folded forward.
+    # Every LoRA layer ran the folded forward, every norm the fused one.
     model: Any = fast.model
     folded = [m for m in model.modules() if isinstance(m, LoraLayer)]
     assert folded and all("forward" in vars(m) for m in folded)
+    norms = [m for m in model.modules() if type(m).__name__.endswith("RMSNorm")]
+    assert len(norms) == 5 and all("forward" in vars(m) for m in norms)
 
 
 def _plain_head_scores(
@@ -308,6 +311,7 @@ def test_cpu_gets_bf16_weights_the_completion_head_and_the_lora_fold() -> None:
         flash_attention=False,
         liger=False,
         folded_lora=True,
+        fused_norms=True,
     )
 
 
@@ -413,6 +417,8 @@ def test_layers_are_compiled_only_for_a_long_cpu_lora_run_alone_with_a_compiler(
         compiler=lambda: compiler,
     )
     assert speed.compiled_layers is chosen
+    # The compiled layers fuse the norms themselves.
+    assert speed.fused_norms is (device == "cpu" and not chosen)
 
 
 @pytest.mark.parametrize(
@@ -547,7 +553,10 @@ def test_compiled_layers_give_the_eager_loss_and_run_only_in_a_training_step(
 ) -> None:
     eager: Any = _trainer(tiny_model_dir, tmp_path, CPU_SPEED, bf16=False)
     fast: Any = _trainer(
-        tiny_model_dir, tmp_path, replace(CPU_SPEED, compiled_layers=True), bf16=False
+        tiny_model_dir,
+        tmp_path,
+        replace(CPU_SPEED, compiled_layers=True, fused_norms=False),
+        bf16=False,
     )
     batch = next(iter(eager.get_train_dataloader()))
     loss, grads, _ = _loss_and_grads(eager, batch)

@@ -24,6 +24,7 @@ from trl.trainer.utils import FusedCausalLMOutput
 
 from trainer.training.compiled_layers import CompiledLayers
 from trainer.training.fused_lora import fold_lora_scaling
+from trainer.training.fused_norms import fuse_rms_norms
 from trainer.training.hardware import Speedups
 
 HEAD_CHUNK = 32768
@@ -213,6 +214,8 @@ class FastSFTTrainer(SFTTrainer):
         # Which runs fold and compile is choose_speedups' to say (LoRA's own layers only).
         if speed.folded_lora:
             fold_lora_scaling(base)
+        if speed.fused_norms:
+            fuse_rms_norms(base)
         self._compiled = CompiledLayers(base) if speed.compiled_layers else None
 
     def training_step(self, model: torch.nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:

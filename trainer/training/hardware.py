@@ -366,6 +366,9 @@ class Speedups:
     compiled_layers: bool = False
     """The decoder layers' training forward compiled (``trainer.training.compiled_layers``):
     on a CPU, for a LoRA run alone that is long enough to win the compile time back."""
+    fused_norms: bool = False
+    """Llama's RMSNorm as one autograd function (``trainer.training.fused_norms``): on a CPU,
+    where the compiled layers do not fuse it already."""
 
 
 def choose_speedups(
@@ -394,6 +397,13 @@ def choose_speedups(
     cuda = device == "cuda"
     # Full fine-tuning updates the base weights: bf16 would round small updates away.
     bf16_weights = bf16 and lora and not quantized
+    compiled_layers = (
+        cpu_lora
+        and alone
+        and steps >= COMPILE_MIN_STEPS_WARM
+        and (steps >= COMPILE_MIN_STEPS or (compiled_before is not None and compiled_before()))
+        and (compiler or compiler_found)()
+    )
     return Speedups(
         bf16_weights=bf16_weights,
         completion_head=device == "cpu",
@@ -404,11 +414,8 @@ def choose_speedups(
         liger=cuda and has("liger_kernel") and "lm_head" not in target_modules,
         eager_attention=device == "cpu" and scores_fit,
         folded_lora=cpu_lora,
-        compiled_layers=cpu_lora
-        and alone
-        and steps >= COMPILE_MIN_STEPS_WARM
-        and (steps >= COMPILE_MIN_STEPS or (compiled_before is not None and compiled_before()))
-        and (compiler or compiler_found)(),
+        compiled_layers=compiled_layers,
+        fused_norms=device == "cpu" and not compiled_layers,
     )
 
 
