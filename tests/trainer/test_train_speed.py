@@ -34,6 +34,7 @@ from trainer.training.compiled_layers import (
     use_compile_cache,
 )
 from trainer.training.completion_head import FastSFTTrainer
+from trainer.training.cpu_attention import AttentionFunction
 from trainer.training.data import to_prompt_completion
 from trainer.training.hardware import (
     COMPILE_MIN_STEPS,
@@ -262,19 +263,34 @@ def test_adapters_without_lora_layers_train_a_bf16_step(
 
 
 def test_eager_attention_gives_sdpa_s_loss_and_is_chosen_for_short_rows_on_a_cpu(
-    tiny_model_dir: Path, tmp_path: Path
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     eager = replace(CPU_SPEED, eager_attention=True)
     fast: Any = _trainer(tiny_model_dir, tmp_path, eager, bf16=False)
     plain: Any = _trainer(tiny_model_dir, tmp_path, CPU_SPEED, bf16=False)
-    assert fast.model.config._attn_implementation == "eager"
+    assert fast.model.config._attn_implementation == "tunesmith_cpu"
     assert plain.model.config._attn_implementation == "sdpa"
+    calls: list[int] = []
+    apply: Any = AttentionFunction.apply
+
+    def counted(*args: Any) -> Any:
+        calls.append(1)
+        return apply(*args)
+
+    monkeypatch.setattr(AttentionFunction, "apply", counted)
     batch = next(iter(plain.get_train_dataloader()))
     loss, grads, _ = _loss_and_grads(plain, batch)
     eager_loss, eager_grads, _ = _loss_and_grads(fast, batch)
+    # Each of the tiny model's 2 layers ran the one function, not eager's fallback.
+    assert len(calls) == 2
     assert eager_loss == pytest.approx(loss, rel=1e-5)
     for name, grad in grads.items():
         torch.testing.assert_close(eager_grads[name], grad, rtol=1e-3, atol=1e-5)
+    # What a run saves names no implementation another process lacks.
+    fast.model.save_pretrained(tmp_path / "saved")
+    assert "tunesmith_cpu" not in "".join(
+        path.read_text() for path in (tmp_path / "saved").glob("*.json")
+    )
     # The 135M model's 30 layers and 9 heads: the demo's rows (126 tokens) fit, 1024 do not.
     config = AutoModelForCausalLM.from_pretrained(tiny_model_dir).config
     config.num_hidden_layers, config.num_attention_heads = 30, 9

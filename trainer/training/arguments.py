@@ -11,6 +11,7 @@ from transformers import PreTrainedModel
 from trl import SFTConfig
 
 from trainer.control.config import RunConfig
+from trainer.training.cpu_attention import register_cpu_attention
 from trainer.training.hardware import Speedups, activations_fit
 
 
@@ -105,7 +106,10 @@ def prepare_model(model: PreTrainedModel, speed: Speedups) -> None:
     if speed.flash_attention:
         model.set_attn_implementation("flash_attention_2")
     elif speed.eager_attention:
-        model.set_attn_implementation("eager")
+        # Compiled layers fuse eager's own ops; a function of ours would be opaque to that.
+        model.set_attn_implementation(
+            "eager" if speed.compiled_layers else register_cpu_attention()
+        )
 
 
 def recompute_activations(model: PreTrainedModel, tokens: int, device: str) -> bool:

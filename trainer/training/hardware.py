@@ -359,7 +359,8 @@ class Speedups:
     """Liger's Triton kernels for norms, SwiGLU and RoPE."""
     eager_attention: bool = False
     """Plain matmul attention on a CPU: SDPA's CPU backward takes 7x its forward (1.11-1.16x a
-    step on the demo rows); eager keeps its scores for the backward, so only where they fit."""
+    step on the demo rows); eager keeps its scores for the backward, so only where they fit.
+    Ours (``trainer.training.cpu_attention``) unless the layers are compiled."""
     folded_lora: bool = False
     """LoRA's scale and add folded into one ``addmm_`` (``trainer.training.fused_lora``): two
     passes over each adapted layer's output fewer, measured on a CPU."""
