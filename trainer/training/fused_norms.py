@@ -56,7 +56,9 @@ class RMSNormFunction(torch.autograd.Function):
 
 def fuse_rms_norms(model: nn.Module) -> int:
     """Give every norm of ``model`` whose forward is Llama's the fused one; returns how many."""
-    norms = [module for module in model.modules() if _is_llama_norm(type(module))]
+    # Each kind of module is checked once: a model holds dozens of norms of one class.
+    kinds = {kind for kind in {type(module) for module in model.modules()} if _is_llama_norm(kind)}
+    norms = [module for module in model.modules() if type(module) in kinds]
     for norm in norms:
         norm.forward = types.MethodType(_fused_forward, norm)
     return len(norms)
